@@ -1,0 +1,45 @@
+# The two commands that matter: `make demo` and `make test` (see README.md).
+SHELL := /bin/bash
+PYTHON ?= python3
+UV_VERSION := 0.13.9
+TOOLS := .venv-tools
+UV := $(TOOLS)/bin/uv
+RUN := $(UV) run --frozen
+
+.PHONY: install demo up test check lint format chaos bench clean
+
+$(UV):
+	$(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+
+.venv/.synced: $(UV) pyproject.toml uv.lock
+	$(UV) sync --frozen --quiet
+	@touch $@
+
+install: .venv/.synced ## install every dependency from uv.lock into .venv
+
+demo: install ## start the platform (embedded PostgreSQL/Redis unless DATABASE_URL/REDIS_URL), run `test`
+	$(RUN) python -m launcher demo
+
+up: install ## run the whole platform in the foreground until Ctrl-C
+	$(RUN) python -m launcher up
+
+test: install ## the whole test suite against real PostgreSQL and Redis
+	$(RUN) pytest -q -p no:cacheprovider
+
+lint: install
+	$(RUN) ruff check .
+	$(RUN) ruff format --check .
+	$(RUN) mypy .
+
+check: lint test ## ruff, ruff format --check, mypy, then the tests
+
+format: install
+	$(RUN) ruff check --fix .
+	$(RUN) ruff format .
+
+bench: install ## throughput benchmark (prints figures; not a test)
+	$(RUN) python bench/throughput.py
+
+clean:
+	rm -rf var .venv $(TOOLS)

@@ -1,0 +1,1 @@
+"""The common base of the six agents: app factory, action registry, idempotency ledger."""

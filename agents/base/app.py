@@ -1,0 +1,192 @@
+"""The app factory every agent uses: /health, /metrics, POST /api/v1/{action}."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import httpx
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from pydantic import ValidationError
+from sqlalchemy import text
+
+from agents.base.actions import ActionRegistry, AgentError, NoopBody, noop
+from agents.base.context import ActionContext
+from agents.base.ledger import Ledger, request_hash
+from agents.base.settings import AgentSettings
+from shared.auth import require_token
+from shared.db.session import create_engine, create_sessionmaker
+from shared.errors import NotFound, ValidationFailed, register_exception_handlers
+from shared.metrics import LATENCY_BUCKETS, mount_metrics
+from shared.spec.catalog import AGENT_ACTIONS
+
+# A health check returns (status, detail); status is "ok", "degraded" or "down".
+HealthCheck = Callable[[ActionContext], Awaitable[tuple[str, Any]]]
+
+
+def create_agent_app(
+    registry: ActionRegistry,
+    settings: AgentSettings | None = None,
+    *,
+    health_checks: dict[str, HealthCheck] | None = None,
+) -> FastAPI:
+    """Build the FastAPI app of one agent from its registered actions."""
+    settings = settings or AgentSettings()
+    registry.actions.setdefault("noop", _noop_action(registry))
+    expected = AGENT_ACTIONS[registry.agent]
+    if set(registry.actions) != expected:
+        raise RuntimeError(
+            f"{registry.agent} serves {sorted(registry.actions)} but the catalog "
+            f"(shared/spec/catalog.py) says {sorted(expected)}"
+        )
+    metrics = CollectorRegistry()
+    calls = Counter(
+        "agent_actions_total", "Action requests", ["action", "outcome"], registry=metrics
+    )
+    duration = Histogram(
+        "agent_action_duration_seconds",
+        "Time spent in action handlers",
+        ["action"],
+        buckets=LATENCY_BUCKETS,
+        registry=metrics,
+    )
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = create_engine(settings, pool_size=5)
+        async with httpx.AsyncClient(timeout=30.0, follow_redirects=False) as http:
+            app.state.engine = engine
+            app.state.sessionmaker = create_sessionmaker(engine)
+            app.state.http = http
+            app.state.ledger = Ledger(
+                registry.agent, app.state.sessionmaker, settings.ledger_claim_s
+            )
+            yield
+        await engine.dispose()
+
+    app = FastAPI(title=registry.agent, lifespan=lifespan)
+    register_exception_handlers(app)
+    mount_metrics(app, metrics)
+    app.state.settings = settings
+    app.state.registry = registry
+
+    def context(request: Request) -> ActionContext:
+        return ActionContext(
+            agent=registry.agent,
+            settings=settings,
+            http=app.state.http,
+            db_engine=app.state.engine,
+            sessionmaker=app.state.sessionmaker,
+            idempotency_key=request.headers.get("idempotency-key"),
+            run_id=request.headers.get("x-run-id"),
+            step_id=request.headers.get("x-step-id"),
+            trace_id=request.headers.get("x-trace-id"),
+        )
+
+    @app.get("/health")
+    async def health(request: Request) -> JSONResponse:
+        checks: dict[str, Any] = {}
+        status = "healthy"
+        try:
+            async with app.state.engine.connect() as conn:
+                await conn.execute(text("SELECT 1"))
+            checks["database"] = "ok"
+        except Exception as exc:  # reported, not raised: /health must answer
+            checks["database"] = f"down: {type(exc).__name__}"
+            status = "unhealthy"
+        for name, check in (health_checks or {}).items():
+            state, detail = await check(context(request))
+            checks[name] = detail if state == "ok" else {"status": state, "detail": detail}
+            if state != "ok" and status == "healthy":
+                status = "degraded" if state == "degraded" else "unhealthy"
+        return JSONResponse(
+            {
+                "status": status,
+                "agent": registry.agent,
+                "actions": sorted(registry.actions),
+                "checks": checks,
+            },
+            status_code=503 if status == "unhealthy" else 200,
+        )
+
+    @app.get("/api/v1/actions")
+    async def list_actions(request: Request) -> dict[str, Any]:
+        require_token(request, [settings.service_token.get_secret_value()])
+        return {
+            name: {"description": a.description, "body": a.body.model_json_schema()}
+            for name, a in sorted(registry.actions.items())
+        }
+
+    @app.post("/api/v1/{action}")
+    async def run_action(action: str, request: Request) -> JSONResponse:
+        require_token(request, [settings.service_token.get_secret_value()])
+        spec = registry.actions.get(action)
+        if spec is None:
+            raise NotFound(
+                f"{registry.agent} has no action {action!r}; "
+                f"actions: {', '.join(sorted(registry.actions))}",
+                code="unknown_action",
+            )
+        try:
+            raw = await request.json()
+        except ValueError as exc:
+            raise ValidationFailed("request body must be a JSON object") from exc
+        try:
+            body = spec.body.model_validate(raw)
+        except ValidationError as exc:
+            details = [
+                {"field": ".".join(str(p) for p in e["loc"]), "message": e["msg"]}
+                for e in exc.errors()
+            ]
+            fields = ", ".join(d["field"] or "body" for d in details)
+            raise ValidationFailed(f"invalid body for {action}: {fields}", details=details) from exc
+        ctx = context(request)
+        ledger: Ledger = app.state.ledger
+        key = ctx.idempotency_key if not spec.idempotent_by_nature else None
+        if key:
+            stored = await ledger.begin(key, action, request_hash(action, raw))
+            if stored is not None:
+                calls.labels(action, "replayed").inc()
+                if stored.status == "DONE":
+                    return JSONResponse(stored.result, headers={"Idempotent-Replayed": "true"})
+                return JSONResponse(
+                    stored.error or {"error": "action_failed"},
+                    status_code=int((stored.error or {}).get("status", 422)),
+                    headers={"Idempotent-Replayed": "true"},
+                )
+        started = time.perf_counter()
+        try:
+            result = await spec.handler(body, ctx)
+        except AgentError as exc:
+            calls.labels(action, "error").inc()
+            error = {**exc.to_body(), "status": exc.status_code}
+            if key:
+                await ledger.fail(key, error)
+            headers = (
+                {"Retry-After": f"{exc.retry_after_s:g}"} if exc.retry_after_s is not None else None
+            )
+            return JSONResponse(error, status_code=exc.status_code, headers=headers)
+        except BaseException:
+            # Unexpected crash: leave the key retryable so a later attempt can redo the work.
+            calls.labels(action, "crash").inc()
+            if key:
+                await ledger.fail(key, {"error": "crash", "retryable": True, "status": 500})
+            raise
+        finally:
+            duration.labels(action).observe(time.perf_counter() - started)
+        if key:
+            await ledger.finish(key, result)
+        calls.labels(action, "ok").inc()
+        return JSONResponse(result)
+
+    return app
+
+
+def _noop_action(registry: ActionRegistry) -> Any:
+    from agents.base.actions import Action
+
+    return Action("noop", NoopBody, noop, "do nothing; echo the body", idempotent_by_nature=True)

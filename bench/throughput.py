@@ -1,0 +1,166 @@
+"""Throughput of the whole platform: N runs of a 6-step diamond of no-op agent actions,
+submitted through /coordinate, executed by 1..K engine replicas against the real agents.
+
+    uv run python bench/throughput.py --runs 300 --engines 1
+    uv run python bench/throughput.py --runs 300 --engines 2
+
+Prints runs/s, steps/s, and p50/p99 of submit→first step and of step-to-step dispatch
+overhead (a step's claim minus the moment its last dependency's result was recorded).
+Uses DATABASE_URL / REDIS_URL when set, else embedded servers under var/bench.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import asyncpg
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from launcher.platform import running_platform  # noqa: E402
+from launcher.processes import ROOT, Ports, Service, free_port  # noqa: E402
+from shared.db.session import asyncpg_dsn  # noqa: E402
+
+DIAMOND = {
+    "name": "bench-diamond",
+    "steps": [
+        {"id": "a", "agent": "data-connector", "action": "noop"},
+        {"id": "b", "agent": "data-collector", "action": "noop", "depends_on": ["a"]},
+        {"id": "c", "agent": "data-converter", "action": "noop", "depends_on": ["a"]},
+        {"id": "d", "agent": "data-scheduler", "action": "noop", "depends_on": ["a"]},
+        {"id": "e", "agent": "data-fetch-retry", "action": "noop", "depends_on": ["a"]},
+        {"id": "f", "agent": "data-merger", "action": "noop", "depends_on": ["b", "c", "d", "e"]},
+    ],
+}
+
+
+def pct(values: list[float], q: float) -> float:
+    """The q-th percentile (0..100) of values."""
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]
+
+
+async def submit_all(base: str, runs: int, concurrency: int) -> list[str]:
+    limit = asyncio.Semaphore(concurrency)
+    async with httpx.AsyncClient(
+        base_url=base, headers={"Authorization": "Bearer dev-api-key"}, timeout=30
+    ) as api:
+
+        async def one(i: int) -> str:
+            async with limit:
+                r = await api.post("/coordinate", json={"spec": DIAMOND, "inputs": {}})
+                r.raise_for_status()
+                return str(r.json()["run_id"])
+
+        return await asyncio.gather(*(one(i) for i in range(runs)))
+
+
+async def wait_done(dsn: str, run_ids: list[str], timeout_s: float) -> None:
+    conn = await asyncpg.connect(dsn)
+    try:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            open_runs = await conn.fetchval(
+                "SELECT count(*) FROM workflow_runs WHERE id = ANY($1::uuid[]) "
+                "AND status IN ('PENDING', 'RUNNING')",
+                run_ids,
+            )
+            if open_runs == 0:
+                return
+            await asyncio.sleep(0.1)
+        raise TimeoutError(f"{open_runs} runs unfinished after {timeout_s}s")
+    finally:
+        await conn.close()
+
+
+async def measure(dsn: str, run_ids: list[str]) -> dict[str, float]:
+    conn = await asyncpg.connect(dsn)
+    try:
+        span = await conn.fetchrow(
+            "SELECT min(r.created_at) AS t0, max(r.finished_at) AS t1, count(*) AS runs, "
+            "count(*) FILTER (WHERE r.status = 'SUCCEEDED') AS ok "
+            "FROM workflow_runs r WHERE r.id = ANY($1::uuid[])",
+            run_ids,
+        )
+        steps = await conn.fetchval(
+            "SELECT count(*) FROM step_runs WHERE run_id = ANY($1::uuid[])", run_ids
+        )
+        first = await conn.fetch(
+            "SELECT extract(epoch FROM min(s.started_at) - r.created_at) * 1000 AS ms "
+            "FROM workflow_runs r JOIN step_runs s ON s.run_id = r.id "
+            "WHERE r.id = ANY($1::uuid[]) GROUP BY r.id, r.created_at",
+            run_ids,
+        )
+        dispatch = await conn.fetch(
+            "SELECT extract(epoch FROM s.started_at - max(d.finished_at)) * 1000 AS ms "
+            "FROM step_runs s JOIN step_runs d ON d.run_id = s.run_id "
+            "AND d.step_id = ANY(s.depends_on) AND d.map_index = -1 "
+            "WHERE s.run_id = ANY($1::uuid[]) AND cardinality(s.depends_on) > 0 "
+            "GROUP BY s.id, s.started_at",
+            run_ids,
+        )
+    finally:
+        await conn.close()
+    elapsed = (span["t1"] - span["t0"]).total_seconds()
+    first_ms = [float(r["ms"]) for r in first]
+    dispatch_ms = [float(r["ms"]) for r in dispatch]
+    return {
+        "runs": span["runs"],
+        "succeeded": span["ok"],
+        "steps": steps,
+        "elapsed_s": elapsed,
+        "runs_per_s": span["runs"] / elapsed,
+        "steps_per_s": steps / elapsed,
+        "first_step_p50_ms": statistics.median(first_ms),
+        "first_step_p99_ms": pct(first_ms, 99),
+        "dispatch_p50_ms": statistics.median(dispatch_ms),
+        "dispatch_p99_ms": pct(dispatch_ms, 99),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--runs", type=int, default=300)
+    parser.add_argument("--engines", type=int, default=1)
+    parser.add_argument("--submit-concurrency", type=int, default=32)
+    args = parser.parse_args()
+    var = ROOT / "var" / "bench"
+    with running_platform(var, ports=Ports.random(), say=lambda *_: None) as platform:
+        extra = []
+        for i in range(1, args.engines):
+            replica = Service(
+                f"workflow-engine-{i + 1}",
+                "services.workflow_engine.app",
+                free_port(),
+                platform.env,
+                platform.log_dir / f"workflow-engine-{i + 1}.log",
+            )
+            replica.start()
+            replica.wait_healthy()
+            extra.append(replica)
+        try:
+            dsn = asyncpg_dsn(platform.env["DATABASE_URL"])
+            run_ids = asyncio.run(submit_all(platform.controller_url, args.runs, 32))
+            asyncio.run(wait_done(dsn, run_ids, timeout_s=600))
+            figures = asyncio.run(measure(dsn, run_ids))
+        finally:
+            for replica in extra:
+                replica.stop()
+    print(f"engines={args.engines} runs={args.runs} (6-step diamond, no-op agent actions)")
+    for key, value in figures.items():
+        print(f"  {key:<20} {value:10.2f}" if isinstance(value, float) else f"  {key:<20} {value}")
+    if os.environ.get("BENCH_STRICT") and figures["succeeded"] != figures["runs"]:
+        raise SystemExit("some runs did not succeed")
+
+
+if __name__ == "__main__":
+    main()

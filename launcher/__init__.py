@@ -1,0 +1,1 @@
+"""Runs the whole platform on one machine: `python -m launcher demo|up` (see the Makefile)."""

@@ -1,0 +1,107 @@
+"""Submit the built-in `test` workflow and show it as it happens, from the event streams."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import uuid
+from typing import Any
+
+import httpx
+import redis
+
+from launcher.platform import RunningPlatform
+from services.orchestrator_controller.settings import DEV_API_KEY
+from shared.state.machine import RUN_EVENT, STEP_EVENT
+
+STREAMS = sorted(set(RUN_EVENT.values()) | set(STEP_EVENT.values()))
+TERMINAL_EVENTS = {
+    "ingestion.workflow.completed",
+    "ingestion.workflow.failed",
+    "ingestion.workflow.cancelled",
+    "ingestion.workflow.compensated",
+    "ingestion.workflow.compensation_failed",
+}
+
+
+def _follow(platform: RunningPlatform, run_id: str, client: redis.Redis, group: str) -> None:
+    started = time.monotonic()
+    deadline = started + 120
+    while time.monotonic() < deadline:
+        replies: Any = client.xreadgroup(group, "demo", dict.fromkeys(STREAMS, ">"), block=1000)
+        for stream, messages in replies or []:
+            for message_id, fields in messages:
+                event = json.loads(fields[b"event"])
+                client.xack(stream, group, message_id)
+                if event.get("run_id") != run_id:
+                    continue
+                print(f"  {time.monotonic() - started:6.2f}s  {_describe(event)}")
+                if event["type"] in TERMINAL_EVENTS:
+                    return
+    raise TimeoutError("the demo run did not finish within 120 s")
+
+
+def _describe(event: dict[str, Any]) -> str:
+    kind = event["type"].removeprefix("ingestion.")
+    if kind.startswith("step."):
+        text = f"{kind:<18} {event['step_id']:<13} {event.get('agent', '')}"
+        if event.get("action"):
+            text += f".{event['action']}"
+        if "attempt" in event:
+            text += f"  attempt {event['attempt']}"
+        if "duration_ms" in event:
+            text += f"  {event['duration_ms']:.0f} ms"
+        if event.get("error"):
+            text += f"  error: {event['error'].get('message', '')[:80]}"
+        return text
+    return f"{kind:<18} {event.get('reason') or event.get('workflow') or ''}"
+
+
+def run_demo(platform: RunningPlatform) -> int:
+    """Run `test` once; print what happens and a summary. Exit status 0 when it succeeded."""
+    events = redis.Redis.from_url(platform.infra.redis_url)
+    group = f"demo-{uuid.uuid4().hex[:6]}"
+    for stream in STREAMS:
+        events.xgroup_create(stream, group, id="$", mkstream=True)
+    api = httpx.Client(
+        base_url=platform.controller_url,
+        headers={"Authorization": f"Bearer {os.environ.get('DEMO_API_KEY', DEV_API_KEY)}"},
+        timeout=10,
+    )
+    inputs = {"remote_url": f"http://127.0.0.1:{platform.ports.samples}/remote/orders_api.json"}
+    print(f"\nAPI key for this dev platform: {DEV_API_KEY}")
+    print("POST /coordinate  {workflow: test}")
+    response = api.post(
+        "/coordinate",
+        json={"workflow": "test", "inputs": inputs},
+        headers={"Idempotency-Key": f"demo-{uuid.uuid4()}"},
+    )
+    response.raise_for_status()
+    run_id = response.json()["run_id"]
+    print(f"accepted: run {run_id} ({response.status_code}); events from Redis Streams:\n")
+    try:
+        _follow(platform, run_id, events, group)
+    finally:
+        for stream in STREAMS:
+            events.xgroup_destroy(stream, group)
+    run = api.get(f"/workflows/{run_id}").json()
+    print(f"\nrun {run_id}: {run['status']} in {run['duration_ms']:.0f} ms")
+    print(f"  {'step':<14}{'agent':<18}{'status':<11}{'attempts':>8}{'ms':>9}")
+    for step in run["steps"]:
+        duration = f"{step['duration_ms']:.0f}" if step["duration_ms"] is not None else "-"
+        print(
+            f"  {step['step_id']:<14}{step['agent']:<18}{step['status']:<11}"
+            f"{step['attempts']:>8}{duration:>9}"
+        )
+    merged = next((s["output"] for s in run["steps"] if s["step_id"] == "merge"), None)
+    if merged:
+        print(
+            f"\nmerged dataset {merged.get('dataset')}: {merged.get('rows')} rows, "
+            f"checksum {str(merged.get('checksum'))[:16]}…\n  at {merged.get('uri')}"
+        )
+    if run["status"] != "SUCCEEDED":
+        print(f"\nFAILED: {run.get('error')}  (logs in {platform.log_dir})")
+        return 1
+    print(f"\nlogs: {platform.log_dir}   details: GET {platform.controller_url}/workflows/{run_id}")
+    return 0

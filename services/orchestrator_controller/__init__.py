@@ -1,0 +1,1 @@
+"""The orchestrator controller: the public API that accepts, lists, shows and cancels runs."""

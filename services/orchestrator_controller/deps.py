@@ -1,0 +1,31 @@
+"""Dependencies handlers reach clients through."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.orchestrator_controller.settings import ControllerSettings
+from shared.auth import require_token
+
+
+async def _session(request: Request) -> AsyncIterator[AsyncSession]:
+    async with request.app.state.sessionmaker() as session:
+        yield session
+
+
+def _settings(request: Request) -> ControllerSettings:
+    settings: ControllerSettings = request.app.state.settings
+    return settings
+
+
+def _require_api_key(request: Request) -> None:
+    require_token(request, request.app.state.settings.accepted_api_keys())
+
+
+SessionDep = Annotated[AsyncSession, Depends(_session)]
+SettingsDep = Annotated[ControllerSettings, Depends(_settings)]
+ApiKey = Depends(_require_api_key)

@@ -1,0 +1,54 @@
+"""Checking a run's inputs against the inputs its workflow declares."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from shared.errors import ValidationFailed
+from shared.spec.models import InputSpec, WorkflowSpec
+
+_TYPES: dict[str, tuple[type, ...]] = {
+    "string": (str,),
+    "integer": (int,),
+    "number": (int, float),
+    "boolean": (bool,),
+    "object": (dict,),
+    "array": (list,),
+}
+
+
+def _type_ok(declared: InputSpec, value: Any) -> bool:
+    if declared.type == "any":
+        return True
+    if isinstance(value, bool) and declared.type in ("integer", "number"):
+        return False
+    return isinstance(value, _TYPES[declared.type])
+
+
+def bind_inputs(spec: WorkflowSpec, given: dict[str, Any]) -> dict[str, Any]:
+    """Given inputs plus defaults; 422 naming `inputs.<name>` for unknown, missing or mistyped."""
+    unknown = sorted(set(given) - set(spec.inputs))
+    if unknown:
+        raise ValidationFailed(
+            f"inputs.{unknown[0]}: workflow {spec.name!r} declares no such input "
+            f"(declared: {', '.join(sorted(spec.inputs)) or 'none'})",
+            details=[{"field": f"inputs.{name}", "message": "unknown input"} for name in unknown],
+        )
+    bound: dict[str, Any] = {}
+    for name, declared in spec.inputs.items():
+        if name in given:
+            value = given[name]
+        elif declared.required:
+            raise ValidationFailed(
+                f"inputs.{name}: required by workflow {spec.name!r}",
+                details=[{"field": f"inputs.{name}", "message": "required"}],
+            )
+        else:
+            value = declared.default
+        if value is not None and not _type_ok(declared, value):
+            raise ValidationFailed(
+                f"inputs.{name}: expected {declared.type}, got {type(value).__name__}",
+                details=[{"field": f"inputs.{name}", "message": f"expected {declared.type}"}],
+            )
+        bound[name] = value
+    return bound

@@ -1,0 +1,90 @@
+"""POST /coordinate, GET /workflows/status, GET /workflows/{id}, POST /workflows/{id}/cancel."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Query, Request
+from fastapi.responses import JSONResponse
+
+from services.orchestrator_controller.deps import ApiKey, SessionDep, SettingsDep
+from services.orchestrator_controller.runs import service
+from services.orchestrator_controller.runs.schemas import (
+    CoordinateRequest,
+    CoordinateResponse,
+    RunDetail,
+    RunPage,
+)
+from shared.errors import ValidationFailed
+from shared.state.machine import RunStatus
+from shared.state.runs import request_cancel
+
+router = APIRouter(tags=["runs"])
+
+
+@router.post(
+    "/coordinate", dependencies=[ApiKey], status_code=202, response_model=CoordinateResponse
+)
+async def coordinate(
+    body: CoordinateRequest,
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
+) -> JSONResponse:
+    """Accept a run: 202 once it is committed; 200 with the same run for a repeated key."""
+    if idempotency_key is not None and not idempotency_key.strip():
+        raise ValidationFailed("Idempotency-Key: must not be blank")
+    async with session.begin():
+        accepted = await service.accept_run(
+            session, body=body, idempotency_key=idempotency_key, schema=settings.db_schema
+        )
+    run = accepted.run
+    if accepted.created:
+        request.app.state.handoff.kick(run.id)
+    response = CoordinateResponse(
+        run_id=run.id,
+        status=run.status,
+        workflow=run.workflow_name,
+        version=run.workflow_version,
+        status_url=f"/workflows/{run.id}",
+        created=accepted.created,
+    )
+    return JSONResponse(
+        response.model_dump(mode="json"),
+        status_code=202 if accepted.created else 200,
+        headers={"Location": response.status_url},
+    )
+
+
+@router.get("/workflows/status", response_model=RunPage)
+async def workflows_status(
+    session: SessionDep,
+    status: RunStatus | None = None,
+    workflow: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> RunPage:
+    """Runs, newest first; filter by status and workflow; paginate with limit/offset."""
+    return await service.list_runs(
+        session, status=status, workflow=workflow, limit=limit, offset=offset
+    )
+
+
+@router.get("/workflows/{run_id}", response_model=RunDetail)
+async def workflow_detail(run_id: str, session: SessionDep) -> RunDetail:
+    """One run with every step: status, attempts, timings, output, error."""
+    return await service.get_run(session, run_id=service.parse_run_id(run_id))
+
+
+@router.post("/workflows/{run_id}/cancel", dependencies=[ApiKey], status_code=202)
+async def cancel(run_id: str, session: SessionDep, settings: SettingsDep) -> JSONResponse:
+    """Stop a run: no new steps start; it ends CANCELLED (or compensates, if the spec says)."""
+    parsed = service.parse_run_id(run_id)
+    async with session.begin():
+        run = await request_cancel(
+            session, parsed, reason="cancelled by request", schema=settings.db_schema
+        )
+    return JSONResponse(
+        {"run_id": str(run.id), "status": run.status, "cancel_requested": True}, status_code=202
+    )

@@ -1,0 +1,201 @@
+"""Accepting, listing, showing and cancelling runs."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import func, select, text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.orchestrator_controller.definitions import service as definitions
+from services.orchestrator_controller.runs.inputs import bind_inputs
+from services.orchestrator_controller.runs.schemas import (
+    CoordinateRequest,
+    RunDetail,
+    RunPage,
+    RunSummary,
+    StepOut,
+)
+from shared.db.models import IdempotencyRecord, StepRun, WorkflowRun
+from shared.errors import Conflict, NotFound, ValidationFailed
+from shared.state.machine import RunStatus
+from shared.state.runs import NewRun, create_run
+
+IDEMPOTENCY_SCOPE = "coordinate"
+
+
+@dataclass
+class Accepted:
+    run: WorkflowRun
+    created: bool
+
+
+def _request_hash(body: CoordinateRequest) -> str:
+    canonical = json.dumps(body.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+async def accept_run(
+    session: AsyncSession,
+    *,
+    body: CoordinateRequest,
+    idempotency_key: str | None,
+    schema: str | None,
+) -> Accepted:
+    """Validate and store a new PENDING run (or return the run an earlier same key made)."""
+    if body.spec is not None:
+        spec = body.spec
+    else:
+        assert body.workflow is not None
+        try:
+            spec = await definitions.resolve(session, name=body.workflow, version=body.version)
+        except NotFound as exc:
+            raise ValidationFailed(f"workflow: {exc.message}", code="unknown_workflow") from exc
+    inputs = bind_inputs(spec, body.inputs)
+    run_id = uuid.uuid4()
+    if idempotency_key is not None:
+        fingerprint = _request_hash(body)
+        claimed = await session.execute(
+            text(
+                "INSERT INTO idempotency_records (scope, key, request_hash, resource_id) "
+                "VALUES (:scope, :key, :hash, :rid) ON CONFLICT DO NOTHING RETURNING key"
+            ),
+            {
+                "scope": IDEMPOTENCY_SCOPE,
+                "key": idempotency_key,
+                "hash": fingerprint,
+                "rid": str(run_id),
+            },
+        )
+        if claimed.first() is None:
+            record = await session.get(IdempotencyRecord, (IDEMPOTENCY_SCOPE, idempotency_key))
+            assert record is not None
+            if record.request_hash != fingerprint:
+                raise Conflict(
+                    f"Idempotency-Key {idempotency_key!r} was used for a different request",
+                    code="idempotency_key_reused",
+                )
+            existing = await session.get(WorkflowRun, uuid.UUID(record.resource_id))
+            assert existing is not None
+            return Accepted(existing, created=False)
+    run = await create_run(
+        session,
+        NewRun(spec=spec, inputs=inputs, priority=body.priority, run_id=run_id),
+        schema=schema,
+    )
+    return Accepted(run, created=True)
+
+
+def _duration_ms(start: Any, end: Any) -> float | None:
+    return round((end - start).total_seconds() * 1000, 3) if start and end else None
+
+
+def _summary(run: WorkflowRun) -> dict[str, Any]:
+    return {
+        "run_id": run.id,
+        "workflow": run.workflow_name,
+        "version": run.workflow_version,
+        "kind": run.kind,
+        "status": run.status,
+        "status_reason": run.status_reason,
+        "priority": run.priority,
+        "failed_step": run.failed_step,
+        "error": run.error,
+        "created_at": run.created_at,
+        "started_at": run.started_at,
+        "finished_at": run.finished_at,
+        "duration_ms": _duration_ms(run.started_at, run.finished_at),
+    }
+
+
+def parse_run_id(raw: str) -> uuid.UUID:
+    """A run id from a path; anything that is not a UUID cannot name a run (404)."""
+    try:
+        return uuid.UUID(raw)
+    except ValueError:
+        raise NotFound(f"no workflow run {raw!r}") from None
+
+
+async def get_run(session: AsyncSession, *, run_id: uuid.UUID) -> RunDetail:
+    """A run with every step (map items summarised by status)."""
+    run = await session.get(WorkflowRun, run_id)
+    if run is None:
+        raise NotFound(f"no workflow run {run_id}")
+    rows = (
+        await session.execute(
+            select(StepRun)
+            .where(StepRun.run_id == run_id, StepRun.map_index == -1)
+            .order_by(StepRun.role, StepRun.id)
+        )
+    ).scalars()
+    items = await session.execute(
+        select(StepRun.step_id, StepRun.status, func.count())
+        .where(StepRun.run_id == run_id, StepRun.map_index >= 0)
+        .group_by(StepRun.step_id, StepRun.status)
+    )
+    per_step: dict[str, dict[str, int]] = {}
+    for step_id, status, count in items:
+        per_step.setdefault(step_id, {})[status] = count
+    steps = [
+        StepOut(
+            step_id=s.step_id,
+            role=s.role,
+            agent=s.agent,
+            action=s.action,
+            status=s.status,
+            status_reason=s.status_reason,
+            attempts=s.attempts,
+            max_attempts=s.max_attempts,
+            depends_on=list(s.depends_on),
+            ready_at=s.ready_at,
+            started_at=s.started_at,
+            finished_at=s.finished_at,
+            duration_ms=_duration_ms(s.started_at, s.finished_at),
+            output=s.output,
+            error=s.error,
+            attempt_log=s.attempt_log,
+            map_items=per_step.get(s.step_id) if s.role == "action" else None,
+        )
+        for s in rows
+    ]
+    return RunDetail(
+        **_summary(run),
+        inputs=run.inputs,
+        trace_id=run.trace_id,
+        cancel_requested=run.cancel_requested,
+        steps=steps,
+    )
+
+
+async def list_runs(
+    session: AsyncSession,
+    *,
+    status: RunStatus | None,
+    workflow: str | None,
+    limit: int,
+    offset: int,
+) -> RunPage:
+    """Runs newest first, filtered by status and workflow name."""
+    query = select(WorkflowRun)
+    count = select(func.count()).select_from(WorkflowRun)
+    if status is not None:
+        query = query.where(WorkflowRun.status == status)
+        count = count.where(WorkflowRun.status == status)
+    if workflow is not None:
+        query = query.where(WorkflowRun.workflow_name == workflow)
+        count = count.where(WorkflowRun.workflow_name == workflow)
+    runs = (
+        await session.execute(
+            query.order_by(WorkflowRun.created_at.desc(), WorkflowRun.id)
+            .limit(limit)
+            .offset(offset)
+        )
+    ).scalars()
+    total = (await session.execute(count)).scalar_one()
+    return RunPage(
+        items=[RunSummary(**_summary(r)) for r in runs], total=total, limit=limit, offset=offset
+    )

@@ -1,0 +1,43 @@
+"""Controller settings (env prefix CONTROLLER_)."""
+
+from __future__ import annotations
+
+from pydantic import Field, SecretStr
+from pydantic_settings import SettingsConfigDict
+
+from shared.settings import CommonSettings
+
+DEV_API_KEY = "dev-api-key"
+
+
+class ControllerSettings(CommonSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="CONTROLLER_", extra="ignore", populate_by_name=True
+    )
+
+    host: str = Field("127.0.0.1", description="bind address (used by the launcher)")
+    port: int = Field(8080, description="HTTP port")
+    engine_url: str = Field("http://127.0.0.1:8000", description="base URL of the engine")
+    api_keys: list[SecretStr] = Field(
+        default_factory=list,
+        description="bearer API keys accepted on mutating endpoints (JSON list); in "
+        f"development with none set, {DEV_API_KEY!r} is accepted",
+    )
+    handoff_interval_s: float = Field(
+        2.0, gt=0, description="how often runs the engine has not started are handed off again"
+    )
+    health_interval_s: float = Field(5.0, gt=0, description="agent health polling period")
+    health_timeout_s: float = Field(2.0, gt=0, description="timeout of one agent health check")
+    register_builtin_workflows: bool = Field(
+        True, description="register the workflows shipped in workflows/*.yaml at start"
+    )
+    start_loops: bool = Field(True, description="run background loops (off in some tests)")
+    kubernetes_watch: bool = Field(False, description="watch Workflow custom resources")
+    kubernetes_namespace: str = Field("default", description="namespace of Workflow resources")
+
+    def accepted_api_keys(self) -> list[str]:
+        """The keys that authorise mutating requests."""
+        keys = [k.get_secret_value() for k in self.api_keys if k.get_secret_value()]
+        if not keys and self.environment == "development":
+            keys = [DEV_API_KEY]
+        return keys

@@ -1,0 +1,1 @@
+"""The workflow engine: claims ready steps from PostgreSQL and runs them against the agents."""

@@ -1,0 +1,91 @@
+"""The workflow engine app: `uvicorn services.workflow_engine.app:create_app --factory`."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import redis.asyncio as aioredis
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse
+from sqlalchemy import text
+
+from services.workflow_engine.runs.router import router as runs_router
+from services.workflow_engine.settings import EngineSettings
+from services.workflow_engine.worker import Executor
+from shared.agent_client import AgentClient
+from shared.db.session import create_engine, create_sessionmaker
+from shared.errors import register_exception_handlers
+from shared.events.relay import OutboxRelay
+from shared.metrics import create_metrics, mount_metrics
+from shared.tasks import background
+
+
+def create_app(settings: EngineSettings | None = None) -> FastAPI:
+    """Build the engine app; clients and worker loops live in the lifespan."""
+    settings = settings or EngineSettings()
+    metrics = create_metrics()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = create_engine(settings, pool_size=20)
+        sessionmaker = create_sessionmaker(engine)
+        redis = aioredis.from_url(settings.redis_url)
+        client = AgentClient(
+            settings.agent_urls,
+            settings.service_token.get_secret_value(),
+            max_connections=settings.concurrency * 2,
+        )
+        app.state.sessionmaker = sessionmaker
+        app.state.redis = redis
+        executor = Executor(settings, sessionmaker, client, metrics)
+        app.state.executor = executor
+        relay = OutboxRelay(settings, sessionmaker, redis)
+        async with background(relay.run() if settings.start_loops else None):
+            if settings.start_loops:
+                executor.start()
+            try:
+                yield
+            finally:
+                await executor.stop()
+        await client.aclose()
+        await redis.aclose()
+        await engine.dispose()
+
+    app = FastAPI(title="workflow-engine", lifespan=lifespan)
+    app.state.settings = settings
+    register_exception_handlers(app)
+    mount_metrics(app, metrics.registry)
+    app.include_router(runs_router)
+
+    @app.get("/health")
+    async def health() -> JSONResponse:
+        checks = {}
+        try:
+            async with app.state.sessionmaker() as session:
+                await session.execute(text("SELECT 1"))
+            checks["database"] = "ok"
+        except Exception as exc:
+            checks["database"] = f"down: {type(exc).__name__}"
+        try:
+            await app.state.redis.ping()
+            checks["redis"] = "ok"
+        except Exception as exc:
+            checks["redis"] = f"down: {type(exc).__name__}"
+        # Redis down only delays events (they wait in the outbox): degraded, not unhealthy.
+        status = (
+            "unhealthy"
+            if checks["database"] != "ok"
+            else ("healthy" if checks["redis"] == "ok" else "degraded")
+        )
+        return JSONResponse(
+            {
+                "status": status,
+                "service": "workflow-engine",
+                "worker_id": settings.worker_id,
+                "checks": checks,
+            },
+            status_code=503 if status == "unhealthy" else 200,
+        )
+
+    return app

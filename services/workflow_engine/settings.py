@@ -1,0 +1,36 @@
+"""Engine settings (env prefix ENGINE_)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
+
+from shared.settings import CommonSettings
+
+
+def _worker_id() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+
+
+class EngineSettings(CommonSettings):
+    model_config = SettingsConfigDict(env_prefix="ENGINE_", extra="ignore", populate_by_name=True)
+
+    host: str = Field("127.0.0.1", description="bind address (used by the launcher)")
+    port: int = Field(8000, description="HTTP port")
+    worker_id: str = Field(default_factory=_worker_id, description="lease owner name")
+    concurrency: int = Field(128, ge=1, description="steps in flight at once in this replica")
+    claim_batch: int = Field(64, ge=1, description="steps claimed per query at most")
+    lease_seconds: float = Field(
+        15.0, gt=0, description="a step whose lease is not renewed this long is taken over"
+    )
+    poll_interval_s: float = Field(
+        1.0, gt=0, description="safety-net poll; wake-ups normally come by LISTEN/NOTIFY"
+    )
+    shutdown_grace_s: float = Field(
+        10.0, ge=0, description="on SIGTERM, how long in-flight steps may finish before release"
+    )
+    start_loops: bool = Field(True, description="run the worker loops (off for API-only tests)")

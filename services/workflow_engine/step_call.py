@@ -1,0 +1,179 @@
+"""Turning one claimed step into one agent call and its AttemptResult."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections import OrderedDict
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import async_sessionmaker
+
+from shared.agent_client import AgentCallError, AgentClient
+from shared.spec.models import RetryPolicy, StepSpec, WorkflowSpec
+from shared.spec.templates import TemplateContext, TemplateError, render
+from shared.state.steps import AttemptResult, ClaimedStep
+
+
+@dataclass
+class RunContext:
+    spec: WorkflowSpec
+    inputs: dict[str, Any]
+    trace_id: str
+    deadline_at: datetime | None
+    map_items: dict[str, list[Any]]
+
+
+class RunCache:
+    """Parsed specs of recent runs, so a step does not re-read and re-validate its run."""
+
+    def __init__(self, sessionmaker: async_sessionmaker, size: int = 2048) -> None:
+        self.sessionmaker = sessionmaker
+        self.size = size
+        self._runs: OrderedDict[uuid.UUID, RunContext] = OrderedDict()
+
+    async def get(self, run_id: uuid.UUID) -> RunContext:
+        """The run's context, loaded once."""
+        found = self._runs.get(run_id)
+        if found is not None:
+            self._runs.move_to_end(run_id)
+            return found
+        async with self.sessionmaker() as session:
+            row = (
+                await session.execute(
+                    text(
+                        "SELECT spec, inputs, trace_id, deadline_at FROM workflow_runs "
+                        "WHERE id = :id"
+                    ),
+                    {"id": run_id},
+                )
+            ).one()
+        context = RunContext(
+            spec=WorkflowSpec.model_validate(row.spec),
+            inputs=row.inputs,
+            trace_id=row.trace_id,
+            deadline_at=row.deadline_at,
+            map_items={},
+        )
+        self._runs[run_id] = context
+        if len(self._runs) > self.size:
+            self._runs.popitem(last=False)
+        return context
+
+
+def idempotency_key(step: ClaimedStep) -> str:
+    """The same for every attempt of one step (so agents can recognise a repeat)."""
+    key = f"{step.run_id}:{step.step_id}"
+    if step.map_index >= 0:
+        key += f":{step.map_index}"
+    if step.role != "action":
+        key += f":{step.role}"
+    return key
+
+
+def retry_delay(policy: RetryPolicy, step: ClaimedStep, error: AgentCallError) -> float | None:
+    """Seconds until the next attempt, or None when the step must fail now."""
+    if not error.retryable or error.code in policy.non_retryable_error_codes:
+        return None
+    if step.attempts >= policy.max_attempts:
+        return None
+    delay = policy.delay_before(step.attempts + 1)
+    if error.retry_after_s is not None:
+        delay = max(delay, min(error.retry_after_s, policy.max_interval_s or delay))
+    return delay
+
+
+def _template_context(run: RunContext, step: ClaimedStep) -> TemplateContext:
+    return TemplateContext(inputs=run.inputs, step_outputs=step.outputs, run_id=str(step.run_id))
+
+
+def _map_items(run: RunContext, spec: StepSpec, step: ClaimedStep) -> list[Any]:
+    cached = run.map_items.get(spec.id)
+    if cached is None:
+        assert spec.map_over is not None
+        value = render(spec.map_over, _template_context(run, step))
+        if not isinstance(value, list):
+            raise TemplateError(
+                f"map_over of {spec.id!r} resolved to {type(value).__name__}, not a list"
+            )
+        cached = run.map_items[spec.id] = value
+    return cached
+
+
+async def run_step(
+    step: ClaimedStep, run: RunContext, client: AgentClient, *, worker: str
+) -> tuple[AttemptResult, float | None]:
+    """Execute one claimed attempt; return its result and the agent call latency."""
+    spec = run.spec.step(step.step_id)
+    started = time.perf_counter()
+
+    def result(**kwargs: Any) -> AttemptResult:
+        return AttemptResult(
+            step=step,
+            worker=worker,
+            duration_ms=(time.perf_counter() - started) * 1000,
+            **kwargs,
+        )
+
+    try:
+        context = _template_context(run, step)
+        if step.role == "compensation":
+            assert spec.compensate is not None
+            # A compensation also sees the output of the step it undoes.
+            params = render(spec.compensate.params, context)
+        elif spec.map_over is not None and step.map_index < 0:
+            items = _map_items(run, spec, step)
+            return result(
+                outcome="succeeded", map_items=items, fanout_limit=spec.map_concurrency
+            ), None
+        elif spec.map_over is not None:
+            items = _map_items(run, spec, step)
+            context.item, context.has_item = items[step.map_index], True
+            params = render(spec.params, context)
+        else:
+            params = render(spec.params, context)
+    except (TemplateError, IndexError) as exc:
+        error = {"code": "template_error", "message": str(exc), "retryable": False}
+        return result(outcome="failed", error=error), None
+
+    timeout = spec.timeout_s
+    if run.deadline_at is not None:
+        remaining = (run.deadline_at - datetime.now(UTC)).total_seconds()
+        timeout = max(0.001, min(timeout, remaining))
+    headers = {"X-Run-Id": str(step.run_id), "X-Step-Id": step.step_id, "X-Trace-Id": run.trace_id}
+    try:
+        reply = await asyncio.wait_for(
+            client.call(
+                step.agent,
+                step.action,
+                params,
+                idempotency_key=idempotency_key(step),
+                timeout_s=timeout,
+                context=headers,
+            ),
+            # The whole step, connection set-up and body included, is bounded too.
+            timeout=timeout + 1.0,
+        )
+    except TimeoutError:
+        error_obj = AgentCallError(
+            f"step exceeded timeout_s={timeout:g}", code="timeout", retryable=True
+        )
+        return _failure(result, spec.retry, step, error_obj), None
+    except AgentCallError as exc:
+        return _failure(result, spec.retry, step, exc), None
+    return result(outcome="succeeded", output=reply.output), reply.latency_s
+
+
+def _failure(
+    result: Any, policy: RetryPolicy, step: ClaimedStep, error: AgentCallError
+) -> AttemptResult:
+    outcome = "timed_out" if error.code == "timeout" else "failed"
+    return result(
+        outcome=outcome,
+        error=error.as_dict(),
+        retry_in_s=retry_delay(policy, step, error),
+    )

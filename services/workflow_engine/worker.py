@@ -1,0 +1,309 @@
+"""The engine's worker: claim ready steps, run them, record results in batches, keep leases.
+
+Loops (all in one event loop):
+- claim: whenever woken (NOTIFY, a freed slot, or the safety poll) take ready steps up to the
+  free concurrency and start a task per step;
+- record: results are committed in batches (one transaction for everything that finished
+  meanwhile), which is what makes the hot path cheap;
+- starter: start admitted PENDING runs (woken by NOTIFY 'runs');
+- upkeep: renew leases of in-flight steps, return expired leases of dead workers, end runs past
+  their deadline, stop steps of cancelled runs, refresh gauges.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from typing import Any
+
+import asyncpg
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import async_sessionmaker
+
+from services.workflow_engine.settings import EngineSettings
+from services.workflow_engine.step_call import RunCache, run_step
+from shared.agent_client import AgentClient
+from shared.db.session import asyncpg_dsn
+from shared.events.outbox import wakeup_channel
+from shared.metrics import PlatformMetrics
+from shared.state.progress import RunChange, advance_runs, lock_runs
+from shared.state.runs import start_run, startable_runs
+from shared.state.steps import (
+    AttemptResult,
+    ClaimedStep,
+    claim_steps,
+    expire_leases,
+    record_results,
+    release_leases,
+    renew_leases,
+)
+
+log = logging.getLogger(__name__)
+RECORD_BATCH = 256
+
+
+class Executor:
+    def __init__(
+        self,
+        settings: EngineSettings,
+        sessionmaker: async_sessionmaker,
+        client: AgentClient,
+        metrics: PlatformMetrics,
+    ) -> None:
+        self.settings = settings
+        self.sessionmaker = sessionmaker
+        self.client = client
+        self.metrics = metrics
+        self.schema = settings.db_schema
+        self.worker = settings.worker_id
+        self.runs = RunCache(sessionmaker)
+        self.inflight: dict[int, ClaimedStep] = {}
+        self.tasks: dict[int, asyncio.Task[None]] = {}
+        self.results: asyncio.Queue[AttemptResult] = asyncio.Queue()
+        self.step_wake = asyncio.Event()
+        self.run_wake = asyncio.Event()
+        self.stopping = False
+        self._loops: list[asyncio.Task[None]] = []
+
+    # ---- lifecycle -------------------------------------------------------------------------
+    def start(self) -> None:
+        """Start the loops as background tasks."""
+        loops = (self._listen, self._claim_loop, self._record_loop, self._starter, self._upkeep)
+        for loop in loops:
+            self._loops.append(asyncio.create_task(self._forever(loop), name=loop.__name__))
+
+    async def stop(self) -> None:
+        """Stop claiming; let in-flight steps finish within the grace period, release the rest."""
+        self.stopping = True
+        self.step_wake.set()
+        if self.tasks:
+            await asyncio.wait(list(self.tasks.values()), timeout=self.settings.shutdown_grace_s)
+        for task in self.tasks.values():
+            task.cancel()
+        await self._drain_results(wait_s=2.0)
+        unfinished = list(self.inflight)
+        for loop in self._loops:
+            loop.cancel()
+        await asyncio.gather(*self._loops, return_exceptions=True)
+        if unfinished:
+            with contextlib.suppress(Exception):
+                async with self.sessionmaker() as session, session.begin():
+                    await release_leases(session, owner=self.worker, step_ids=unfinished)
+
+    async def _forever(self, loop: Any) -> None:
+        # A loop that fails (database restarting, say) starts again after a pause.
+        while not self.stopping:
+            try:
+                await loop()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("engine loop %s failed: %s; restarting", loop.__name__, exc)
+                await asyncio.sleep(0.5)
+
+    # ---- wake-ups --------------------------------------------------------------------------
+    async def _listen(self) -> None:
+        conn = await asyncpg.connect(asyncpg_dsn(self.settings.database_url))
+
+        def on_notify(_c: Any, _pid: int, _channel: str, payload: str) -> None:
+            (self.run_wake if payload == "runs" else self.step_wake).set()
+
+        try:
+            await conn.add_listener(wakeup_channel(self.schema), on_notify)
+            # Anything that happened while we were not listening is found by this wake-up.
+            self.run_wake.set()
+            self.step_wake.set()
+            while not conn.is_closed():
+                await asyncio.sleep(self.settings.poll_interval_s)
+                await conn.execute("SELECT 1")  # notices a dead connection
+        finally:
+            with contextlib.suppress(Exception):
+                await conn.close()
+
+    async def _wait(self, event: asyncio.Event, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(event.wait(), seconds)
+
+    # ---- claiming and running ------------------------------------------------------------
+    async def _claim_loop(self) -> None:
+        while not self.stopping:
+            self.step_wake.clear()
+            free = self.settings.concurrency - len(self.inflight)
+            if free > 0:
+                limit = min(free, self.settings.claim_batch)
+                async with self.sessionmaker() as session, session.begin():
+                    claimed = await claim_steps(
+                        session,
+                        owner=self.worker,
+                        limit=limit,
+                        lease_s=self.settings.lease_seconds,
+                        schema=self.schema,
+                    )
+                for step in claimed:
+                    self.inflight[step.id] = step
+                    self.tasks[step.id] = asyncio.create_task(self._execute(step))
+                if len(claimed) == limit:
+                    continue  # probably more waiting
+            await self._wait(self.step_wake, self.settings.poll_interval_s)
+
+    async def _execute(self, step: ClaimedStep) -> None:
+        try:
+            run = await self.runs.get(step.run_id)
+            result, latency = await run_step(step, run, self.client, worker=self.worker)
+            if latency is not None:
+                self.metrics.agent_coordination_latency.labels(step.agent, step.action).observe(
+                    latency
+                )
+        except asyncio.CancelledError:
+            if self.stopping:
+                raise  # shutdown: the lease is released and the step re-runs elsewhere
+            result = AttemptResult(
+                step=step,
+                outcome="failed",
+                worker=self.worker,
+                error={"code": "cancelled", "message": "run cancelled", "retryable": False},
+            )
+        except Exception as exc:  # a bug or a lost database: fail this attempt, retryably
+            log.exception("step %s of run %s crashed in the engine", step.step_id, step.run_id)
+            result = AttemptResult(
+                step=step,
+                outcome="failed",
+                worker=self.worker,
+                error={"code": "engine_error", "message": repr(exc), "retryable": True},
+                retry_in_s=1.0 if step.attempts < step.max_attempts else None,
+            )
+        finally:
+            self.tasks.pop(step.id, None)
+        self.metrics.steps_executed.labels(step.agent, result.outcome).inc()
+        self.results.put_nowait(result)
+
+    # ---- recording -------------------------------------------------------------------------
+    async def _record_loop(self) -> None:
+        while True:
+            first = await self.results.get()
+            batch = [first]
+            while len(batch) < RECORD_BATCH and not self.results.empty():
+                batch.append(self.results.get_nowait())
+            await self._record(batch)
+
+    async def _record(self, batch: list[AttemptResult]) -> None:
+        delay = 0.2
+        while True:
+            try:
+                async with self.sessionmaker() as session, session.begin():
+                    changes = await record_results(session, batch, schema=self.schema)
+                break
+            except Exception as exc:  # keep the results and try again: they are not lost
+                log.warning("recording %d results failed (%s); retrying", len(batch), exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+        for result in batch:
+            self.inflight.pop(result.step.id, None)
+        self._observe(changes)
+        self.step_wake.set()
+
+    async def _drain_results(self, wait_s: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(wait_s):
+                batch: list[AttemptResult] = []
+                while not self.results.empty():
+                    batch.append(self.results.get_nowait())
+                if batch:
+                    await self._record(batch)
+
+    def _observe(self, changes: list[RunChange]) -> None:
+        for change in changes:
+            if change.status in ("RUNNING", "COMPENSATING"):
+                continue
+            self.metrics.workflows_executed.labels(change.kind, change.status.value).inc()
+            if change.duration_s is not None:
+                self.metrics.workflow_duration.labels(change.kind).observe(change.duration_s)
+
+    # ---- starting runs -----------------------------------------------------------------
+    async def _starter(self) -> None:
+        while not self.stopping:
+            self.run_wake.clear()
+            async with self.sessionmaker() as session:
+                run_ids = await startable_runs(session, limit=100)
+            for run_id in run_ids:
+                async with self.sessionmaker() as session, session.begin():
+                    await start_run(session, run_id, schema=self.schema)
+            if len(run_ids) < 100:
+                await self._wait(self.run_wake, self.settings.poll_interval_s * 2)
+
+    # ---- upkeep ---------------------------------------------------------------------------
+    async def _upkeep(self) -> None:
+        interval = min(self.settings.lease_seconds / 3, 2.0)
+        while not self.stopping:
+            await asyncio.sleep(interval)
+            await self._renew()
+            async with self.sessionmaker() as session, session.begin():
+                expired = await expire_leases(session, limit=500, schema=self.schema)
+            if expired:
+                self.step_wake.set()
+            await self._stop_cancelled()
+            await self._end_overdue_runs()
+            await self._refresh_gauges()
+
+    async def _renew(self) -> None:
+        ids = list(self.inflight)
+        if not ids:
+            return
+        async with self.sessionmaker() as session, session.begin():
+            kept = await renew_leases(
+                session, owner=self.worker, step_ids=ids, lease_s=self.settings.lease_seconds
+            )
+        for lost in set(ids) - kept:
+            # Another worker took the step over; our result would be discarded anyway.
+            task = self.tasks.get(lost)
+            if task is not None and lost in self.inflight:
+                log.warning("lease lost for step row %s", lost)
+
+    async def _stop_cancelled(self) -> None:
+        run_ids = list({s.run_id for s in self.inflight.values()})
+        if not run_ids:
+            return
+        async with self.sessionmaker() as session:
+            rows = await session.execute(
+                text("SELECT id FROM workflow_runs WHERE id = ANY(:ids) AND cancel_requested"),
+                {"ids": run_ids},
+            )
+            cancelled = {row.id for row in rows}
+        for step_row, step in list(self.inflight.items()):
+            task = self.tasks.get(step_row)
+            if step.run_id in cancelled and task is not None:
+                task.cancel()  # closes the agent connection: the agent is asked to stop
+
+    async def _end_overdue_runs(self) -> None:
+        async with self.sessionmaker() as session, session.begin():
+            rows = await session.execute(
+                text(
+                    "SELECT id FROM workflow_runs WHERE status = 'RUNNING' "
+                    "AND deadline_at < now() ORDER BY id LIMIT 100 FOR UPDATE SKIP LOCKED"
+                )
+            )
+            overdue: list[uuid.UUID] = [row.id for row in rows]
+            if overdue:
+                await lock_runs(session, overdue)
+                self._observe(await advance_runs(session, overdue, schema=self.schema))
+        overdue_set = set(overdue)
+        for step_row, step in list(self.inflight.items()):
+            task = self.tasks.get(step_row)
+            if step.run_id in overdue_set and task is not None:
+                task.cancel()
+
+    async def _refresh_gauges(self) -> None:
+        async with self.sessionmaker() as session:
+            row = (
+                await session.execute(
+                    text(
+                        "SELECT (SELECT count(*) FROM step_runs WHERE status = 'READY') AS ready, "
+                        "(SELECT count(*) FROM workflow_runs "
+                        " WHERE status IN ('PENDING', 'RUNNING', 'COMPENSATING')) AS active"
+                    )
+                )
+            ).one()
+        self.metrics.workflow_queue_size.set(row.ready)
+        self.metrics.active_workflows.set(row.active)

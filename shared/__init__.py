@@ -1,0 +1,1 @@
+"""Common package: workflow spec, database, state machine, events, settings, errors, auth."""

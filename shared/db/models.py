@@ -1,0 +1,195 @@
+"""SQLAlchemy models of the platform's durable state."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    ARRAY,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+    func,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB, UUID
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+Json = dict[str, Any]
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = {Json: JSONB, datetime: DateTime(timezone=True)}
+
+
+class WorkflowDefinition(Base):
+    """A registered workflow spec; (name, version) is immutable once stored."""
+
+    __tablename__ = "workflow_definitions"
+
+    name: Mapped[str] = mapped_column(String(100), primary_key=True)
+    version: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    spec: Mapped[Json]
+    spec_hash: Mapped[str] = mapped_column(String(64))
+    source: Mapped[str] = mapped_column(String(32), server_default="api")
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+
+
+class WorkflowRun(Base):
+    __tablename__ = "workflow_runs"
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    workflow_name: Mapped[str] = mapped_column(String(100))
+    workflow_version: Mapped[int] = mapped_column(Integer)
+    kind: Mapped[str] = mapped_column(String(32))
+    spec: Mapped[Json]
+    inputs: Mapped[Json]
+    status: Mapped[str] = mapped_column(String(24))
+    status_reason: Mapped[str | None] = mapped_column(Text)
+    priority: Mapped[int] = mapped_column(Integer, server_default="0")
+    failed_step: Mapped[str | None] = mapped_column(String(64))
+    error: Mapped[str | None] = mapped_column(Text)
+    trace_id: Mapped[str] = mapped_column(String(32))
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, server_default="false")
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    admitted_at: Mapped[datetime | None]
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+    deadline_at: Mapped[datetime | None]
+
+    __table_args__ = (
+        Index("ix_workflow_runs_status_created", "status", "created_at"),
+        Index("ix_workflow_runs_name_created", "workflow_name", "created_at"),
+    )
+
+
+class StepRun(Base):
+    """One step of a run; a `map_over` step has a parent row (map_index -1) and one per item."""
+
+    __tablename__ = "step_runs"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    run_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("workflow_runs.id", ondelete="CASCADE")
+    )
+    step_id: Mapped[str] = mapped_column(String(64))
+    # "action" runs the step's action; "compensation" runs its compensate action (saga)
+    role: Mapped[str] = mapped_column(String(16), server_default="action")
+    map_index: Mapped[int] = mapped_column(Integer, server_default="-1")
+    agent: Mapped[str] = mapped_column(String(64))
+    action: Mapped[str] = mapped_column(String(64))
+    depends_on: Mapped[list[str]] = mapped_column(ARRAY(String(64)), server_default="{}")
+    status: Mapped[str] = mapped_column(String(24))
+    status_reason: Mapped[str | None] = mapped_column(Text)
+    priority: Mapped[int] = mapped_column(Integer, server_default="0")
+    # on a map_over parent: how many children may be READY or RUNNING at once
+    fanout_limit: Mapped[int | None] = mapped_column(Integer)
+    attempts: Mapped[int] = mapped_column(Integer, server_default="0")
+    max_attempts: Mapped[int] = mapped_column(Integer, server_default="1")
+    lease_owner: Mapped[str | None] = mapped_column(String(128))
+    lease_expires_at: Mapped[datetime | None]
+    next_attempt_at: Mapped[datetime | None]
+    output: Mapped[Any | None] = mapped_column(JSONB)
+    error: Mapped[Json | None]
+    attempt_log: Mapped[list[Any]] = mapped_column(JSONB, server_default=text("'[]'::jsonb"))
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    ready_at: Mapped[datetime | None]
+    started_at: Mapped[datetime | None]
+    attempt_started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+
+    __table_args__ = (
+        UniqueConstraint("run_id", "step_id", "role", "map_index", name="uq_step_runs_identity"),
+        Index(
+            "ix_step_runs_claimable",
+            "priority",
+            "id",
+            postgresql_where=text("status IN ('READY', 'RETRY_WAIT')"),
+        ),
+        Index(
+            "ix_step_runs_leased",
+            "lease_expires_at",
+            postgresql_where=text("status = 'RUNNING'"),
+        ),
+    )
+
+
+class OutboxEvent(Base):
+    """An event written in the same transaction as the state change it reports."""
+
+    __tablename__ = "event_outbox"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    event_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True))
+    stream: Mapped[str] = mapped_column(String(100))
+    event_type: Mapped[str] = mapped_column(String(100))
+    run_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
+    payload: Mapped[Json]
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    published_at: Mapped[datetime | None]
+
+    __table_args__ = (
+        Index("ix_event_outbox_unpublished", "id", postgresql_where=text("published_at IS NULL")),
+    )
+
+
+class AgentHealth(Base):
+    __tablename__ = "agent_health"
+
+    agent: Mapped[str] = mapped_column(String(64), primary_key=True)
+    url: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16))
+    latency_ms: Mapped[float | None] = mapped_column(Float)
+    detail: Mapped[Json | None]
+    checked_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    changed_at: Mapped[datetime] = mapped_column(server_default=func.now())
+
+
+class IdempotencyRecord(Base):
+    """A client's Idempotency-Key and what it produced, so a repeat returns the same thing."""
+
+    __tablename__ = "idempotency_records"
+
+    scope: Mapped[str] = mapped_column(String(64), primary_key=True)
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    request_hash: Mapped[str] = mapped_column(String(64))
+    resource_id: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+
+
+class AgentEffect(Base):
+    """An agent's ledger of work done per idempotency key: the record of executed effects."""
+
+    __tablename__ = "agent_effects"
+
+    agent: Mapped[str] = mapped_column(String(64), primary_key=True)
+    idempotency_key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    action: Mapped[str] = mapped_column(String(64))
+    request_hash: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16))  # IN_PROGRESS | DONE | FAILED
+    result: Mapped[Any | None] = mapped_column(JSONB)
+    error: Mapped[Json | None]
+    executions: Mapped[int] = mapped_column(Integer, server_default="0")
+    claimed_until: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    completed_at: Mapped[datetime | None]

@@ -1,0 +1,98 @@
+"""One error hierarchy for every service and one place mapping it to HTTP responses."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+
+class AppError(Exception):
+    """A domain error with a stable code; `retryable` tells callers whether to try again."""
+
+    status_code = 500
+    code = "internal_error"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str | None = None,
+        retryable: bool = False,
+        details: Any = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        if code is not None:
+            self.code = code
+        self.retryable = retryable
+        self.details = details
+
+    def to_body(self) -> dict[str, Any]:
+        """The JSON body clients see."""
+        body: dict[str, Any] = {"error": self.code, "message": self.message}
+        if self.details is not None:
+            body["details"] = self.details
+        body["retryable"] = self.retryable
+        return body
+
+
+class ValidationFailed(AppError):
+    status_code = 422
+    code = "validation_error"
+
+
+class NotFound(AppError):
+    status_code = 404
+    code = "not_found"
+
+
+class Conflict(AppError):
+    status_code = 409
+    code = "conflict"
+
+
+class Unauthorized(AppError):
+    status_code = 401
+    code = "unauthorized"
+
+
+class ServiceUnavailable(AppError):
+    status_code = 503
+    code = "unavailable"
+
+
+async def _app_error_handler(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, AppError)
+    headers = {"WWW-Authenticate": "Bearer"} if isinstance(exc, Unauthorized) else None
+    return JSONResponse(exc.to_body(), status_code=exc.status_code, headers=headers)
+
+
+async def _request_validation_handler(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    errors = [
+        {
+            "field": ".".join(str(p) for p in err.get("loc", ()) if p != "body"),
+            "message": err.get("msg", ""),
+            "type": err.get("type", ""),
+        }
+        for err in exc.errors()
+    ]
+    fields = ", ".join(e["field"] or "body" for e in errors)
+    return JSONResponse(
+        {
+            "error": "validation_error",
+            "message": f"invalid request: {fields}",
+            "details": errors,
+            "retryable": False,
+        },
+        status_code=422,
+    )
+
+
+def register_exception_handlers(app: FastAPI) -> None:
+    """Map AppError and request validation errors to `{"error", "message"}` JSON."""
+    app.add_exception_handler(AppError, _app_error_handler)
+    app.add_exception_handler(RequestValidationError, _request_validation_handler)

@@ -1,0 +1,81 @@
+"""Settings every service shares: database, Redis, service token, data root, agent addresses.
+
+Each service subclasses `CommonSettings` with its own env prefix (CONTROLLER_, ENGINE_, AGENT_).
+The infrastructure fields read unprefixed variables (DATABASE_URL, REDIS_URL, ...) because the
+same values are handed to every service by compose, Helm and the local launcher.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import AliasChoices, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+AGENT_NAMES: tuple[str, ...] = (
+    "data-connector",
+    "data-collector",
+    "data-converter",
+    "data-scheduler",
+    "data-merger",
+    "data-fetch-retry",
+)
+AGENT_PORTS: dict[str, int] = {name: 8101 + i for i, name in enumerate(AGENT_NAMES)}
+
+
+def default_agent_urls() -> dict[str, str]:
+    """Agent base URLs on a laptop: each agent on its own port of 127.0.0.1."""
+    return {name: f"http://127.0.0.1:{port}" for name, port in AGENT_PORTS.items()}
+
+
+def _alias(name: str) -> AliasChoices:
+    # Accept both the field name (for code and tests) and the shared env variable.
+    return AliasChoices(name.lower(), name)
+
+
+class CommonSettings(BaseSettings):
+    """Infrastructure settings shared by every service."""
+
+    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
+
+    environment: Literal["development", "production"] = Field(
+        "development",
+        validation_alias=_alias("ENVIRONMENT"),
+        description="production refuses default credentials",
+    )
+    database_url: str = Field(
+        "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres",
+        validation_alias=_alias("DATABASE_URL"),
+        description="SQLAlchemy async URL of the platform database",
+    )
+    redis_url: str = Field(
+        "redis://127.0.0.1:6379/0",
+        validation_alias=_alias("REDIS_URL"),
+        description="Redis URL for event streams (redis:// or unix://)",
+    )
+    db_schema: str | None = Field(
+        None,
+        validation_alias=_alias("DB_SCHEMA"),
+        description="PostgreSQL schema to use (tests isolate by schema); None means public",
+    )
+    stream_prefix: str = Field(
+        "",
+        validation_alias=_alias("STREAM_PREFIX"),
+        description="prefix for Redis stream names (tests isolate by prefix)",
+    )
+    service_token: SecretStr = Field(
+        SecretStr("dev-service-token"),
+        validation_alias=_alias("SERVICE_TOKEN"),
+        description="bearer token the engine, controller and agents use between themselves",
+    )
+    data_root: str = Field(
+        "./var/data",
+        validation_alias=_alias("DATA_ROOT"),
+        description="where agents stage data: a local folder or an fsspec URL such as s3://b/p",
+    )
+    agent_urls: dict[str, str] = Field(
+        default_factory=default_agent_urls,
+        validation_alias=_alias("AGENT_URLS"),
+        description="JSON map of agent name to base URL",
+    )
+    log_level: str = Field("info", validation_alias=_alias("LOG_LEVEL"), description="log level")

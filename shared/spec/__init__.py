@@ -1,0 +1,1 @@
+"""Workflow specifications: models, validation, templates, loading."""

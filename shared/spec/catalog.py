@@ -1,0 +1,13 @@
+"""The actions each agent offers. The spec validator checks steps against this table and each
+agent's app checks at start that it serves exactly these actions, so the two cannot drift."""
+
+from __future__ import annotations
+
+AGENT_ACTIONS: dict[str, frozenset[str]] = {
+    "data-connector": frozenset({"test_connection", "describe", "noop"}),
+    "data-collector": frozenset({"collect", "noop"}),
+    "data-converter": frozenset({"detect", "convert", "noop"}),
+    "data-scheduler": frozenset({"validate", "next_runs", "recommend", "noop"}),
+    "data-merger": frozenset({"merge", "quality_check", "noop"}),
+    "data-fetch-retry": frozenset({"fetch", "noop"}),
+}

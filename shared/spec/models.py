@@ -1,0 +1,94 @@
+"""Pydantic models of a workflow specification (what a user declares)."""
+
+from __future__ import annotations
+
+import random
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+WorkflowKind = Literal[
+    "standard", "secure_api", "bulk_file", "realtime_stream", "resilient_fetch", "test"
+]
+STEP_ID_PATTERN = r"^[a-z][a-z0-9_]{0,62}$"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class RetryPolicy(_Strict):
+    """How a failed step attempt is retried (after Temporal's RetryPolicy).
+
+    The n-th retry waits `initial_interval_s * backoff_coefficient**(n-1)`, capped at
+    `max_interval_s`, then spread by +/- `jitter` (a fraction) so that many failing steps do not
+    retry in lock-step. Errors whose code is in `non_retryable_error_codes` fail at once.
+    """
+
+    max_attempts: int = Field(3, ge=1, le=100, description="attempts in all, the first included")
+    initial_interval_s: float = Field(1.0, ge=0, le=3600)
+    backoff_coefficient: float = Field(2.0, ge=1, le=10)
+    max_interval_s: float = Field(60.0, ge=0, le=86400)
+    jitter: float = Field(0.2, ge=0, le=1)
+    non_retryable_error_codes: list[str] = Field(default_factory=list)
+
+    def delay_before(self, attempt: int, rng: random.Random | None = None) -> float:
+        """Seconds to wait before attempt number `attempt` (2 for the first retry)."""
+        base = self.initial_interval_s * self.backoff_coefficient ** max(attempt - 2, 0)
+        base = min(base, self.max_interval_s)
+        spread = base * self.jitter
+        return max(0.0, base + (rng or random).uniform(-spread, spread))
+
+
+class CompensateSpec(_Strict):
+    """The action that undoes a succeeded step when the run fails (saga)."""
+
+    action: str
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class InputSpec(_Strict):
+    type: Literal["string", "integer", "number", "boolean", "object", "array", "any"] = "any"
+    required: bool = False
+    default: Any = None
+    description: str = ""
+
+
+class StepSpec(_Strict):
+    id: str = Field(pattern=STEP_ID_PATTERN)
+    agent: str
+    action: str
+    params: dict[str, Any] = Field(default_factory=dict)
+    depends_on: list[str] = Field(default_factory=list)
+    retry: RetryPolicy = Field(default_factory=RetryPolicy)
+    timeout_s: float = Field(60.0, gt=0, le=86400, description="limit for one agent call")
+    map_over: str | None = Field(
+        None, description="template resolving to a list; one child step per element (${item})"
+    )
+    map_concurrency: int = Field(8, ge=1, le=1000)
+    compensate: CompensateSpec | None = None
+
+
+class WorkflowSpec(_Strict):
+    name: str = Field(pattern=r"^[a-z][a-z0-9_\-]{0,99}$")
+    version: int = Field(1, ge=1)
+    kind: WorkflowKind = "standard"
+    description: str = ""
+    inputs: dict[str, InputSpec] = Field(default_factory=dict)
+    steps: list[StepSpec] = Field(min_length=1, max_length=500)
+    timeout_s: float | None = Field(None, gt=0, description="limit for the whole run")
+
+    @model_validator(mode="after")
+    def _check_graph(self) -> WorkflowSpec:
+        # Imported here: validation needs the model and the model needs validation.
+        from shared.spec.validation import validate_workflow
+
+        validate_workflow(self)
+        return self
+
+    def step(self, step_id: str) -> StepSpec:
+        """The step with this id."""
+        for step in self.steps:
+            if step.id == step_id:
+                return step
+        raise KeyError(step_id)

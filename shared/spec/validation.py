@@ -1,0 +1,124 @@
+"""Graph checks on a workflow spec: every refusal names the field at fault."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+from shared.spec.catalog import AGENT_ACTIONS
+from shared.spec.templates import TemplateError, iter_references
+
+if TYPE_CHECKING:
+    from shared.spec.models import WorkflowSpec
+
+
+class SpecError(ValueError):
+    """A spec refused for one field; str() is '<field>: <reason>'."""
+
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(f"{field}: {reason}")
+        self.field = field
+        self.reason = reason
+
+
+def topological_order(depends_on: Mapping[str, list[str]]) -> list[str]:
+    """Step ids in an order where each comes after its dependencies; raise on a cycle."""
+    order: list[str] = []
+    state: dict[str, int] = {}  # 1 = on the current path, 2 = done
+
+    def visit(node: str, path: list[str]) -> None:
+        if state.get(node) == 2:
+            return
+        if state.get(node) == 1:
+            cycle = path[path.index(node) :] + [node]
+            raise SpecError("steps", "dependency cycle: " + " -> ".join(cycle))
+        state[node] = 1
+        for dep in depends_on[node]:
+            visit(dep, [*path, node])
+        state[node] = 2
+        order.append(node)
+
+    for node in depends_on:
+        visit(node, [])
+    return order
+
+
+def upstream_of(depends_on: Mapping[str, list[str]]) -> dict[str, set[str]]:
+    """For each step, every step it transitively depends on."""
+    result: dict[str, set[str]] = {}
+    for node in topological_order(depends_on):
+        ancestors: set[str] = set()
+        for dep in depends_on[node]:
+            ancestors.add(dep)
+            ancestors |= result[dep]
+        result[node] = ancestors
+    return result
+
+
+def validate_workflow(spec: WorkflowSpec) -> None:
+    """Refuse duplicate ids, unknown agents/actions/dependencies, cycles and bad references."""
+    seen: set[str] = set()
+    for i, step in enumerate(spec.steps):
+        if step.id in seen:
+            raise SpecError(f"steps[{i}].id", f"duplicate step id {step.id!r}")
+        seen.add(step.id)
+        actions = AGENT_ACTIONS.get(step.agent)
+        if actions is None:
+            known = ", ".join(sorted(AGENT_ACTIONS))
+            raise SpecError(f"steps[{i}].agent", f"unknown agent {step.agent!r}; known: {known}")
+        if step.action not in actions:
+            raise SpecError(
+                f"steps[{i}].action",
+                f"agent {step.agent!r} has no action {step.action!r}; "
+                f"actions: {', '.join(sorted(actions))}",
+            )
+        if step.compensate and step.compensate.action not in actions:
+            raise SpecError(
+                f"steps[{i}].compensate.action",
+                f"agent {step.agent!r} has no action {step.compensate.action!r}",
+            )
+    for i, step in enumerate(spec.steps):
+        for j, dep in enumerate(step.depends_on):
+            if dep not in seen:
+                raise SpecError(f"steps[{i}].depends_on[{j}]", f"unknown step {dep!r}")
+            if dep == step.id:
+                raise SpecError(f"steps[{i}].depends_on[{j}]", "a step cannot depend on itself")
+    graph = {step.id: list(step.depends_on) for step in spec.steps}
+    ancestors = upstream_of(graph)
+    for i, step in enumerate(spec.steps):
+        fields: list[tuple[str, object, set[str]]] = [
+            (f"steps[{i}].params", step.params, ancestors[step.id])
+        ]
+        if step.map_over is not None:
+            fields.append((f"steps[{i}].map_over", step.map_over, ancestors[step.id]))
+        if step.compensate:
+            # Undoing a step needs what the step itself produced.
+            visible = ancestors[step.id] | {step.id}
+            fields.append((f"steps[{i}].compensate.params", step.compensate.params, visible))
+        for field, value, upstream in fields:
+            _check_references(spec, field, value, step.id, upstream, step.map_over)
+
+
+def _check_references(
+    spec: WorkflowSpec,
+    field: str,
+    value: object,
+    step_id: str,
+    upstream: set[str],
+    map_over: str | None,
+) -> None:
+    try:
+        references = list(iter_references(value))
+    except TemplateError as exc:
+        raise SpecError(field, str(exc)) from exc
+    for ref in references:
+        if ref.root == "inputs" and ref.path[0] not in spec.inputs:
+            raise SpecError(field, f"${{inputs.{ref.path[0]}}} is not a declared input")
+        if ref.root == "steps" and ref.step_id not in upstream:
+            raise SpecError(
+                field,
+                f"references step {ref.step_id!r}, which is not upstream of {step_id!r} "
+                "(add it to depends_on)",
+            )
+        if ref.root == "item" and (map_over is None or field.endswith(".map_over")):
+            raise SpecError(field, "${item} is only available in the params of a map_over step")

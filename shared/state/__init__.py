@@ -1,0 +1,1 @@
+"""The one place where run and step statuses change (see machine.py for the vocabulary)."""

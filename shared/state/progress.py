@@ -1,0 +1,357 @@
+"""Moving runs forward after step changes: fan-out windows, skips, readiness, run endings and
+saga compensation. Callers hold the run rows locked (`lock_runs`) so that two steps of one run
+finishing at once cannot both miss making their common dependent READY."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from shared.events.outbox import Event, emit, wakeup_channel
+from shared.spec.models import WorkflowSpec
+from shared.spec.validation import upstream_of
+from shared.state.machine import RUN_EVENT, STEP_EVENT, RunStatus, StepStatus
+
+_TERMINAL = "('SUCCEEDED','FAILED','TIMED_OUT','SKIPPED','CANCELLED','COMPENSATED')"
+_BROKEN = "('FAILED','TIMED_OUT','SKIPPED','CANCELLED')"
+
+
+@dataclass(frozen=True)
+class RunChange:
+    """A run that reached a new status in this transaction."""
+
+    run_id: uuid.UUID
+    status: RunStatus
+    kind: str
+    duration_s: float | None
+
+
+async def lock_runs(session: AsyncSession, run_ids: Sequence[uuid.UUID]) -> None:
+    """Lock runs in id order (a fixed order, so concurrent batches cannot deadlock)."""
+    await session.execute(
+        text("SELECT id FROM workflow_runs WHERE id = ANY(:ids) ORDER BY id FOR UPDATE"),
+        {"ids": sorted(run_ids)},
+    )
+
+
+_STOP_OPEN_STEPS = text(
+    """
+UPDATE step_runs s SET status = 'CANCELLED', finished_at = now(), status_reason = r.status_reason
+FROM workflow_runs r
+WHERE r.id = s.run_id AND r.id = ANY(:runs) AND r.status = 'RUNNING'
+  AND (r.cancel_requested OR r.deadline_at < now())
+  AND s.role = 'action' AND s.status IN ('PENDING', 'READY', 'RETRY_WAIT')
+RETURNING s.run_id, s.step_id, s.map_index
+"""
+)
+
+_CANCEL_SIBLINGS = text(
+    f"""
+UPDATE step_runs c SET status = 'CANCELLED', finished_at = now(),
+    status_reason = 'another item of this map_over step failed'
+WHERE c.run_id = ANY(:runs) AND c.role = 'action' AND c.map_index >= 0
+  AND c.status IN ('PENDING', 'READY', 'RETRY_WAIT')
+  AND EXISTS (SELECT 1 FROM step_runs f WHERE f.run_id = c.run_id AND f.step_id = c.step_id
+              AND f.role = 'action' AND f.map_index >= 0 AND f.status IN {_BROKEN})
+RETURNING c.run_id, c.step_id, c.map_index
+"""
+)
+
+_OPEN_WINDOW = text(
+    """
+UPDATE step_runs c SET status = 'READY', ready_at = now()
+FROM (
+    SELECT ch.id,
+           row_number() OVER (PARTITION BY ch.run_id, ch.step_id ORDER BY ch.map_index) AS rn,
+           p.fanout_limit - (SELECT count(*) FROM step_runs x
+                             WHERE x.run_id = ch.run_id AND x.step_id = ch.step_id
+                               AND x.role = 'action' AND x.map_index >= 0
+                               AND x.status IN ('READY', 'RUNNING', 'RETRY_WAIT')) AS free
+    FROM step_runs ch
+    JOIN step_runs p ON p.run_id = ch.run_id AND p.step_id = ch.step_id
+                    AND p.role = 'action' AND p.map_index = -1
+    WHERE ch.run_id = ANY(:runs) AND ch.role = 'action' AND ch.map_index >= 0
+      AND ch.status = 'PENDING' AND p.status = 'RUNNING'
+) w
+WHERE c.id = w.id AND w.rn <= w.free
+"""
+)
+
+_FINISH_MAP_PARENTS = text(
+    f"""
+WITH agg AS (
+    SELECT run_id, step_id,
+           count(*) FILTER (WHERE status NOT IN {_TERMINAL}) AS open,
+           count(*) FILTER (WHERE status IN ('FAILED', 'TIMED_OUT')) AS failed,
+           count(*) FILTER (WHERE status IN ('CANCELLED', 'SKIPPED')) AS cancelled,
+           count(*) AS total,
+           jsonb_agg(output ORDER BY map_index) AS outputs,
+           (array_agg(error ORDER BY map_index) FILTER (WHERE status IN ('FAILED', 'TIMED_OUT')))[1]
+               AS first_error
+    FROM step_runs
+    WHERE run_id = ANY(:runs) AND role = 'action' AND map_index >= 0
+    GROUP BY run_id, step_id
+)
+UPDATE step_runs p SET
+    status = CASE WHEN agg.failed > 0 THEN 'FAILED' WHEN agg.cancelled > 0 THEN 'CANCELLED'
+                  ELSE 'SUCCEEDED' END,
+    output = CASE WHEN agg.failed = 0 AND agg.cancelled = 0 THEN agg.outputs END,
+    error = agg.first_error,
+    status_reason = CASE WHEN agg.failed > 0
+                         THEN agg.failed || ' of ' || agg.total || ' items failed'
+                         WHEN agg.cancelled > 0 THEN agg.cancelled || ' items cancelled' END,
+    finished_at = now()
+FROM agg
+WHERE p.run_id = agg.run_id AND p.step_id = agg.step_id AND p.role = 'action'
+  AND p.map_index = -1 AND p.status = 'RUNNING' AND p.lease_owner IS NULL AND agg.open = 0
+RETURNING p.run_id, p.step_id, p.status, agg.total
+"""
+)
+
+_SKIP_DOWNSTREAM = text(
+    f"""
+UPDATE step_runs p SET status = 'SKIPPED', finished_at = now(),
+    status_reason = 'upstream step did not succeed'
+WHERE p.run_id = ANY(:runs) AND p.role = 'action' AND p.map_index = -1 AND p.status = 'PENDING'
+  AND EXISTS (SELECT 1 FROM step_runs d WHERE d.run_id = p.run_id AND d.role = 'action'
+              AND d.map_index = -1 AND d.step_id = ANY(p.depends_on) AND d.status IN {_BROKEN})
+RETURNING p.run_id, p.step_id
+"""
+)
+
+# An action waits for its dependencies to succeed; a compensation waits for the compensations
+# of the steps downstream of it to end in any way (saga: undo in reverse order, best effort).
+_PROMOTE = text(
+    f"""
+UPDATE step_runs p SET status = 'READY', ready_at = now()
+FROM workflow_runs r
+WHERE r.id = p.run_id AND p.run_id = ANY(:runs) AND p.map_index = -1 AND p.status = 'PENDING'
+  AND ((p.role = 'action' AND r.status = 'RUNNING' AND NOT r.cancel_requested)
+       OR (p.role = 'compensation' AND r.status = 'COMPENSATING'))
+  AND NOT EXISTS (
+      SELECT 1 FROM step_runs d
+      WHERE d.run_id = p.run_id AND d.role = p.role AND d.map_index = -1
+        AND d.step_id = ANY(p.depends_on)
+        AND ((p.role = 'action' AND d.status <> 'SUCCEEDED')
+             OR (p.role = 'compensation' AND d.status NOT IN {_TERMINAL})))
+RETURNING p.run_id, p.step_id, p.role
+"""
+)
+
+_MARK_COMPENSATED = text(
+    """
+UPDATE step_runs a SET status = 'COMPENSATED'
+FROM step_runs c
+WHERE a.run_id = ANY(:runs) AND c.run_id = a.run_id AND c.step_id = a.step_id
+  AND c.role = 'compensation' AND c.status = 'SUCCEEDED'
+  AND a.role = 'action' AND a.map_index = -1 AND a.status = 'SUCCEEDED'
+RETURNING a.run_id, a.step_id
+"""
+)
+
+_RUN_SUMMARY = text(
+    f"""
+SELECT r.id, r.status, r.kind, r.cancel_requested, r.status_reason, r.started_at,
+       (r.deadline_at IS NOT NULL AND r.deadline_at < now()) AS past_deadline,
+       count(s.id) FILTER (WHERE s.role = 'action' AND s.status NOT IN {_TERMINAL}) AS open_actions,
+       count(s.id) FILTER (WHERE s.role = 'action' AND s.map_index = -1
+                           AND s.status <> 'SUCCEEDED') AS unsuccessful,
+       count(s.id) FILTER (WHERE s.role = 'compensation'
+                           AND s.status NOT IN {_TERMINAL}) AS open_compensations,
+       count(s.id) FILTER (WHERE s.role = 'compensation'
+                           AND s.status <> 'SUCCEEDED') AS failed_compensations
+FROM workflow_runs r LEFT JOIN step_runs s ON s.run_id = r.id
+WHERE r.id = ANY(:runs) AND r.status IN ('RUNNING', 'COMPENSATING')
+GROUP BY r.id
+"""
+)
+
+_FIRST_FAILURE = text(
+    """
+SELECT step_id, status, error, status_reason FROM step_runs
+WHERE run_id = :run AND role = 'action' AND map_index = -1 AND status IN ('FAILED', 'TIMED_OUT')
+ORDER BY finished_at LIMIT 1
+"""
+)
+
+
+async def advance_runs(
+    session: AsyncSession,
+    run_ids: Sequence[uuid.UUID],
+    *,
+    schema: str | None,
+    touched_map: bool = True,
+) -> list[RunChange]:
+    """Bring the locked runs up to date; return the runs that reached a new run status."""
+    runs = {"runs": list(run_ids)}
+    events: list[Event] = []
+
+    def step_events(rows: Any, status: StepStatus, **extra: Any) -> None:
+        for row in rows:
+            data: dict[str, Any] = {"step_id": row.step_id, **extra}
+            if getattr(row, "map_index", -1) >= 0:
+                data["map_index"] = row.map_index
+            events.append(Event(STEP_EVENT[status], row.run_id, data))
+
+    step_events(await session.execute(_STOP_OPEN_STEPS, runs), StepStatus.CANCELLED)
+    if touched_map:
+        step_events(await session.execute(_CANCEL_SIBLINGS, runs), StepStatus.CANCELLED)
+        await session.execute(_OPEN_WINDOW, runs)
+        for row in await session.execute(_FINISH_MAP_PARENTS, runs):
+            events.append(
+                Event(
+                    STEP_EVENT[StepStatus(row.status)],
+                    row.run_id,
+                    {"step_id": row.step_id, "items": row.total},
+                )
+            )
+    while True:
+        skipped = (await session.execute(_SKIP_DOWNSTREAM, runs)).all()
+        step_events(skipped, StepStatus.SKIPPED)
+        if not skipped:
+            break
+    await session.execute(_PROMOTE, runs)
+    step_events(await session.execute(_MARK_COMPENSATED, runs), StepStatus.COMPENSATED)
+
+    changed: list[RunChange] = []
+    now = datetime.now(UTC)
+    for summary in (await session.execute(_RUN_SUMMARY, runs)).all():
+        new_status = await _settle_run(session, summary, events)
+        if new_status is not None:
+            started = summary.started_at
+            duration = (now - started).total_seconds() if started else None
+            changed.append(RunChange(summary.id, new_status, summary.kind, duration))
+    await emit(session, events, schema=schema)
+    if changed:
+        # Compensation steps may have become READY; wake the engines.
+        await session.execute(text("SELECT pg_notify(:c, 'steps')"), {"c": wakeup_channel(schema)})
+    return changed
+
+
+async def _settle_run(session: AsyncSession, summary: Any, events: list[Event]) -> RunStatus | None:
+    status = RunStatus(summary.status)
+    if status == RunStatus.COMPENSATING:
+        if summary.open_compensations:
+            return None
+        final = (
+            RunStatus.COMPENSATED
+            if summary.failed_compensations == 0
+            else RunStatus.COMPENSATION_FAILED
+        )
+        await _set_run_status(session, summary.id, final, summary.status_reason, events)
+        return final
+    if summary.open_actions:
+        return None
+    if summary.unsuccessful == 0 and not summary.cancel_requested:
+        await _set_run_status(session, summary.id, RunStatus.SUCCEEDED, None, events)
+        return RunStatus.SUCCEEDED
+    failed_step = error = None
+    if summary.cancel_requested:
+        outcome, reason = RunStatus.CANCELLED, summary.status_reason or "cancelled"
+    elif summary.past_deadline:
+        outcome, reason = RunStatus.FAILED, "run exceeded its timeout_s"
+        error = reason
+    else:
+        failure = (await session.execute(_FIRST_FAILURE, {"run": summary.id})).first()
+        outcome = RunStatus.FAILED
+        failed_step = failure.step_id if failure else None
+        detail = (failure.error or {}).get("message") if failure and failure.error else None
+        error = f"step {failed_step} {failure.status.lower()}: {detail}" if failure else None
+        reason = error or "a step did not succeed"
+    if await _start_compensation(session, summary.id, reason, events):
+        await _set_run_status(
+            session, summary.id, RunStatus.COMPENSATING, reason, events, failed_step, error
+        )
+        return RunStatus.COMPENSATING
+    await _set_run_status(session, summary.id, outcome, reason, events, failed_step, error)
+    return outcome
+
+
+async def _start_compensation(
+    session: AsyncSession, run_id: uuid.UUID, reason: str, events: list[Event]
+) -> bool:
+    """Create compensation rows for succeeded steps that declare `compensate`."""
+    spec_json = (
+        await session.execute(text("SELECT spec FROM workflow_runs WHERE id = :id"), {"id": run_id})
+    ).scalar_one()
+    spec = WorkflowSpec.model_validate(spec_json)
+    if not any(step.compensate for step in spec.steps):
+        return False
+    succeeded = {
+        row.step_id
+        for row in await session.execute(
+            text(
+                "SELECT step_id FROM step_runs WHERE run_id = :id AND role = 'action' "
+                "AND map_index = -1 AND status = 'SUCCEEDED'"
+            ),
+            {"id": run_id},
+        )
+    }
+    to_undo = [s for s in spec.steps if s.compensate and s.id in succeeded]
+    if not to_undo:
+        return False
+    ancestors = upstream_of({s.id: list(s.depends_on) for s in spec.steps})
+    undo_ids = {s.id for s in to_undo}
+    for step in to_undo:
+        assert step.compensate is not None
+        # Undo `step` only after everything built on it has been undone.
+        after = sorted(d for d in undo_ids if step.id in ancestors[d])
+        await session.execute(
+            text(
+                "INSERT INTO step_runs (run_id, step_id, role, map_index, agent, action, "
+                "depends_on, status, attempts, max_attempts, ready_at, attempt_log) VALUES "
+                "(:run, :step, 'compensation', -1, :agent, :action, :deps, :status, 0, :max, "
+                "CASE WHEN :ready THEN now() END, '[]'::jsonb) "
+                "ON CONFLICT ON CONSTRAINT uq_step_runs_identity DO NOTHING"
+            ),
+            {
+                "run": run_id,
+                "step": step.id,
+                "agent": step.agent,
+                "action": step.compensate.action,
+                "deps": after,
+                "status": StepStatus.PENDING if after else StepStatus.READY,
+                "ready": not after,
+                "max": step.retry.max_attempts,
+            },
+        )
+    return True
+
+
+async def _set_run_status(
+    session: AsyncSession,
+    run_id: uuid.UUID,
+    status: RunStatus,
+    reason: str | None,
+    events: list[Event],
+    failed_step: str | None = None,
+    error: str | None = None,
+) -> None:
+    terminal = status not in (RunStatus.RUNNING, RunStatus.COMPENSATING)
+    await session.execute(
+        text(
+            "UPDATE workflow_runs SET status = :status, status_reason = :reason, "
+            "failed_step = coalesce(:failed_step, failed_step), error = coalesce(:error, error), "
+            "finished_at = CASE WHEN :terminal THEN now() ELSE finished_at END WHERE id = :id"
+        ),
+        {
+            "status": status,
+            "reason": reason,
+            "failed_step": failed_step,
+            "error": error,
+            "terminal": terminal,
+            "id": run_id,
+        },
+    )
+    data: dict[str, Any] = {"status": status.value, "at": datetime.now(UTC).isoformat()}
+    if reason:
+        data["reason"] = reason
+    if failed_step:
+        data["failed_step"] = failed_step
+    events.append(Event(RUN_EVENT[status], run_id, data))

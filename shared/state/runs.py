@@ -1,0 +1,172 @@
+"""Run-level transitions: accept (PENDING), start (RUNNING), cancel."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select, text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from shared.db.models import StepRun, WorkflowRun
+from shared.errors import Conflict, NotFound
+from shared.events.outbox import Event, emit, wakeup_channel
+from shared.spec.models import WorkflowSpec
+from shared.state.machine import RUN_EVENT, TERMINAL_RUN, RunStatus, StepStatus
+
+
+@dataclass
+class NewRun:
+    spec: WorkflowSpec
+    inputs: dict[str, Any]
+    priority: int = 0
+    admitted: bool = True
+    status_reason: str | None = None
+    run_id: uuid.UUID | None = None
+
+
+async def notify_engines(session: AsyncSession, schema: str | None, what: str = "steps") -> None:
+    """Wake engines when the transaction commits (NOTIFY is delivered at commit).
+
+    `what` is "runs" when a run became startable, "steps" when steps became ready.
+    """
+    await session.execute(
+        text("SELECT pg_notify(:c, :w)"), {"c": wakeup_channel(schema), "w": what}
+    )
+
+
+async def create_run(session: AsyncSession, new: NewRun, *, schema: str | None) -> WorkflowRun:
+    """Insert a PENDING run and its `ingestion.workflow.pending` event."""
+    now = datetime.now(UTC)
+    run = WorkflowRun(
+        id=new.run_id or uuid.uuid4(),
+        workflow_name=new.spec.name,
+        workflow_version=new.spec.version,
+        kind=new.spec.kind,
+        spec=new.spec.model_dump(mode="json"),
+        inputs=new.inputs,
+        status=RunStatus.PENDING,
+        status_reason=new.status_reason,
+        priority=new.priority,
+        trace_id=uuid.uuid4().hex,
+        cancel_requested=False,
+        created_at=now,
+        admitted_at=now if new.admitted else None,
+    )
+    session.add(run)
+    await session.flush()
+    await emit(
+        session,
+        [
+            Event(
+                RUN_EVENT[RunStatus.PENDING],
+                run.id,
+                {"workflow": run.workflow_name, "version": run.workflow_version, "kind": run.kind},
+            )
+        ],
+        schema=schema,
+    )
+    if new.admitted:
+        await notify_engines(session, schema, "runs")
+    return run
+
+
+async def admit_run(session: AsyncSession, run_id: uuid.UUID, *, schema: str | None) -> None:
+    """Let a PENDING run held back by a policy be started by an engine."""
+    await session.execute(
+        text(
+            "UPDATE workflow_runs SET admitted_at = now(), status_reason = NULL "
+            "WHERE id = :id AND status = 'PENDING' AND admitted_at IS NULL"
+        ),
+        {"id": run_id},
+    )
+    await notify_engines(session, schema, "runs")
+
+
+async def start_run(session: AsyncSession, run_id: uuid.UUID, *, schema: str | None) -> bool:
+    """PENDING -> RUNNING: create the step rows, roots READY. False if not startable now."""
+    run = (
+        await session.execute(
+            select(WorkflowRun).where(WorkflowRun.id == run_id).with_for_update(skip_locked=True)
+        )
+    ).scalar_one_or_none()
+    if run is None or run.status != RunStatus.PENDING or run.admitted_at is None:
+        return False
+    spec = WorkflowSpec.model_validate(run.spec)
+    now = datetime.now(UTC)
+    for step in spec.steps:
+        ready = not step.depends_on
+        session.add(
+            StepRun(
+                run_id=run.id,
+                step_id=step.id,
+                role="action",
+                map_index=-1,
+                agent=step.agent,
+                action=step.action,
+                depends_on=list(step.depends_on),
+                status=StepStatus.READY if ready else StepStatus.PENDING,
+                priority=run.priority,
+                attempts=0,
+                max_attempts=step.retry.max_attempts,
+                ready_at=now if ready else None,
+                attempt_log=[],
+            )
+        )
+    run.status = RunStatus.RUNNING
+    run.started_at = now
+    if spec.timeout_s:
+        run.deadline_at = now + timedelta(seconds=spec.timeout_s)
+    await session.flush()
+    await emit(
+        session,
+        [Event(RUN_EVENT[RunStatus.RUNNING], run.id, {"workflow": run.workflow_name})],
+        schema=schema,
+    )
+    await notify_engines(session, schema)
+    return True
+
+
+async def startable_runs(session: AsyncSession, *, limit: int) -> list[uuid.UUID]:
+    """Admitted PENDING runs, highest priority and oldest first."""
+    rows = await session.execute(
+        text(
+            "SELECT id FROM workflow_runs WHERE status = 'PENDING' AND admitted_at IS NOT NULL "
+            "ORDER BY priority DESC, created_at LIMIT :limit"
+        ),
+        {"limit": limit},
+    )
+    return [row.id for row in rows]
+
+
+async def request_cancel(
+    session: AsyncSession, run_id: uuid.UUID, *, reason: str, schema: str | None
+) -> WorkflowRun:
+    """Stop a run: nothing new starts; it ends CANCELLED once in-flight steps return."""
+    from shared.state.progress import advance_runs  # progress imports this module
+
+    run = (
+        await session.execute(select(WorkflowRun).where(WorkflowRun.id == run_id).with_for_update())
+    ).scalar_one_or_none()
+    if run is None:
+        raise NotFound(f"no workflow run {run_id}")
+    if run.status in TERMINAL_RUN or run.status == RunStatus.COMPENSATING:
+        raise Conflict(f"run {run_id} is already {run.status}; it cannot be cancelled")
+    run.cancel_requested = True
+    run.status_reason = reason
+    if run.status == RunStatus.PENDING:
+        run.status = RunStatus.CANCELLED
+        run.finished_at = datetime.now(UTC)
+        await session.flush()
+        await emit(
+            session,
+            [Event(RUN_EVENT[RunStatus.CANCELLED], run.id, {"reason": reason})],
+            schema=schema,
+        )
+        return run
+    await session.flush()
+    await advance_runs(session, [run.id], schema=schema)
+    await session.refresh(run)
+    return run

@@ -1,0 +1,322 @@
+"""Step-level transitions: claim with a lease, record attempt results, expire leases."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from shared.events.outbox import Event, emit
+from shared.state.machine import STEP_EVENT, StepStatus
+from shared.state.progress import RunChange, advance_runs, lock_runs
+
+
+@dataclass
+class ClaimedStep:
+    id: int
+    run_id: uuid.UUID
+    step_id: str
+    role: str
+    map_index: int
+    agent: str
+    action: str
+    attempts: int
+    max_attempts: int
+    outputs: dict[str, Any]
+    is_map_parent_pending: bool = False
+
+
+@dataclass
+class AttemptResult:
+    """What one claimed attempt came to; `retry_in_s` set means try again after that delay."""
+
+    step: ClaimedStep
+    outcome: Literal["succeeded", "failed", "timed_out"]
+    output: Any = None
+    error: dict[str, Any] | None = None
+    retry_in_s: float | None = None
+    duration_ms: float = 0.0
+    worker: str = ""
+    # for a map_over parent: the list to fan out over (children are created instead of a call)
+    map_items: list[Any] | None = field(default=None)
+    fanout_limit: int = 1
+
+
+_CLAIM = text(
+    """
+WITH picked AS (
+    SELECT id FROM step_runs
+    WHERE status IN ('READY', 'RETRY_WAIT')
+      AND (next_attempt_at IS NULL OR next_attempt_at <= now())
+    ORDER BY priority DESC, id
+    LIMIT :limit
+    FOR UPDATE SKIP LOCKED
+), claimed AS (
+    UPDATE step_runs s
+    SET status = 'RUNNING', lease_owner = :owner,
+        lease_expires_at = now() + make_interval(secs => :lease_s),
+        attempts = s.attempts + 1, started_at = coalesce(s.started_at, now()),
+        attempt_started_at = now(), next_attempt_at = NULL, status_reason = NULL
+    FROM picked WHERE s.id = picked.id
+    RETURNING s.id, s.run_id, s.step_id, s.role, s.map_index, s.agent, s.action,
+              s.attempts, s.max_attempts, s.fanout_limit
+)
+SELECT c.*,
+       (SELECT coalesce(jsonb_object_agg(u.step_id, u.output), '{}'::jsonb) FROM step_runs u
+        WHERE u.run_id = c.run_id AND u.role = 'action' AND u.map_index = -1
+          AND u.status IN ('SUCCEEDED', 'COMPENSATED')) AS outputs
+FROM claimed c
+"""
+)
+
+
+async def claim_steps(
+    session: AsyncSession, *, owner: str, limit: int, lease_s: float, schema: str | None
+) -> list[ClaimedStep]:
+    """Take up to `limit` runnable steps for `owner`, each with a lease of `lease_s`."""
+    rows = (
+        await session.execute(_CLAIM, {"owner": owner, "limit": limit, "lease_s": lease_s})
+    ).all()
+    claimed = [
+        ClaimedStep(
+            id=row.id,
+            run_id=row.run_id,
+            step_id=row.step_id,
+            role=row.role,
+            map_index=row.map_index,
+            agent=row.agent,
+            action=row.action,
+            attempts=row.attempts,
+            max_attempts=row.max_attempts,
+            outputs=row.outputs or {},
+        )
+        for row in rows
+    ]
+    await emit(
+        session,
+        [
+            Event(
+                STEP_EVENT[StepStatus.RUNNING],
+                c.run_id,
+                _step_data(c, attempt=c.attempts, worker=owner),
+            )
+            for c in claimed
+        ],
+        schema=schema,
+    )
+    return claimed
+
+
+def _step_data(step: ClaimedStep, **extra: Any) -> dict[str, Any]:
+    data: dict[str, Any] = {"step_id": step.step_id, "agent": step.agent, "action": step.action}
+    if step.role != "action":
+        data["role"] = step.role
+    if step.map_index >= 0:
+        data["map_index"] = step.map_index
+    data.update(extra)
+    return data
+
+
+_FINISH = text(
+    """
+UPDATE step_runs SET
+    status = :status, output = CAST(:output AS jsonb), error = CAST(:error AS jsonb),
+    status_reason = :reason, next_attempt_at = now() + make_interval(secs => :retry_in_s),
+    finished_at = CASE WHEN :final THEN now() ELSE NULL END,
+    lease_owner = NULL, lease_expires_at = NULL,
+    attempt_log = attempt_log || CAST(:log AS jsonb)
+WHERE id = :id AND status = 'RUNNING' AND lease_owner = :owner AND attempts = :attempt
+RETURNING id
+"""
+)
+
+_EXPAND_PARENT = text(
+    """
+UPDATE step_runs SET lease_owner = NULL, lease_expires_at = NULL, fanout_limit = :limit,
+    status_reason = :reason
+WHERE id = :id AND status = 'RUNNING' AND lease_owner = :owner AND attempts = :attempt
+RETURNING id
+"""
+)
+
+_INSERT_CHILDREN = text(
+    """
+INSERT INTO step_runs (run_id, step_id, role, map_index, agent, action, depends_on, status,
+                       priority, attempts, max_attempts, ready_at, attempt_log)
+SELECT p.run_id, p.step_id, 'action', i, p.agent, p.action, '{}',
+       CASE WHEN i < :limit THEN 'READY' ELSE 'PENDING' END, p.priority, 0, p.max_attempts,
+       CASE WHEN i < :limit THEN now() END, '[]'::jsonb
+FROM step_runs p, generate_series(0, :count - 1) AS i
+WHERE p.id = :id
+ON CONFLICT ON CONSTRAINT uq_step_runs_identity DO NOTHING
+"""
+)
+
+
+async def record_results(
+    session: AsyncSession, results: list[AttemptResult], *, schema: str | None
+) -> list[RunChange]:
+    """Apply a batch of attempt results in one transaction; return runs that changed status.
+
+    A result whose lease was lost (another worker took the step over) changes nothing.
+    """
+    run_ids = sorted({r.step.run_id for r in results})
+    await lock_runs(session, run_ids)
+    events: list[Event] = []
+    touched_map = False
+    for result in results:
+        step = result.step
+        if result.map_items is not None:
+            touched_map = True
+            await _expand(session, result, events)
+            continue
+        touched_map = touched_map or step.map_index >= 0
+        if result.outcome == "succeeded":
+            status = StepStatus.SUCCEEDED
+        elif result.retry_in_s is not None:
+            status = StepStatus.RETRY_WAIT
+        elif result.outcome == "timed_out":
+            status = StepStatus.TIMED_OUT
+        else:
+            status = StepStatus.FAILED
+        final = status != StepStatus.RETRY_WAIT
+        log_entry = {
+            "attempt": step.attempts,
+            "outcome": result.outcome,
+            "duration_ms": round(result.duration_ms, 2),
+            "worker": result.worker,
+            "error": result.error,
+        }
+        reason = None
+        if result.error and status != StepStatus.SUCCEEDED:
+            reason = f"{result.error.get('code', 'error')}: {result.error.get('message', '')}"
+            if status == StepStatus.RETRY_WAIT:
+                reason = f"retrying in {result.retry_in_s:.2f}s after {reason}"
+        updated = await session.execute(
+            _FINISH,
+            {
+                "status": status,
+                "output": json.dumps(result.output)
+                if final and result.output is not None
+                else None,
+                "error": json.dumps(result.error) if result.error else None,
+                "reason": reason,
+                "retry_in_s": result.retry_in_s or 0.0,
+                "final": final,
+                "log": json.dumps([log_entry], default=str),
+                "id": step.id,
+                "owner": result.worker,
+                "attempt": step.attempts,
+            },
+        )
+        if updated.first() is None:
+            continue  # lease lost: the step belongs to someone else now
+        data = _step_data(step, attempt=step.attempts, duration_ms=round(result.duration_ms, 2))
+        if result.error:
+            data["error"] = result.error
+        if status == StepStatus.RETRY_WAIT:
+            data["retry_in_s"] = round(result.retry_in_s or 0.0, 3)
+        events.append(Event(STEP_EVENT[status], step.run_id, data))
+    await emit(session, events, schema=schema)
+    return await advance_runs(session, run_ids, schema=schema, touched_map=touched_map)
+
+
+async def _expand(session: AsyncSession, result: AttemptResult, events: list[Event]) -> None:
+    step = result.step
+    items = result.map_items or []
+    params = {"id": step.id, "owner": result.worker, "attempt": step.attempts}
+    if not items:
+        await session.execute(
+            _FINISH,
+            {
+                **params,
+                "status": StepStatus.SUCCEEDED,
+                "output": "[]",
+                "error": None,
+                "reason": "map_over list was empty",
+                "retry_in_s": 0.0,
+                "final": True,
+                "log": "[]",
+            },
+        )
+        events.append(Event(STEP_EVENT[StepStatus.SUCCEEDED], step.run_id, _step_data(step)))
+        return
+    reason = f"waiting for {len(items)} map items, at most {result.fanout_limit} at once"
+    updated = await session.execute(
+        _EXPAND_PARENT, {**params, "limit": result.fanout_limit, "reason": reason}
+    )
+    if updated.first() is None:
+        return
+    await session.execute(
+        _INSERT_CHILDREN, {"id": step.id, "limit": result.fanout_limit, "count": len(items)}
+    )
+
+
+_EXPIRE = text(
+    """
+WITH expired AS (
+    SELECT id FROM step_runs
+    WHERE status = 'RUNNING' AND lease_expires_at < now()
+    ORDER BY lease_expires_at LIMIT :limit
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE step_runs s SET status = 'READY', lease_owner = NULL, lease_expires_at = NULL,
+    attempts = greatest(s.attempts - 1, 0), ready_at = now(),
+    status_reason = 'lease of ' || coalesce(s.lease_owner, '?') || ' expired; step re-queued',
+    attempt_log = s.attempt_log || jsonb_build_array(jsonb_build_object(
+        'attempt', s.attempts, 'outcome', 'lease_expired', 'worker', s.lease_owner))
+FROM expired WHERE s.id = expired.id
+RETURNING s.run_id, s.step_id, s.map_index, s.role
+"""
+)
+
+
+async def expire_leases(session: AsyncSession, *, limit: int, schema: str | None) -> int:
+    """Return steps whose worker vanished to READY, without counting the lost attempt."""
+    rows = (await session.execute(_EXPIRE, {"limit": limit})).all()
+    await emit(
+        session,
+        [
+            Event(
+                STEP_EVENT[StepStatus.READY],
+                row.run_id,
+                {"step_id": row.step_id, "map_index": row.map_index, "reason": "lease expired"},
+            )
+            for row in rows
+        ],
+        schema=schema,
+    )
+    return len(rows)
+
+
+_RENEW = text(
+    "UPDATE step_runs SET lease_expires_at = now() + make_interval(secs => :lease_s) "
+    "WHERE id = ANY(:ids) AND status = 'RUNNING' AND lease_owner = :owner RETURNING id"
+)
+
+
+async def renew_leases(
+    session: AsyncSession, *, owner: str, step_ids: list[int], lease_s: float
+) -> set[int]:
+    """Extend the leases this worker still holds; return the ids it still owns."""
+    if not step_ids:
+        return set()
+    rows = await session.execute(_RENEW, {"ids": step_ids, "owner": owner, "lease_s": lease_s})
+    return {row.id for row in rows}
+
+
+_RELEASE = text(
+    "UPDATE step_runs SET status = 'READY', lease_owner = NULL, lease_expires_at = NULL, "
+    "attempts = greatest(attempts - 1, 0), status_reason = 'released at shutdown' "
+    "WHERE id = ANY(:ids) AND status = 'RUNNING' AND lease_owner = :owner"
+)
+
+
+async def release_leases(session: AsyncSession, *, owner: str, step_ids: list[int]) -> None:
+    """Give back unfinished steps at shutdown so another engine starts them at once."""
+    if step_ids:
+        await session.execute(_RELEASE, {"ids": step_ids, "owner": owner})

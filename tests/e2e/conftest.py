@@ -1,0 +1,111 @@
+"""The whole platform as real uvicorn processes on random ports, on the test schema."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from launcher.processes import Ports, Service, platform_env, platform_services, sample_server
+from tests.conftest import DATABASE_URL, REDIS_URL, SERVICE_TOKEN, fresh_schema
+
+API_KEY = "e2e-api-key"
+
+
+@dataclass
+class Platform:
+    ports: Ports
+    env: dict[str, str]
+    services: dict[str, Service]
+    data_root: Path
+    stream_prefix: str
+
+    @property
+    def controller(self) -> str:
+        return f"http://127.0.0.1:{self.ports.controller}"
+
+    @property
+    def engine(self) -> Service:
+        return self.services["workflow-engine"]
+
+    def api(self) -> httpx.Client:
+        return httpx.Client(
+            base_url=self.controller,
+            headers={"Authorization": f"Bearer {API_KEY}"},
+            timeout=10,
+        )
+
+    def samples_url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.ports.samples}/{path}"
+
+    def wait_for_run(self, run_id: str, timeout_s: float = 60.0) -> dict[str, Any]:
+        """Poll the run until it reaches a terminal status."""
+        deadline = time.monotonic() + timeout_s
+        with self.api() as api:
+            while time.monotonic() < deadline:
+                run = api.get(f"/workflows/{run_id}").json()
+                if run["status"] in (
+                    "SUCCEEDED",
+                    "FAILED",
+                    "CANCELLED",
+                    "COMPENSATED",
+                    "COMPENSATION_FAILED",
+                ):
+                    return run
+                time.sleep(0.2)
+        raise TimeoutError(f"run {run_id} still {run['status']} after {timeout_s}s")
+
+
+@pytest.fixture(scope="session")
+def e2e_schema() -> Iterator[str]:
+    """A schema of its own: the running engine must not claim other tests' steps."""
+    yield from fresh_schema()
+
+
+@pytest.fixture(scope="session")
+def platform(
+    e2e_schema: str, stream_prefix: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Platform]:
+    """Six agents, engine and controller, started once for the e2e tests."""
+    db_schema = e2e_schema
+    ports = Ports.random()
+    data_root = tmp_path_factory.mktemp("e2e_data")
+    log_dir = tmp_path_factory.mktemp("e2e_logs")
+    env = platform_env(
+        database_url=DATABASE_URL,
+        redis_url=REDIS_URL,
+        ports=ports,
+        data_root=data_root,
+        service_token=SERVICE_TOKEN,
+        extra={
+            "DB_SCHEMA": db_schema,
+            "STREAM_PREFIX": stream_prefix,
+            "CONTROLLER_API_KEYS": f'["{API_KEY}"]',
+            "CONTROLLER_HEALTH_INTERVAL_S": "1",
+            "CONTROLLER_HANDOFF_INTERVAL_S": "1",
+            "ENGINE_LEASE_SECONDS": "3",
+            "ENGINE_POLL_INTERVAL_S": "0.5",
+        },
+    )
+    samples = sample_server(ports.samples, log_dir)
+    services = platform_services(env, ports, log_dir)
+    try:
+        for service in services:
+            service.start()
+        for service in services:
+            service.wait_healthy(timeout_s=60)
+        yield Platform(ports, env, {s.name: s for s in services}, data_root, stream_prefix)
+    finally:
+        for service in reversed(services):
+            service.stop()
+        samples.terminate()
+        try:
+            samples.wait(5)
+        except subprocess.TimeoutExpired:
+            samples.kill()
