@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from typing import Any
 
 import httpx
 import pyarrow.parquet as pq
@@ -29,12 +30,12 @@ def _subscribe(prefix: str) -> tuple[redis.Redis, str]:
 def _read_events(client: redis.Redis, group: str, prefix: str, run_id: str) -> list[dict]:
     events = []
     while True:
-        replies = client.xreadgroup(
+        replies: Any = client.xreadgroup(
             group, "reader", {prefix + s: ">" for s in STREAMS}, count=1000, block=200
         )
         if not replies:
             break
-        for stream, messages in replies:  # type: ignore[union-attr]
+        for stream, messages in replies:
             for message_id, fields in messages:
                 client.xack(stream, group, message_id)
                 event = json.loads(fields[b"event"])
