@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import AliasChoices, Field
 from pydantic_settings import SettingsConfigDict
 
 from shared.settings import CommonSettings
@@ -24,5 +24,7 @@ class AgentSettings(CommonSettings):
         description="how long an in-progress idempotency key blocks a repeat before takeover",
     )
     mlflow_tracking_uri: str | None = Field(
-        None, description="MLflow registry the agent loads its model from (optional)"
+        None,
+        validation_alias=AliasChoices("mlflow_tracking_uri", "MLFLOW_TRACKING_URI"),
+        description="MLflow registry the agent loads its model from (optional)",
     )

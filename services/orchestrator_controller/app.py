@@ -59,6 +59,12 @@ def create_app(settings: ControllerSettings | None = None) -> FastAPI:
                     HealthMonitor(settings, sessionmaker, http, metrics).run(),
                     OutboxRelay(settings, sessionmaker, redis).run(),
                 ]
+            if settings.kubernetes_watch:
+                # Imported here: the kubernetes client is only loaded where it is used.
+                from services.orchestrator_controller.kubernetes.bridge import build_watcher
+
+                watcher = build_watcher(settings, sessionmaker)
+                loops += [watcher.run(), watcher.run_status_sync()]
             async with background(*loops):
                 yield
                 await app.state.handoff.aclose()

@@ -1,0 +1,58 @@
+"""Connecting the Workflow-resource watcher to the controller's definitions and runs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kubernetes.client import ApiClient
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import async_sessionmaker
+
+from services.orchestrator_controller.definitions import service as definitions
+from services.orchestrator_controller.kubernetes.watcher import (
+    WorkflowResourceWatcher,
+    create_api_client,
+    in_cluster_namespace,
+)
+from services.orchestrator_controller.settings import ControllerSettings
+from shared.db.models import WorkflowRun
+from shared.spec.models import WorkflowSpec
+
+
+def build_watcher(
+    settings: ControllerSettings,
+    sessionmaker: async_sessionmaker,
+    api_client: ApiClient | None = None,
+    **options: Any,
+) -> WorkflowResourceWatcher:
+    """A watcher that registers resources as definitions and reports their last runs."""
+
+    async def register(spec: dict[str, Any]) -> None:
+        parsed = WorkflowSpec.model_validate(spec)  # refusals become Ready=False on the resource
+        async with sessionmaker() as session, session.begin():
+            await definitions.register(session, spec=parsed, source="kubernetes", replace=True)
+
+    async def last_run(workflow_name: str) -> dict[str, Any] | None:
+        async with sessionmaker() as session:
+            run = (
+                await session.execute(
+                    select(WorkflowRun)
+                    .where(WorkflowRun.workflow_name == workflow_name)
+                    .order_by(WorkflowRun.created_at.desc())
+                    .limit(1)
+                )
+            ).scalar_one_or_none()
+        if run is None:
+            return None
+        return {
+            "run_id": run.id,
+            "status": run.status,
+            "started_at": run.started_at,
+            "finished_at": run.finished_at,
+            "error": run.error,
+        }
+
+    namespace = settings.kubernetes_namespace or in_cluster_namespace()
+    return WorkflowResourceWatcher(
+        api_client or create_api_client(), namespace, register, last_run, **options
+    )

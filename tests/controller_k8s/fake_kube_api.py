@@ -1,0 +1,290 @@
+"""A fake of the Kubernetes API server for the Workflow custom resource, over real HTTP.
+
+No Kubernetes API server can run on the machines these tests run on, so this stands in for it
+at the HTTP boundary: the official kubernetes client talks to it exactly as to a cluster
+(list, watch with chunked JSON lines, merge-patch of the status subresource, 410 Gone).
+It keeps what a real server keeps: resourceVersion, generation (bumped only when spec
+changes), a status subresource that ignores everything but `status`, and an event history.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+import threading
+import time
+import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlparse
+
+GROUP = "ingestion.platform.io"
+VERSION = "v1alpha1"
+_COLLECTION = re.compile(
+    rf"^/apis/{re.escape(GROUP)}/{VERSION}(?:/namespaces/(?P<ns>[^/]+))?/workflows"
+    r"(?:/(?P<name>[^/]+)(?P<status>/status)?)?$"
+)
+
+
+def merge_patch(target: Any, patch: Any) -> Any:
+    """RFC 7386 JSON merge patch."""
+    if not isinstance(patch, dict):
+        return copy.deepcopy(patch)
+    result = dict(target) if isinstance(target, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            result.pop(key, None)
+        else:
+            result[key] = merge_patch(result.get(key), value)
+    return result
+
+
+class FakeKubeApi:
+    """State of the fake server plus the helpers a test uses to act as `kubectl`."""
+
+    def __init__(self, token: str = "fake-token") -> None:
+        self.token = token
+        self.objects: dict[tuple[str, str], dict[str, Any]] = {}
+        self.events: list[tuple[int, str, dict[str, Any]]] = []
+        self.requests: list[dict[str, Any]] = []
+        self.resource_version = 100
+        self.oldest_watchable = 0
+        self.cond = threading.Condition()
+        self.stopping = False
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    # ------------------------------------------------------------------ server
+
+    @property
+    def url(self) -> str:
+        assert self._server is not None
+        host, port = self._server.server_address[:2]
+        return f"http://{host!s}:{port}"
+
+    def start(self) -> None:
+        api = self
+
+        class Handler(_Handler):
+            fake = api
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        with self.cond:
+            self.stopping = True
+            self.cond.notify_all()
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+
+    # ------------------------------------------------------------------ kubectl
+
+    def apply(self, resource: dict[str, Any], namespace: str = "ingest") -> dict[str, Any]:
+        """Create or update a resource like `kubectl apply` (status is not touched)."""
+        with self.cond:
+            name = resource["metadata"]["name"]
+            key = (namespace, name)
+            current = self.objects.get(key)
+            if current is None:
+                obj = copy.deepcopy(resource)
+                obj["metadata"].update(namespace=namespace, uid=str(uuid.uuid4()), generation=1)
+                kind = "ADDED"
+            else:
+                obj = copy.deepcopy(current)
+                if obj.get("spec") != resource.get("spec"):
+                    obj["metadata"]["generation"] += 1
+                obj["spec"] = copy.deepcopy(resource.get("spec"))
+                kind = "MODIFIED"
+            self._store(key, obj, kind)
+            return copy.deepcopy(obj)
+
+    def delete(self, name: str, namespace: str = "ingest") -> None:
+        with self.cond:
+            obj = self.objects.pop((namespace, name))
+            self.resource_version += 1
+            obj["metadata"]["resourceVersion"] = str(self.resource_version)
+            self.events.append((self.resource_version, "DELETED", copy.deepcopy(obj)))
+            self.cond.notify_all()
+
+    def get(self, name: str, namespace: str = "ingest") -> dict[str, Any]:
+        with self.cond:
+            return copy.deepcopy(self.objects[(namespace, name)])
+
+    def expire_history(self) -> None:
+        """Compact the event history: watches from an older resourceVersion get 410 Gone."""
+        with self.cond:
+            self.oldest_watchable = self.resource_version
+            self.cond.notify_all()
+
+    def status_patches(self, name: str | None = None) -> list[dict[str, Any]]:
+        return [
+            r
+            for r in self.requests
+            if r["method"] == "PATCH" and (name is None or r["name"] == name)
+        ]
+
+    def count(self, method: str, *, watch: bool | None = None) -> int:
+        return sum(
+            1
+            for r in self.requests
+            if r["method"] == method and (watch is None or r.get("watch") == watch)
+        )
+
+    def _store(self, key: tuple[str, str], obj: dict[str, Any], kind: str) -> None:
+        self.resource_version += 1
+        obj["metadata"]["resourceVersion"] = str(self.resource_version)
+        self.objects[key] = obj
+        self.events.append((self.resource_version, kind, copy.deepcopy(obj)))
+        self.cond.notify_all()
+
+
+class _Handler(BaseHTTPRequestHandler):
+    fake: FakeKubeApi
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: Any) -> None:  # keep test output quiet
+        return
+
+    def _send_json(self, code: int, body: dict[str, Any]) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _status(self, code: int, reason: str, message: str) -> dict[str, Any]:
+        return {
+            "kind": "Status",
+            "apiVersion": "v1",
+            "status": "Failure",
+            "code": code,
+            "reason": reason,
+            "message": message,
+        }
+
+    def _route(self) -> tuple[re.Match[str] | None, dict[str, list[str]]]:
+        parsed = urlparse(self.path)
+        return _COLLECTION.match(parsed.path), parse_qs(parsed.query)
+
+    def _authorized(self) -> bool:
+        if self.headers.get("Authorization") == f"Bearer {self.fake.token}":
+            return True
+        self._send_json(401, self._status(401, "Unauthorized", "bad token"))
+        return False
+
+    def do_GET(self) -> None:
+        match, query = self._route()
+        watching = query.get("watch", ["false"])[0] == "true"
+        self.fake.requests.append(
+            {"method": "GET", "path": self.path, "watch": watching, "query": query}
+        )
+        if not self._authorized():
+            return
+        if match is None or match["name"]:
+            self._send_json(404, self._status(404, "NotFound", self.path))
+            return
+        namespace = match["ns"]
+        if watching:
+            self._watch(namespace, query)
+            return
+        with self.fake.cond:
+            items = [
+                copy.deepcopy(obj)
+                for (ns, _), obj in sorted(self.fake.objects.items())
+                if namespace is None or ns == namespace
+            ]
+            rv = str(self.fake.resource_version)
+        for item in items:  # a real server omits these on list items
+            item.pop("apiVersion", None)
+            item.pop("kind", None)
+        self._send_json(
+            200,
+            {
+                "apiVersion": f"{GROUP}/{VERSION}",
+                "kind": "WorkflowList",
+                "metadata": {"resourceVersion": rv},
+                "items": items,
+            },
+        )
+
+    def _chunk(self, payload: dict[str, Any]) -> None:
+        data = json.dumps(payload).encode() + b"\n"
+        self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
+        self.wfile.flush()
+
+    def _watch(self, namespace: str | None, query: dict[str, list[str]]) -> None:
+        fake = self.fake
+        since = int(query.get("resourceVersion", ["0"])[0] or 0)
+        timeout = float(query.get("timeoutSeconds", ["30"])[0])
+        deadline = time.monotonic() + timeout
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        try:
+            while True:
+                with fake.cond:
+                    if since < fake.oldest_watchable:
+                        gone = self._status(410, "Expired", f"too old resource version: {since}")
+                        self._chunk({"type": "ERROR", "object": gone})
+                        break
+                    pending = [
+                        (rv, kind, obj)
+                        for rv, kind, obj in fake.events
+                        if rv > since
+                        and (namespace is None or obj["metadata"]["namespace"] == namespace)
+                    ]
+                    if not pending:
+                        remaining = deadline - time.monotonic()
+                        if remaining <= 0 or fake.stopping:
+                            break
+                        fake.cond.wait(min(remaining, 0.2))
+                        continue
+                for rv, kind, obj in pending:
+                    self._chunk({"type": kind, "object": obj})
+                    since = rv
+            self.wfile.write(b"0\r\n\r\n")
+            self.wfile.flush()
+        except (BrokenPipeError, ConnectionResetError, OSError):
+            pass  # the client went away (a stopped watch)
+        self.close_connection = True
+
+    def do_PATCH(self) -> None:
+        match, _ = self._route()
+        length = int(self.headers.get("Content-Length", "0"))
+        body = json.loads(self.rfile.read(length) or b"{}")
+        record = {
+            "method": "PATCH",
+            "path": self.path,
+            "content_type": self.headers.get("Content-Type"),
+            "name": match["name"] if match else None,
+            "body": body,
+        }
+        self.fake.requests.append(record)
+        if not self._authorized():
+            return
+        if match is None or not match["name"] or not match["status"]:
+            self._send_json(405, self._status(405, "MethodNotAllowed", self.path))
+            return
+        if record["content_type"] != "application/merge-patch+json":
+            self._send_json(415, self._status(415, "UnsupportedMediaType", "want merge patch"))
+            return
+        fake = self.fake
+        with fake.cond:
+            key = (match["ns"], match["name"])
+            current = fake.objects.get(key)
+            if current is None:
+                self._send_json(404, self._status(404, "NotFound", match["name"]))
+                return
+            obj = copy.deepcopy(current)
+            # The status subresource applies the status part of the patch and nothing else.
+            obj["status"] = merge_patch(obj.get("status") or {}, body.get("status") or {})
+            fake._store(key, obj, "MODIFIED")
+            result = copy.deepcopy(obj)
+        self._send_json(200, result)
