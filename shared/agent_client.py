@@ -1,18 +1,24 @@
-"""The one client the platform uses to call agents: errors classified for the retry policy."""
+"""The one client the platform uses to call agents: errors classified for the retry policy.
+
+aiohttp rather than httpx: on this hot path `bench/agent_client.py` measured aiohttp at about
+20 times httpx's requests/s from one process (4,055 vs 198 req/s at concurrency 64).
+"""
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
+import aiohttp
 
 from shared.auth import service_headers
 from shared.errors import AppError
 
-# Agent answers that are worth retrying: the request may succeed later unchanged.
-RETRYABLE_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
+# Agent answers worth retrying when the body does not say: the request may succeed unchanged.
+# Other 4xx (validation, not found, conflict) fail at once.
+RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 
 
 class AgentCallError(AppError):
@@ -52,8 +58,7 @@ class AgentReply:
     replayed: bool
 
 
-def _retry_after(response: httpx.Response) -> float | None:
-    value = response.headers.get("retry-after")
+def _retry_after(value: str | None) -> float | None:
     if value is None:
         return None
     try:
@@ -66,25 +71,26 @@ class AgentClient:
     """Calls `POST {agent}/api/v1/{action}` with the service token and an Idempotency-Key."""
 
     def __init__(
-        self,
-        agent_urls: dict[str, str],
-        token: str,
-        *,
-        max_connections: int = 200,
-        http: httpx.AsyncClient | None = None,
+        self, agent_urls: dict[str, str], token: str, *, max_connections: int = 200
     ) -> None:
         self.agent_urls = agent_urls
         self._headers = service_headers(token)
-        self._http = http or httpx.AsyncClient(
-            limits=httpx.Limits(
-                max_connections=max_connections, max_keepalive_connections=max_connections
-            ),
-            timeout=httpx.Timeout(60.0, connect=5.0),
-        )
+        self._max_connections = max_connections
+        self._session: aiohttp.ClientSession | None = None
+
+    def _http(self) -> aiohttp.ClientSession:
+        # Created on first use: a session belongs to the running event loop.
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=self._max_connections),
+                json_serialize=json.dumps,
+            )
+        return self._session
 
     async def aclose(self) -> None:
         """Close pooled connections."""
-        await self._http.aclose()
+        if self._session is not None:
+            await self._session.close()
 
     async def call(
         self,
@@ -105,42 +111,51 @@ class AgentClient:
         headers = {**self._headers, "Idempotency-Key": idempotency_key, **(context or {})}
         started = time.perf_counter()
         try:
-            response = await self._http.post(
+            async with self._http().post(
                 f"{base}/api/v1/{action}",
                 json=params,
                 headers=headers,
-                timeout=httpx.Timeout(timeout_s, connect=min(5.0, timeout_s)),
-            )
-        except httpx.TimeoutException as exc:
+                timeout=aiohttp.ClientTimeout(total=timeout_s, connect=min(5.0, timeout_s)),
+            ) as response:
+                raw = await response.read()
+                status = response.status
+                retry_after = response.headers.get("Retry-After")
+                replayed = response.headers.get("Idempotent-Replayed") == "true"
+        except TimeoutError as exc:
             raise AgentCallError(
-                f"{agent}.{action} did not answer within {timeout_s}s ({type(exc).__name__})",
+                f"{agent}.{action} did not answer within {timeout_s:g}s",
                 code="timeout",
                 retryable=True,
             ) from exc
-        except httpx.TransportError as exc:
+        except aiohttp.ClientError as exc:
             raise AgentCallError(
                 f"{agent} unreachable: {type(exc).__name__}: {exc}",
                 code="connection_error",
                 retryable=True,
             ) from exc
         latency = time.perf_counter() - started
-        if response.status_code == 200:
-            return AgentReply(
-                response.json(), latency, response.headers.get("idempotent-replayed") == "true"
-            )
         try:
-            body = response.json()
+            body: Any = json.loads(raw) if raw else None
         except ValueError:
-            body = {}
+            body = None
+        if status == 200:
+            if body is None and raw:
+                raise AgentCallError(
+                    f"{agent}.{action} answered 200 with a body that is not JSON",
+                    code="bad_response",
+                    retryable=True,
+                    status=status,
+                )
+            return AgentReply(body, latency, replayed)
         if not isinstance(body, dict):
             body = {}
         retryable = body.get("retryable")
         if not isinstance(retryable, bool):
-            retryable = response.status_code in RETRYABLE_STATUS
+            retryable = status in RETRYABLE_STATUS
         raise AgentCallError(
-            str(body.get("message") or response.text[:500] or f"HTTP {response.status_code}"),
-            code=str(body.get("error") or f"http_{response.status_code}"),
+            str(body.get("message") or raw[:500].decode(errors="replace") or f"HTTP {status}"),
+            code=str(body.get("error") or f"http_{status}"),
             retryable=retryable,
-            status=response.status_code,
-            retry_after_s=_retry_after(response),
+            status=status,
+            retry_after_s=_retry_after(retry_after),
         )

@@ -29,7 +29,7 @@ from shared.db.session import asyncpg_dsn
 from shared.events.outbox import wakeup_channel
 from shared.metrics import PlatformMetrics
 from shared.state.progress import RunChange, advance_runs, lock_runs
-from shared.state.runs import start_run, startable_runs
+from shared.state.runs import start_runs, startable_runs
 from shared.state.steps import (
     AttemptResult,
     ClaimedStep,
@@ -225,11 +225,10 @@ class Executor:
     async def _starter(self) -> None:
         while not self.stopping:
             self.run_wake.clear()
-            async with self.sessionmaker() as session:
+            async with self.sessionmaker() as session, session.begin():
                 run_ids = await startable_runs(session, limit=100)
-            for run_id in run_ids:
-                async with self.sessionmaker() as session, session.begin():
-                    await start_run(session, run_id, schema=self.schema)
+                if run_ids:
+                    await start_runs(session, run_ids, schema=self.schema)
             if len(run_ids) < 100:
                 await self._wait(self.run_wake, self.settings.poll_interval_s * 2)
 
@@ -252,14 +251,9 @@ class Executor:
         if not ids:
             return
         async with self.sessionmaker() as session, session.begin():
-            kept = await renew_leases(
+            await renew_leases(
                 session, owner=self.worker, step_ids=ids, lease_s=self.settings.lease_seconds
             )
-        for lost in set(ids) - kept:
-            # Another worker took the step over; our result would be discarded anyway.
-            task = self.tasks.get(lost)
-            if task is not None and lost in self.inflight:
-                log.warning("lease lost for step row %s", lost)
 
     async def _stop_cancelled(self) -> None:
         run_ids = list({s.run_id for s in self.inflight.values()})

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, text
+from sqlalchemy import insert, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.db.models import StepRun, WorkflowRun
@@ -86,47 +86,69 @@ async def admit_run(session: AsyncSession, run_id: uuid.UUID, *, schema: str | N
 
 
 async def start_run(session: AsyncSession, run_id: uuid.UUID, *, schema: str | None) -> bool:
-    """PENDING -> RUNNING: create the step rows, roots READY. False if not startable now."""
-    run = (
-        await session.execute(
-            select(WorkflowRun).where(WorkflowRun.id == run_id).with_for_update(skip_locked=True)
-        )
-    ).scalar_one_or_none()
-    if run is None or run.status != RunStatus.PENDING or run.admitted_at is None:
-        return False
-    spec = WorkflowSpec.model_validate(run.spec)
-    now = datetime.now(UTC)
-    for step in spec.steps:
-        ready = not step.depends_on
-        session.add(
-            StepRun(
-                run_id=run.id,
-                step_id=step.id,
-                role="action",
-                map_index=-1,
-                agent=step.agent,
-                action=step.action,
-                depends_on=list(step.depends_on),
-                status=StepStatus.READY if ready else StepStatus.PENDING,
-                priority=run.priority,
-                attempts=0,
-                max_attempts=step.retry.max_attempts,
-                ready_at=now if ready else None,
-                attempt_log=[],
+    """PENDING -> RUNNING for one run; False if it is not startable now."""
+    return bool(await start_runs(session, [run_id], schema=schema))
+
+
+async def start_runs(
+    session: AsyncSession, run_ids: list[uuid.UUID], *, schema: str | None
+) -> list[uuid.UUID]:
+    """PENDING -> RUNNING: create the step rows (roots READY) in one round of statements.
+
+    Runs another engine is starting right now are skipped (SKIP LOCKED); returns those started.
+    """
+    runs = (
+        (
+            await session.execute(
+                select(WorkflowRun)
+                .where(
+                    WorkflowRun.id.in_(run_ids),
+                    WorkflowRun.status == RunStatus.PENDING,
+                    WorkflowRun.admitted_at.is_not(None),
+                )
+                .order_by(WorkflowRun.id)
+                .with_for_update(skip_locked=True)
             )
         )
-    run.status = RunStatus.RUNNING
-    run.started_at = now
-    if spec.timeout_s:
-        run.deadline_at = now + timedelta(seconds=spec.timeout_s)
-    await session.flush()
-    await emit(
-        session,
-        [Event(RUN_EVENT[RunStatus.RUNNING], run.id, {"workflow": run.workflow_name})],
-        schema=schema,
+        .scalars()
+        .all()
     )
+    if not runs:
+        return []
+    now = datetime.now(UTC)
+    rows: list[dict[str, Any]] = []
+    events: list[Event] = []
+    for run in runs:
+        spec = WorkflowSpec.model_validate(run.spec)
+        for step in spec.steps:
+            ready = not step.depends_on
+            rows.append(
+                {
+                    "run_id": run.id,
+                    "step_id": step.id,
+                    "role": "action",
+                    "map_index": -1,
+                    "agent": step.agent,
+                    "action": step.action,
+                    "depends_on": list(step.depends_on),
+                    "status": StepStatus.READY if ready else StepStatus.PENDING,
+                    "priority": run.priority,
+                    "attempts": 0,
+                    "max_attempts": step.retry.max_attempts,
+                    "ready_at": now if ready else None,
+                    "attempt_log": [],
+                }
+            )
+        run.status = RunStatus.RUNNING
+        run.started_at = now
+        if spec.timeout_s:
+            run.deadline_at = now + timedelta(seconds=spec.timeout_s)
+        events.append(Event(RUN_EVENT[RunStatus.RUNNING], run.id, {"workflow": run.workflow_name}))
+    await session.execute(insert(StepRun), rows)
+    await session.flush()
+    await emit(session, events, schema=schema)
     await notify_engines(session, schema)
-    return True
+    return [run.id for run in runs]
 
 
 async def startable_runs(session: AsyncSession, *, limit: int) -> list[uuid.UUID]:

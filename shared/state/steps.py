@@ -293,16 +293,26 @@ async def expire_leases(session: AsyncSession, *, limit: int, schema: str | None
     return len(rows)
 
 
+# SKIP LOCKED: a row locked by a transaction recording its result needs no renewal, and waiting
+# for it could deadlock against that transaction's locks taken in another order.
 _RENEW = text(
-    "UPDATE step_runs SET lease_expires_at = now() + make_interval(secs => :lease_s) "
-    "WHERE id = ANY(:ids) AND status = 'RUNNING' AND lease_owner = :owner RETURNING id"
+    """
+WITH mine AS (
+    SELECT id FROM step_runs
+    WHERE id = ANY(:ids) AND status = 'RUNNING' AND lease_owner = :owner
+    ORDER BY id FOR UPDATE SKIP LOCKED
+)
+UPDATE step_runs s SET lease_expires_at = now() + make_interval(secs => :lease_s)
+FROM mine WHERE s.id = mine.id
+RETURNING s.id
+"""
 )
 
 
 async def renew_leases(
     session: AsyncSession, *, owner: str, step_ids: list[int], lease_s: float
 ) -> set[int]:
-    """Extend the leases this worker still holds; return the ids it still owns."""
+    """Extend the leases this worker holds; return the ids renewed (busy rows are skipped)."""
     if not step_ids:
         return set()
     rows = await session.execute(_RENEW, {"ids": step_ids, "owner": owner, "lease_s": lease_s})

@@ -16,4 +16,4 @@ class ExecuteRequest(BaseModel):
 class ExecuteResponse(BaseModel):
     run_id: uuid.UUID
     status: str
-    started: bool
+    accepted: bool
