@@ -1,0 +1,415 @@
+"""What agents may reach: an SSRF guard for URLs, confinement of file sources, credentials by name.
+
+- Network targets: link-local and cloud-metadata addresses are refused always; private,
+  loopback and other non-global addresses only when `settings.allow_private_hosts` names the
+  host or a CIDR holding every address it resolves to. Redirects are followed hop by hop
+  through the same check, and credentials never follow a redirect to another origin.
+- File sources: a path (or fsspec URL) must lie under one of `settings.allowed_roots` after
+  resolving `..` and symlinks.
+- Credentials: bodies carry the NAME of an environment variable, never the secret; the value
+  is read here, and `scrub` keeps it out of outputs and error messages.
+
+Known limit: a hostname is resolved here and again by the HTTP client, so a DNS answer that
+changes in between (DNS rebinding) is not caught; pin hosts by IP in `allow_private_hosts`
+for sensitive networks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import ipaddress
+import os
+import posixpath
+import re
+import socket
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from urllib.parse import parse_qsl, quote, quote_plus, urlencode, urlsplit, urlunsplit
+
+import fsspec
+import httpx
+from fsspec import AbstractFileSystem
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from agents.base.actions import AgentError
+from agents.base.settings import AgentSettings
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+# Cloud metadata endpoints beyond 169.254.0.0/16 (AWS IPv6, Alibaba, Azure wire server).
+_METADATA = {ipaddress.ip_address(a) for a in ("fd00:ec2::254", "100.100.100.200", "168.63.129.16")}
+_METADATA_NAMES = frozenset({"metadata.google.internal", "metadata.goog", "instance-data"})
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")
+_REDIRECTS = {301, 302, 303, 307, 308}
+_SENSITIVE = re.compile(
+    r"(authorization|cookie|token|secret|passw|api[-_]?key|signature|credential|^sig$|^key$)",
+    re.IGNORECASE,
+)
+
+
+class HostNotAllowed(AgentError):
+    """A URL or host the SSRF policy refuses (never retryable)."""
+
+    code = "host_not_allowed"
+
+
+class HostUnresolvable(AgentError):
+    """DNS gave no address; may be transient, so retryable."""
+
+    code = "dns_failed"
+
+
+# ---------------------------------------------------------------------------- network targets
+
+
+def _effective(ip: IPAddress) -> IPAddress:
+    """The IPv4 address hidden in an IPv4-mapped or NAT64 IPv6 address, else `ip`."""
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return ip.ipv4_mapped
+        if ip in _NAT64:
+            return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+    return ip
+
+
+def _always_blocked(ip: IPAddress) -> bool:
+    return ip.is_link_local or ip.is_unspecified or ip.is_multicast or ip in _METADATA
+
+
+def _allowlisted(host: str, ip: IPAddress, allow: Iterable[str]) -> bool:
+    for entry in allow:
+        entry = entry.strip().lower().rstrip(".")
+        if not entry:
+            continue
+        try:
+            if ip in ipaddress.ip_network(entry, strict=False):
+                return True
+        except ValueError:
+            if entry == host:
+                return True
+    return False
+
+
+async def resolve_host(host: str, port: int) -> list[IPAddress]:
+    """Every address `host` resolves to (an IP literal resolves to itself)."""
+    try:
+        return [ipaddress.ip_address(host)]
+    except ValueError:
+        pass
+    try:
+        infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError) as exc:
+        raise HostUnresolvable(
+            f"cannot resolve host {host!r}: {exc}", retryable=True, status_code=503
+        ) from exc
+    addresses = {ipaddress.ip_address(str(info[4][0]).split("%", 1)[0]) for info in infos}
+    if not addresses:
+        raise HostUnresolvable(f"host {host!r} has no address", retryable=True, status_code=503)
+    return sorted(addresses, key=str)
+
+
+async def check_host(host: str, port: int, settings: AgentSettings) -> list[IPAddress]:
+    """Refuse `host` unless every address it resolves to may be reached; return them."""
+    name = host.strip("[]").lower().rstrip(".")
+    if not name:
+        raise HostNotAllowed("the URL has no host")
+    if name in _METADATA_NAMES:
+        raise HostNotAllowed(f"{name!r} is a cloud-metadata host; it is never fetched")
+    addresses = await resolve_host(name, port)
+    for raw in addresses:
+        ip = _effective(raw)
+        if _always_blocked(ip):
+            raise HostNotAllowed(
+                f"host {name!r} resolves to {raw}, a link-local or cloud-metadata address; "
+                "such addresses are never fetched"
+            )
+        if not ip.is_global and not _allowlisted(name, ip, settings.allow_private_hosts):
+            raise HostNotAllowed(
+                f"host {name!r} resolves to the private address {raw}; add the host or a CIDR "
+                "holding it to AGENT_ALLOW_PRIVATE_HOSTS to allow it"
+            )
+    return addresses
+
+
+async def check_url(url: str, settings: AgentSettings) -> httpx.URL:
+    """Parse an http(s) URL without inline credentials and check its host; return it."""
+    try:
+        parsed = httpx.URL(url)
+    except (httpx.InvalidURL, TypeError) as exc:
+        raise AgentError(f"invalid URL: {exc}", code="invalid_url") from exc
+    if parsed.scheme not in ("http", "https"):
+        raise HostNotAllowed(f"only http and https URLs are fetched, not {parsed.scheme!r}")
+    if parsed.userinfo:
+        raise AgentError(
+            "credentials inside the URL are not accepted; reference an environment "
+            "variable with auth.credential",
+            code="inline_secret",
+        )
+    default_port = 443 if parsed.scheme == "https" else 80
+    await check_host(parsed.host, parsed.port or default_port, settings)
+    return parsed
+
+
+def redact_url(url: str | httpx.URL, secrets: Iterable[str] = ()) -> str:
+    """The URL without user info, secret-looking query values or any of `secrets`."""
+    parts = urlsplit(str(url))
+    netloc = parts.netloc.rsplit("@", 1)[-1]
+    query = urlencode(
+        [(k, "REDACTED" if _SENSITIVE.search(k) else v) for k, v in parse_qsl(parts.query, True)]
+    )
+    shown = urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+    return scrub(shown, secrets)
+
+
+def origin(url: httpx.URL) -> tuple[str, str, int | None]:
+    """Scheme, host and port: credentials are sent only within one origin."""
+    return (url.scheme, url.host, url.port)
+
+
+@asynccontextmanager
+async def guarded_stream(
+    client: httpx.AsyncClient,
+    url: str,
+    settings: AgentSettings,
+    *,
+    headers: dict[str, str] | None = None,
+    auth_headers: dict[str, str] | None = None,
+    params: dict[str, Any] | None = None,
+    auth_params: dict[str, str] | None = None,
+    timeout_s: float | None = None,
+    max_redirects: int = 5,
+) -> AsyncIterator[httpx.Response]:
+    """GET `url` as a stream, checking the URL and every redirect hop against the SSRF policy.
+
+    The auth headers and params go to the first origin only, like a browser's.
+    """
+    target = await check_url(url, settings)
+    first = origin(target)
+    query = {**(params or {})}
+    for _hop in range(max_redirects + 1):
+        same = origin(target) == first
+        request = client.build_request(
+            "GET",
+            target,
+            headers={**(headers or {}), **((auth_headers or {}) if same else {})},
+            params={**query, **((auth_params or {}) if same else {})} or None,
+            timeout=timeout_s if timeout_s is not None else httpx.USE_CLIENT_DEFAULT,
+        )
+        response = await client.send(request, stream=True)
+        location = response.headers.get("location")
+        if response.status_code not in _REDIRECTS or not location:
+            try:
+                yield response
+            finally:
+                await response.aclose()
+            return
+        await response.aclose()
+        target = await check_url(str(target.join(location)), settings)
+        query = {}  # the Location carries its own query
+    raise AgentError(f"more than {max_redirects} redirects", code="too_many_redirects")
+
+
+@asynccontextmanager
+async def http_client(
+    shared: httpx.AsyncClient, *, verify_tls: bool = True
+) -> AsyncIterator[httpx.AsyncClient]:
+    """The agent's shared client, or a short-lived one when TLS verification is turned off."""
+    if verify_tls:
+        yield shared
+        return
+    async with httpx.AsyncClient(verify=False, follow_redirects=False, timeout=30.0) as client:
+        yield client
+
+
+# ---------------------------------------------------------------------------- credentials
+
+_ENV_NAME = r"^[A-Z][A-Z0-9_]{0,127}$"
+# The platform's own secrets: a body must not be able to send them to a host of its choosing.
+_RESERVED = frozenset(
+    {
+        "DATABASE_URL",
+        "REDIS_URL",
+        "SERVICE_TOKEN",
+        "CONTROLLER_API_KEYS",
+        "TEST_DATABASE_URL",
+        "TEST_REDIS_URL",
+        "PGPASSWORD",
+    }
+)
+_RESERVED_PREFIXES = ("AGENT_", "CONTROLLER_", "ENGINE_", "AWS_", "MLFLOW_", "KUBERNETES_")
+
+CredentialName = Annotated[
+    str,
+    StringConstraints(pattern=_ENV_NAME),
+    Field(
+        description="NAME of the environment variable holding the secret (the secret itself "
+        "is never accepted in a body)",
+        examples=["ORDERS_API_TOKEN"],
+    ),
+]
+
+
+def resolve_credential(name: str) -> str:
+    """The value of the environment variable `name`; errors name the variable, not the value."""
+    if name in _RESERVED or name.startswith(_RESERVED_PREFIXES):
+        raise AgentError(
+            f"credential {name!r} is reserved for the platform and cannot be used by a source",
+            code="credential_not_allowed",
+        )
+    value = os.environ.get(name)
+    if not value:
+        raise AgentError(
+            f"credential {name!r} is not set in the agent's environment",
+            code="credential_missing",
+        )
+    return value
+
+
+def scrub(text: str, secrets: Iterable[str]) -> str:
+    """`text` with every secret value (also URL-encoded) replaced by ***."""
+    for secret in secrets:
+        if secret and len(secret) >= 4:
+            for form in {secret, quote(secret, safe=""), quote_plus(secret)}:
+                text = text.replace(form, "***")
+    return text
+
+
+def refuse_secret_headers(headers: dict[str, str]) -> dict[str, str]:
+    """Validator for custom headers: secrets belong in `auth`, referenced by name."""
+    for name in headers:
+        if _SENSITIVE.search(name):
+            raise ValueError(
+                f"header {name!r} looks like a credential; use auth with a credential name"
+            )
+    return headers
+
+
+def refuse_secret_params(params: dict[str, Any]) -> dict[str, Any]:
+    """Validator for query parameters (given apart or inside a URL): no inline secrets."""
+    for name in params:
+        if _SENSITIVE.search(name):
+            raise ValueError(
+                f"query parameter {name!r} looks like a credential; use auth with place=query"
+            )
+    return params
+
+
+def refuse_secret_query(url: str) -> str:
+    """Validator for an API URL whose query must not carry a secret."""
+    refuse_secret_params(dict(parse_qsl(urlsplit(url).query, True)))
+    return url
+
+
+class HttpAuth(BaseModel):
+    """How to authenticate to an HTTP source; the secret is read from an environment variable."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["bearer", "api_key", "basic"] = Field(description="authentication scheme")
+    credential: CredentialName
+    name: str = Field(
+        "X-API-Key",
+        description="api_key: the header or query parameter carrying the key",
+        pattern=r"^[A-Za-z0-9_.-]{1,64}$",
+    )
+    place: Literal["header", "query"] = Field("header", description="api_key: header or query")
+    username: str | None = Field(None, description="basic: the user name (not secret)")
+
+
+@dataclass
+class AppliedAuth:
+    """Auth resolved into request parts, plus the secret values to scrub from any output."""
+
+    headers: dict[str, str] = field(default_factory=dict)
+    params: dict[str, str] = field(default_factory=dict)
+    secrets: list[str] = field(default_factory=list)
+
+
+def apply_auth(auth: HttpAuth | None) -> AppliedAuth:
+    """Read the credential and turn `auth` into headers or query params."""
+    if auth is None:
+        return AppliedAuth()
+    secret = resolve_credential(auth.credential)
+    if auth.type == "bearer":
+        return AppliedAuth(headers={"Authorization": f"Bearer {secret}"}, secrets=[secret])
+    if auth.type == "basic":
+        if not auth.username:
+            raise AgentError("basic auth needs auth.username", code="invalid_auth")
+        token = base64.b64encode(f"{auth.username}:{secret}".encode()).decode()
+        return AppliedAuth(headers={"Authorization": f"Basic {token}"}, secrets=[secret, token])
+    if auth.place == "query":
+        return AppliedAuth(params={auth.name: secret}, secrets=[secret])
+    return AppliedAuth(headers={auth.name: secret}, secrets=[secret])
+
+
+# ---------------------------------------------------------------------------- file sources
+
+
+@dataclass(frozen=True)
+class ConfinedPath:
+    """A location inside an allowed root: the filesystem, the path in it and the root."""
+
+    fs: AbstractFileSystem
+    path: str
+    root: str
+    local: bool
+
+    def inside(self, path: str) -> bool:
+        """Whether `path` (from a listing of `fs`) still lies under the root after resolving."""
+        if self.local:
+            return _under(Path(path).resolve(), Path(self.root))
+        norm = posixpath.normpath(path)
+        inside = norm == self.root or norm.startswith(self.root + "/")
+        return inside and ".." not in norm.split("/")
+
+
+def _under(path: Path, root: Path) -> bool:
+    return path == root or root in path.parents
+
+
+def _split(location: str) -> tuple[str, str]:
+    """(protocol, path) of a local path, file:// URL or fsspec URL."""
+    if "::" in location:
+        raise AgentError("chained fsspec URLs are not accepted", code="path_not_allowed")
+    if "://" not in location:
+        return "file", location
+    protocol, rest = location.split("://", 1)
+    protocol = protocol.lower()
+    return ("file", rest) if protocol in ("file", "local") else (protocol, rest)
+
+
+def confine_path(location: str, settings: AgentSettings) -> ConfinedPath:
+    """Refuse a location outside `settings.allowed_roots` (after resolving `..` and symlinks)."""
+    protocol, raw = _split(location)
+    if protocol == "file":
+        resolved = Path(raw).resolve()
+        for root in settings.allowed_roots:
+            root_protocol, root_raw = _split(root)
+            if root_protocol == "file" and _under(resolved, Path(root_raw).resolve()):
+                fs = fsspec.filesystem("file")
+                return ConfinedPath(fs, str(resolved), str(Path(root_raw).resolve()), True)
+    else:
+        norm = posixpath.normpath(raw)
+        if ".." not in norm.split("/"):
+            for root in settings.allowed_roots:
+                root_protocol, root_raw = _split(root)
+                base = posixpath.normpath(root_raw).rstrip("/")
+                if root_protocol == protocol and (norm == base or norm.startswith(base + "/")):
+                    fs, path = fsspec.core.url_to_fs(f"{protocol}://{norm}")
+                    root_path = fs._strip_protocol(f"{protocol}://{base}")
+                    return ConfinedPath(fs, path, root_path.rstrip("/"), False)
+    raise AgentError(
+        f"{location!r} is outside the allowed roots (AGENT_ALLOWED_ROOTS)",
+        code="path_not_allowed",
+    )
+
+
+def safe_glob(pattern: str) -> str:
+    """A glob pattern relative to its root: no absolute paths, no `..`."""
+    if pattern.startswith("/") or ".." in pattern.split("/") or "::" in pattern:
+        raise AgentError(f"glob {pattern!r} must stay inside the root", code="path_not_allowed")
+    return pattern

@@ -1,0 +1,1 @@
+"""data-collector: pulls data from REST APIs, files and PostgreSQL into the run dir."""

@@ -1,0 +1,17 @@
+"""The data-collector service.
+
+Run: `uvicorn agents.data_collector.app:create_app --factory --port 8102`.
+"""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from agents.base.app import create_agent_app
+from agents.base.settings import AgentSettings
+from agents.data_collector.actions import registry
+
+
+def create_app(settings: AgentSettings | None = None) -> FastAPI:
+    """The collector app: collect, noop."""
+    return create_agent_app(registry, settings)

@@ -1,0 +1,1 @@
+"""data-connector: tests connections to sources and describes what they hold."""

@@ -1,0 +1,86 @@
+"""The connector's actions: `test_connection` and `describe` of HTTP, file and SQL sources."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from pydantic import Field
+
+from agents.base.actions import ActionBody, ActionRegistry
+from agents.base.context import ActionContext
+from agents.base.security import confine_path
+from agents.data_connector.files import describe_files, test_files
+from agents.data_connector.http_probe import describe_http, test_http
+from agents.data_connector.postgres import describe_postgres, test_postgres
+from agents.data_connector.sources import FileSource, HttpSource, Source
+
+registry = ActionRegistry("data-connector")
+
+
+class TestConnectionBody(ActionBody):
+    """Probe a source."""
+
+    source: Source = Field(description="the source: kind http, file or postgres")
+    probes: int = Field(3, ge=1, le=20, description="round trips to time (HTTP, PostgreSQL)")
+
+
+class DescribeBody(ActionBody):
+    """Look at what a source holds."""
+
+    source: Source = Field(description="the source: kind http, file or postgres")
+    sample_bytes: int = Field(
+        1 << 20, ge=1024, le=16 << 20, description="HTTP: how much of the response to sample"
+    )
+    max_entries: int = Field(
+        100, ge=1, le=10_000, description="files: entries listed; postgres: tables described"
+    )
+
+
+@registry.action(
+    "test_connection",
+    TestConnectionBody,
+    description="reachability, latency, capabilities and recommended concurrency of a source",
+    read_only=True,
+)
+async def test_connection(body: TestConnectionBody, ctx: ActionContext) -> dict[str, Any]:
+    """Probe the source.
+
+    Returns `{reachable, kind, url, latency_ms, capabilities: [...], recommended: {concurrency,
+    batch_size, basis}, reason}` plus kind-specific facts (HTTP status, rate limit; file count
+    and bytes; PostgreSQL version and max_connections). An unreachable source is an answer with
+    `reachable: false` and a `reason`; a source the security policy refuses is a 422.
+    """
+    source = body.source
+    if isinstance(source, HttpSource):
+        return await test_http(source, ctx, probes=body.probes)
+    if isinstance(source, FileSource):
+        confined = confine_path(source.url, ctx.settings)
+        return await asyncio.to_thread(test_files, confined, source.url)
+    return await test_postgres(source, ctx, probes=body.probes)
+
+
+@registry.action(
+    "describe",
+    DescribeBody,
+    description="what a source holds: fields and pagination, files, or tables and columns",
+    read_only=True,
+)
+async def describe(body: DescribeBody, ctx: ActionContext) -> dict[str, Any]:
+    """Describe the source's data.
+
+    HTTP: `{format, content_type, records_path, sample_records, fields: [{name, type}],
+    pagination: {type, ...}, rate_limit}`. Files: `{count, bytes, extensions, oldest/newest
+    modified_at, files: [{path, bytes, modified_at}]}` for the source's glob. PostgreSQL:
+    `{tables: [{schema, name, columns: [{name, type, nullable}], primary_key, estimated_rows,
+    bytes}]}`. Each also carries `reachable`, `kind` and `url`.
+    """
+    source = body.source
+    if isinstance(source, HttpSource):
+        return await describe_http(source, ctx, sample_bytes=body.sample_bytes)
+    if isinstance(source, FileSource):
+        confined = confine_path(source.url, ctx.settings)
+        return await asyncio.to_thread(
+            describe_files, confined, source.url, source.glob, body.max_entries
+        )
+    return await describe_postgres(source, ctx, max_tables=body.max_entries)
