@@ -30,28 +30,37 @@ class Handoff:
         self.settings = settings
         self.sessionmaker = sessionmaker
         self.http = http
-        self._pending: set[asyncio.Task[bool]] = set()
+        self._queued: list[uuid.UUID] = []
+        self._sender: asyncio.Task[None] | None = None
 
     def kick(self, run_id: uuid.UUID) -> None:
-        """Hand one run over now, without making the client wait for the engine."""
-        task = asyncio.create_task(self.execute(run_id))
-        self._pending.add(task)
-        task.add_done_callback(self._pending.discard)
+        """Hand a run over soon, without making the client wait for the engine.
 
-    async def execute(self, run_id: uuid.UUID) -> bool:
-        """POST /execute; False when the engine could not be reached (the run stays PENDING)."""
+        Runs accepted while a hand-off is in flight go together in the next one.
+        """
+        self._queued.append(run_id)
+        if self._sender is None or self._sender.done():
+            self._sender = asyncio.create_task(self._send_queued())
+
+    async def _send_queued(self) -> None:
+        while self._queued:
+            batch, self._queued = self._queued[:500], self._queued[500:]
+            await self.execute(batch)
+
+    async def execute(self, run_ids: list[uuid.UUID]) -> bool:
+        """POST /execute; False when the engine could not be reached (the runs stay PENDING)."""
         try:
             response = await self.http.post(
                 f"{self.settings.engine_url}/execute",
-                json={"run_id": str(run_id)},
+                json={"run_ids": [str(run_id) for run_id in run_ids]},
                 headers=service_headers(self.settings.service_token.get_secret_value()),
                 timeout=5.0,
             )
         except httpx.HTTPError as exc:
-            log.info("engine unreachable for run %s: %s", run_id, exc)
+            log.info("engine unreachable for %d runs: %s", len(run_ids), exc)
             return False
         if response.status_code >= 400:
-            log.warning("engine refused run %s: %s %s", run_id, response.status_code, response.text)
+            log.warning("engine refused runs: %s %s", response.status_code, response.text[:500])
             return False
         return True
 
@@ -71,13 +80,12 @@ class Handoff:
                         {"age": self.settings.handoff_interval_s},
                     )
                     stranded = [row.id for row in rows]
-                for run_id in stranded:
-                    if not await self.execute(run_id):
-                        break  # engine down: try again next round
+                if stranded:
+                    await self.execute(stranded)  # engine down: try again next round
             except Exception as exc:  # database restarting: keep going
                 log.warning("handoff round failed: %s", exc)
 
     async def aclose(self) -> None:
         """Wait briefly for hand-offs in flight."""
-        if self._pending:
-            await asyncio.wait(self._pending, timeout=2.0)
+        if self._sender is not None and not self._sender.done():
+            await asyncio.wait([self._sender], timeout=2.0)

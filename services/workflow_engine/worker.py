@@ -199,8 +199,12 @@ class Executor:
                 log.warning("recording %d results failed (%s); retrying", len(batch), exc)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
+        loop = asyncio.get_running_loop()
         for result in batch:
             self.inflight.pop(result.step.id, None)
+            if result.retry_in_s is not None:
+                # Be awake when the retry is due rather than at the next safety poll.
+                loop.call_later(result.retry_in_s, self.step_wake.set)
         self._observe(changes)
         self.step_wake.set()
 
@@ -280,8 +284,8 @@ class Executor:
             )
             overdue: list[uuid.UUID] = [row.id for row in rows]
             if overdue:
-                await lock_runs(session, overdue)
-                self._observe(await advance_runs(session, overdue, schema=self.schema))
+                locked = await lock_runs(session, overdue)
+                self._observe(await advance_runs(session, locked, schema=self.schema))
         overdue_set = set(overdue)
         for step_row, step in list(self.inflight.items()):
             task = self.tasks.get(step_row)

@@ -20,9 +20,22 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 SCHEMA_VERSION = 1
 
+# One round trip: insert the batch in order and notify the relay (a data-modifying CTE runs
+# even though the outer query does not read it).
 _INSERT = text(
-    "INSERT INTO event_outbox (event_id, stream, event_type, run_id, payload) "
-    "VALUES (:event_id, :stream, :event_type, :run_id, CAST(:payload AS jsonb))"
+    """
+WITH inserted AS (
+    INSERT INTO event_outbox (event_id, stream, event_type, run_id, payload)
+    SELECT e.event_id, e.stream, e.stream, e.run_id, e.payload
+    FROM unnest(CAST(:event_ids AS uuid[]), CAST(:streams AS text[]), CAST(:run_ids AS uuid[]),
+                CAST(:payloads AS jsonb[])) WITH ORDINALITY
+         AS e(event_id, stream, run_id, payload, position)
+    ORDER BY e.position
+    RETURNING 1
+)
+SELECT pg_notify(:relay_channel, ''),
+       CASE WHEN :wake_engines THEN pg_notify(:engine_channel, 'steps') END
+"""
 )
 
 
@@ -43,11 +56,20 @@ def outbox_channel(schema: str | None) -> str:
     return f"ingestion_outbox_{schema or 'public'}"
 
 
-async def emit(session: AsyncSession, events: list[Event], *, schema: str | None = None) -> None:
-    """Add events to the outbox; they commit (or roll back) with the caller's transaction."""
-    if not events:
+async def emit(
+    session: AsyncSession,
+    events: list[Event],
+    *,
+    schema: str | None = None,
+    wake_engines: bool = False,
+) -> None:
+    """Add events to the outbox; they commit (or roll back) with the caller's transaction.
+
+    `wake_engines` also notifies the engines (steps became ready) in the same round trip.
+    """
+    if not events and not wake_engines:
         return
-    rows = []
+    payloads = []
     for event in events:
         payload = {
             "type": event.type,
@@ -55,16 +77,16 @@ async def emit(session: AsyncSession, events: list[Event], *, schema: str | None
             "run_id": str(event.run_id) if event.run_id else None,
             **event.data,
         }
-        rows.append(
-            {
-                "event_id": uuid.uuid4(),
-                "stream": event.type,
-                "event_type": event.type,
-                "run_id": event.run_id,
-                "payload": json.dumps(payload, default=str),
-            }
-        )
-    await session.execute(_INSERT, rows)
+        payloads.append(json.dumps(payload, default=str))
     await session.execute(
-        text("SELECT pg_notify(:channel, '')"), {"channel": outbox_channel(schema)}
+        _INSERT,
+        {
+            "event_ids": [uuid.uuid4() for _ in events],
+            "streams": [event.type for event in events],
+            "run_ids": [event.run_id for event in events],
+            "payloads": payloads,
+            "relay_channel": outbox_channel(schema),
+            "engine_channel": wakeup_channel(schema),
+            "wake_engines": wake_engines,
+        },
     )

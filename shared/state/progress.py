@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from shared.events.outbox import Event, emit, wakeup_channel
+from shared.events.outbox import Event, emit
 from shared.spec.models import WorkflowSpec
 from shared.spec.validation import upstream_of
 from shared.state.machine import RUN_EVENT, STEP_EVENT, RunStatus, StepStatus
@@ -32,11 +32,30 @@ class RunChange:
     duration_s: float | None
 
 
-async def lock_runs(session: AsyncSession, run_ids: Sequence[uuid.UUID]) -> None:
+@dataclass(frozen=True)
+class LockedRuns:
+    """What advancing needs to know about the locked runs, read while locking them."""
+
+    ids: list[uuid.UUID]
+    stopping: bool  # some run was cancelled or is past its deadline
+    compensating: bool  # some run is undoing its steps
+
+
+async def lock_runs(session: AsyncSession, run_ids: Sequence[uuid.UUID]) -> LockedRuns:
     """Lock runs in id order (a fixed order, so concurrent batches cannot deadlock)."""
-    await session.execute(
-        text("SELECT id FROM workflow_runs WHERE id = ANY(:ids) ORDER BY id FOR UPDATE"),
-        {"ids": sorted(run_ids)},
+    rows = (
+        await session.execute(
+            text(
+                "SELECT id, status, (cancel_requested OR coalesce(deadline_at < now(), false)) "
+                "AS stopping FROM workflow_runs WHERE id = ANY(:ids) ORDER BY id FOR UPDATE"
+            ),
+            {"ids": sorted(run_ids)},
+        )
+    ).all()
+    return LockedRuns(
+        ids=[row.id for row in rows],
+        stopping=any(row.stopping and row.status == "RUNNING" for row in rows),
+        compensating=any(row.status == "COMPENSATING" for row in rows),
     )
 
 
@@ -183,14 +202,20 @@ ORDER BY finished_at LIMIT 1
 
 async def advance_runs(
     session: AsyncSession,
-    run_ids: Sequence[uuid.UUID],
+    locked: LockedRuns,
     *,
     schema: str | None,
     touched_map: bool = True,
+    maybe_broken: bool = True,
+    events: list[Event] | None = None,
 ) -> list[RunChange]:
-    """Bring the locked runs up to date; return the runs that reached a new run status."""
-    runs = {"runs": list(run_ids)}
-    events: list[Event] = []
+    """Bring the locked runs up to date; return the runs that reached a new run status.
+
+    `touched_map` and `maybe_broken` (some step failed) let the common case skip statements
+    that could not change anything. `events` already gathered are written with these.
+    """
+    runs = {"runs": locked.ids}
+    events = events if events is not None else []
 
     def step_events(rows: Any, status: StepStatus, **extra: Any) -> None:
         for row in rows:
@@ -199,7 +224,9 @@ async def advance_runs(
                 data["map_index"] = row.map_index
             events.append(Event(STEP_EVENT[status], row.run_id, data))
 
-    step_events(await session.execute(_STOP_OPEN_STEPS, runs), StepStatus.CANCELLED)
+    if locked.stopping:
+        step_events(await session.execute(_STOP_OPEN_STEPS, runs), StepStatus.CANCELLED)
+        maybe_broken = True
     if touched_map:
         step_events(await session.execute(_CANCEL_SIBLINGS, runs), StepStatus.CANCELLED)
         await session.execute(_OPEN_WINDOW, runs)
@@ -211,13 +238,14 @@ async def advance_runs(
                     {"step_id": row.step_id, "items": row.total},
                 )
             )
-    while True:
+    while maybe_broken or touched_map:
         skipped = (await session.execute(_SKIP_DOWNSTREAM, runs)).all()
         step_events(skipped, StepStatus.SKIPPED)
         if not skipped:
             break
-    await session.execute(_PROMOTE, runs)
-    step_events(await session.execute(_MARK_COMPENSATED, runs), StepStatus.COMPENSATED)
+    promoted = (await session.execute(_PROMOTE, runs)).all()
+    if locked.compensating:
+        step_events(await session.execute(_MARK_COMPENSATED, runs), StepStatus.COMPENSATED)
 
     changed: list[RunChange] = []
     now = datetime.now(UTC)
@@ -227,10 +255,10 @@ async def advance_runs(
             started = summary.started_at
             duration = (now - started).total_seconds() if started else None
             changed.append(RunChange(summary.id, new_status, summary.kind, duration))
-    await emit(session, events, schema=schema)
-    if changed:
-        # Compensation steps may have become READY; wake the engines.
-        await session.execute(text("SELECT pg_notify(:c, 'steps')"), {"c": wakeup_channel(schema)})
+    # Newly READY steps (or compensations created just now) need an engine: wake them.
+    await emit(
+        session, events, schema=schema, wake_engines=bool(promoted or changed or touched_map)
+    )
     return changed
 
 

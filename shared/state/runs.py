@@ -167,7 +167,7 @@ async def request_cancel(
     session: AsyncSession, run_id: uuid.UUID, *, reason: str, schema: str | None
 ) -> WorkflowRun:
     """Stop a run: nothing new starts; it ends CANCELLED once in-flight steps return."""
-    from shared.state.progress import advance_runs  # progress imports this module
+    from shared.state.progress import advance_runs, lock_runs  # progress imports this module
 
     run = (
         await session.execute(select(WorkflowRun).where(WorkflowRun.id == run_id).with_for_update())
@@ -189,6 +189,6 @@ async def request_cancel(
         )
         return run
     await session.flush()
-    await advance_runs(session, [run.id], schema=schema)
+    await advance_runs(session, await lock_runs(session, [run.id]), schema=schema)
     await session.refresh(run)
     return run

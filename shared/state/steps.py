@@ -157,6 +157,42 @@ ON CONFLICT ON CONSTRAINT uq_step_runs_identity DO NOTHING
 )
 
 
+_FINISH_MANY = text(
+    """
+UPDATE step_runs s SET
+    status = v.status, output = v.output, error = v.error, status_reason = v.reason,
+    next_attempt_at = CASE WHEN v.retry_in_s IS NULL THEN NULL
+                           ELSE now() + make_interval(secs => v.retry_in_s) END,
+    finished_at = CASE WHEN v.retry_in_s IS NULL THEN now() END,
+    lease_owner = NULL, lease_expires_at = NULL,
+    attempt_log = s.attempt_log || v.log
+FROM unnest(CAST(:ids AS bigint[]), CAST(:statuses AS text[]), CAST(:outputs AS jsonb[]),
+            CAST(:errors AS jsonb[]), CAST(:reasons AS text[]), CAST(:retry AS float8[]),
+            CAST(:logs AS jsonb[]), CAST(:owners AS text[]), CAST(:attempts AS int[]))
+     AS v(id, status, output, error, reason, retry_in_s, log, owner, attempt)
+WHERE s.id = v.id AND s.status = 'RUNNING' AND s.lease_owner = v.owner AND s.attempts = v.attempt
+RETURNING s.id
+"""
+)
+
+
+def _status_of(result: AttemptResult) -> StepStatus:
+    if result.outcome == "succeeded":
+        return StepStatus.SUCCEEDED
+    if result.retry_in_s is not None:
+        return StepStatus.RETRY_WAIT
+    return StepStatus.TIMED_OUT if result.outcome == "timed_out" else StepStatus.FAILED
+
+
+def _reason_of(result: AttemptResult, status: StepStatus) -> str | None:
+    if not result.error or status == StepStatus.SUCCEEDED:
+        return None
+    reason = f"{result.error.get('code', 'error')}: {result.error.get('message', '')}"
+    if status == StepStatus.RETRY_WAIT:
+        reason = f"retrying in {result.retry_in_s:.2f}s after {reason}"
+    return reason
+
+
 async def record_results(
     session: AsyncSession, results: list[AttemptResult], *, schema: str | None
 ) -> list[RunChange]:
@@ -164,26 +200,33 @@ async def record_results(
 
     A result whose lease was lost (another worker took the step over) changes nothing.
     """
-    run_ids = sorted({r.step.run_id for r in results})
-    await lock_runs(session, run_ids)
+    locked = await lock_runs(session, sorted({r.step.run_id for r in results}))
     events: list[Event] = []
     touched_map = False
+    finished = []
     for result in results:
-        step = result.step
         if result.map_items is not None:
             touched_map = True
             await _expand(session, result, events)
-            continue
-        touched_map = touched_map or step.map_index >= 0
-        if result.outcome == "succeeded":
-            status = StepStatus.SUCCEEDED
-        elif result.retry_in_s is not None:
-            status = StepStatus.RETRY_WAIT
-        elif result.outcome == "timed_out":
-            status = StepStatus.TIMED_OUT
         else:
-            status = StepStatus.FAILED
-        final = status != StepStatus.RETRY_WAIT
+            touched_map = touched_map or result.step.map_index >= 0
+            finished.append((result, _status_of(result)))
+    columns: dict[str, list[Any]] = {
+        k: []
+        for k in (
+            "ids",
+            "statuses",
+            "outputs",
+            "errors",
+            "reasons",
+            "retry",
+            "logs",
+            "owners",
+            "attempts",
+        )
+    }
+    for result, status in finished:
+        step = result.step
         log_entry = {
             "attempt": step.attempts,
             "outcome": result.outcome,
@@ -191,29 +234,23 @@ async def record_results(
             "worker": result.worker,
             "error": result.error,
         }
-        reason = None
-        if result.error and status != StepStatus.SUCCEEDED:
-            reason = f"{result.error.get('code', 'error')}: {result.error.get('message', '')}"
-            if status == StepStatus.RETRY_WAIT:
-                reason = f"retrying in {result.retry_in_s:.2f}s after {reason}"
-        updated = await session.execute(
-            _FINISH,
-            {
-                "status": status,
-                "output": json.dumps(result.output)
-                if final and result.output is not None
-                else None,
-                "error": json.dumps(result.error) if result.error else None,
-                "reason": reason,
-                "retry_in_s": result.retry_in_s or 0.0,
-                "final": final,
-                "log": json.dumps([log_entry], default=str),
-                "id": step.id,
-                "owner": result.worker,
-                "attempt": step.attempts,
-            },
+        columns["ids"].append(step.id)
+        columns["statuses"].append(status.value)
+        columns["outputs"].append(
+            json.dumps(result.output) if status == StepStatus.SUCCEEDED else None
         )
-        if updated.first() is None:
+        columns["errors"].append(json.dumps(result.error) if result.error else None)
+        columns["reasons"].append(_reason_of(result, status))
+        columns["retry"].append(result.retry_in_s if status == StepStatus.RETRY_WAIT else None)
+        columns["logs"].append(json.dumps([log_entry], default=str))
+        columns["owners"].append(result.worker)
+        columns["attempts"].append(step.attempts)
+    applied: set[int] = set()
+    if finished:
+        applied = {row.id for row in await session.execute(_FINISH_MANY, columns)}
+    for result, status in finished:
+        step = result.step
+        if step.id not in applied:
             continue  # lease lost: the step belongs to someone else now
         data = _step_data(step, attempt=step.attempts, duration_ms=round(result.duration_ms, 2))
         if result.error:
@@ -221,8 +258,15 @@ async def record_results(
         if status == StepStatus.RETRY_WAIT:
             data["retry_in_s"] = round(result.retry_in_s or 0.0, 3)
         events.append(Event(STEP_EVENT[status], step.run_id, data))
-    await emit(session, events, schema=schema)
-    return await advance_runs(session, run_ids, schema=schema, touched_map=touched_map)
+    maybe_broken = any(status != StepStatus.SUCCEEDED for _, status in finished)
+    return await advance_runs(
+        session,
+        locked,
+        schema=schema,
+        touched_map=touched_map,
+        maybe_broken=maybe_broken,
+        events=events,
+    )
 
 
 async def _expand(session: AsyncSession, result: AttemptResult, events: list[Event]) -> None:

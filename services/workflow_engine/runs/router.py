@@ -16,17 +16,20 @@ router = APIRouter()
 
 @router.post("/execute", status_code=202, response_model=ExecuteResponse)
 async def execute(body: ExecuteRequest, request: Request) -> JSONResponse:
-    """Accept run `run_id` for execution (idempotent): the starter loop starts it in a batch."""
+    """Accept runs for execution (idempotent): the starter loop starts them in a batch."""
     settings = request.app.state.settings
     require_token(request, [settings.service_token.get_secret_value()])
+    wanted = body.all_ids()
     async with request.app.state.sessionmaker() as session:
-        status = (
-            await session.execute(select(WorkflowRun.status).where(WorkflowRun.id == body.run_id))
-        ).scalar_one_or_none()
-    if status is None:
-        raise NotFound(f"no workflow run {body.run_id}")
+        rows = await session.execute(
+            select(WorkflowRun.id, WorkflowRun.status).where(WorkflowRun.id.in_(wanted))
+        )
+        statuses = {row.id: row.status for row in rows}
+    missing = [str(run_id) for run_id in wanted if run_id not in statuses]
+    if missing:
+        raise NotFound(f"no workflow run {', '.join(missing)}")
     executor = getattr(request.app.state, "executor", None)
     if executor is not None:
         executor.run_wake.set()
-    response = ExecuteResponse(run_id=body.run_id, status=status, accepted=True)
+    response = ExecuteResponse(runs=statuses, accepted=True)
     return JSONResponse(response.model_dump(mode="json"), status_code=202)

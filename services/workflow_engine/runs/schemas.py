@@ -4,16 +4,29 @@ from __future__ import annotations
 
 import uuid
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 class ExecuteRequest(BaseModel):
+    """One run (`run_id`) or several (`run_ids`, as the controller batches hand-offs)."""
+
     model_config = ConfigDict(extra="forbid")
 
-    run_id: uuid.UUID
+    run_id: uuid.UUID | None = None
+    run_ids: list[uuid.UUID] = Field(default_factory=list, max_length=1000)
+
+    @model_validator(mode="after")
+    def _some_run(self) -> ExecuteRequest:
+        if self.run_id is None and not self.run_ids:
+            raise ValueError("run_id: give run_id or run_ids")
+        return self
+
+    def all_ids(self) -> list[uuid.UUID]:
+        """Every run named, once."""
+        ids = ([self.run_id] if self.run_id else []) + self.run_ids
+        return list(dict.fromkeys(ids))
 
 
 class ExecuteResponse(BaseModel):
-    run_id: uuid.UUID
-    status: str
+    runs: dict[uuid.UUID, str]
     accepted: bool
