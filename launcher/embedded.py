@@ -7,6 +7,7 @@ sockets under var/ and stop when the launcher exits.
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ class Infrastructure:
 def _embedded_postgres(folder: Path) -> tuple[str, Any]:
     import pgserver
 
+    folder.parent.mkdir(parents=True, exist_ok=True)
     server = pgserver.get_server(str(folder), cleanup_mode="stop")
     uri: str = server.get_uri()  # postgresql://postgres:@/postgres?host=<socket dir>
     return uri.replace("postgresql://postgres:@", "postgresql+asyncpg://postgres@", 1), server
@@ -38,6 +40,8 @@ def _embedded_redis(folder: Path) -> tuple[str, Any]:
 
 def provide(var_dir: Path) -> Infrastructure:
     """DATABASE_URL / REDIS_URL when set; otherwise embedded servers under `var_dir`."""
+    # pgserver asks platformdirs for a runtime dir it does not need; its warning is noise.
+    warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
     embedded: list[str] = []
     handles: list[Any] = []
     database_url = os.environ.get("DATABASE_URL")

@@ -103,7 +103,7 @@ class Service:
         """SIGKILL: the process gets no chance to clean up (crash tests)."""
         self.stop(signal.SIGKILL, wait_s=5.0)
 
-    def wait_healthy(self, timeout_s: float = 30.0) -> None:
+    def wait_healthy(self, timeout_s: float = 120.0) -> None:
         """Block until GET /health answers 200 (or 'degraded'), or raise."""
         deadline = time.monotonic() + timeout_s
         last = "no answer"
