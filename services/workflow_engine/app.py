@@ -7,8 +7,6 @@ from contextlib import asynccontextmanager
 
 import redis.asyncio as aioredis
 from fastapi import FastAPI
-from fastapi.responses import JSONResponse
-from sqlalchemy import text
 
 from services.workflow_engine.runs.router import router as runs_router
 from services.workflow_engine.settings import EngineSettings
@@ -17,6 +15,7 @@ from shared.agent_client import AgentClient
 from shared.db.session import create_engine, create_sessionmaker
 from shared.errors import register_exception_handlers
 from shared.events.relay import OutboxRelay
+from shared.health import mount_health
 from shared.metrics import create_metrics, mount_metrics
 from shared.tasks import background
 
@@ -58,34 +57,5 @@ def create_app(settings: EngineSettings | None = None) -> FastAPI:
     mount_metrics(app, metrics.registry)
     app.include_router(runs_router)
 
-    @app.get("/health")
-    async def health() -> JSONResponse:
-        checks = {}
-        try:
-            async with app.state.sessionmaker() as session:
-                await session.execute(text("SELECT 1"))
-            checks["database"] = "ok"
-        except Exception as exc:
-            checks["database"] = f"down: {type(exc).__name__}"
-        try:
-            await app.state.redis.ping()
-            checks["redis"] = "ok"
-        except Exception as exc:
-            checks["redis"] = f"down: {type(exc).__name__}"
-        # Redis down only delays events (they wait in the outbox): degraded, not unhealthy.
-        status = (
-            "unhealthy"
-            if checks["database"] != "ok"
-            else ("healthy" if checks["redis"] == "ok" else "degraded")
-        )
-        return JSONResponse(
-            {
-                "status": status,
-                "service": "workflow-engine",
-                "worker_id": settings.worker_id,
-                "checks": checks,
-            },
-            status_code=503 if status == "unhealthy" else 200,
-        )
-
+    mount_health(app, "workflow-engine", worker_id=settings.worker_id)
     return app
