@@ -1,0 +1,1 @@
+"""data-converter: recognises file formats and converts files to Parquet (port 8103)."""

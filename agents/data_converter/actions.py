@@ -1,0 +1,132 @@
+"""data-converter actions: `detect` a file's format and `convert` files to Parquet."""
+
+from __future__ import annotations
+
+import asyncio
+import posixpath
+import re
+import threading
+from typing import Any, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from agents.base.actions import ActionBody, ActionRegistry
+from agents.base.context import ActionContext
+from agents.base.storage import DataRoot
+from agents.data_converter.contracts import ContractMode
+from agents.data_converter.conversion import Compression, ConvertOptions, convert_file, detect
+from agents.data_converter.inputs import FileRef, FileRefs, resolve_input, step_output_dir
+from agents.data_converter.schema import parse_schema, union_schema
+
+registry = ActionRegistry("data-converter")
+
+# Each conversion streams in bounded memory; bounding how many run at once bounds the process.
+CONCURRENT_CONVERSIONS = threading.BoundedSemaphore(2)
+
+InputFormat = Literal["auto", "csv", "tsv", "json", "ndjson", "parquet", "xml", "avro", "excel"]
+
+
+class DetectBody(ActionBody):
+    file: FileRef = Field(description="the file: a URI, a manifest {'uri': ...} or a one-item list")
+
+
+class ConvertBody(ActionBody):
+    files: FileRefs = Field(
+        min_length=1,
+        description="files to convert: URIs, manifests {'uri': ...}, step outputs {'files': "
+        "[...]} or nested lists of these; each must lie under DATA_ROOT or an allowed root",
+    )
+    format: InputFormat = Field("auto", description="input format; 'auto' detects each file's")
+    known_schema: dict[str, str] | None = Field(
+        None,
+        description="the dataset's known schema {column: type}, e.g. {'id': 'int64', "
+        "'at': 'timestamp[us, UTC]'}; the schema_contract applies against it",
+    )
+    schema_contract: ContractMode | None = Field(
+        None,
+        description="what to do with data that does not fit known_schema: evolve (default when "
+        "known_schema is given), freeze, discard_row or discard_value",
+    )
+    infer_types: bool = Field(
+        True,
+        description="give text columns whose values all parse as numbers, booleans, dates or "
+        "timestamps that type",
+    )
+    sheet: str | None = Field(None, description="Excel sheet to read (default: the first)")
+    compression: Compression = Field("zstd", description="Parquet compression codec")
+
+    @field_validator("known_schema")
+    @classmethod
+    def _known_types(cls, value: dict[str, str] | None) -> dict[str, str] | None:
+        if value is not None:
+            parse_schema(value)  # ValueError names the column with an unknown type
+        return value
+
+    @model_validator(mode="after")
+    def _contract_needs_schema(self) -> ConvertBody:
+        if self.schema_contract not in (None, "evolve") and self.known_schema is None:
+            raise ValueError(f"schema_contract {self.schema_contract!r} needs known_schema")
+        return self
+
+
+def _convert_one(**kwargs: Any) -> dict[str, Any]:
+    with CONCURRENT_CONVERSIONS:
+        return convert_file(**kwargs)
+
+
+def _output_name(index: int, uri: str) -> str:
+    stem = posixpath.basename(uri.rstrip("/")).rsplit(".", 1)[0] or "file"
+    return f"{index:04d}-{re.sub(r'[^A-Za-z0-9_.-]+', '_', stem)[:80]}.parquet"
+
+
+@registry.action("detect", DetectBody, description="recognise a file's format", read_only=True)
+async def detect_action(body: DetectBody, ctx: ActionContext) -> dict[str, Any]:
+    """Detect the format of one file.
+
+    Returns `{"uri", "format", "encoding", "dialect": {"delimiter", "quotechar", "header"} | None,
+    "evidence"}`; format is one of csv, tsv, json, ndjson, parquet, xml, avro, excel.
+    """
+    location = await asyncio.to_thread(resolve_input, body.file, ctx.settings)
+    detection = await asyncio.to_thread(detect, location, "auto")
+    return {"uri": body.file, **detection.to_dict()}
+
+
+@registry.action("convert", ConvertBody, description="convert files to Parquet")
+async def convert_action(body: ConvertBody, ctx: ActionContext) -> dict[str, Any]:
+    """Convert each file to Parquet in this step's folder under DATA_ROOT.
+
+    Returns `{"files": [{"uri", "rows", "bytes", "sha256", "schema", "source_uri",
+    "source_format", "rejected_rows", "coercion_failures", "schema_changes"}], "rows",
+    "rejected_rows", "schema"}`; rows are never returned, only manifests.
+    """
+    root = DataRoot.from_setting(ctx.settings.data_root)
+    locations = [await asyncio.to_thread(resolve_input, uri, ctx.settings) for uri in body.files]
+    out_dir = step_output_dir(root, ctx, "convert", body.model_dump(mode="json"))
+    known = parse_schema(body.known_schema) if body.known_schema is not None else None
+    options = ConvertOptions(
+        format=body.format,
+        known=known,
+        mode=body.schema_contract or "evolve",
+        infer_types=body.infer_types,
+        sheet=body.sheet,
+        compression=body.compression,
+    )
+    files = []
+    # One file at a time: each conversion streams in bounded memory, and so does the whole call.
+    for index, (uri, location) in enumerate(zip(body.files, locations, strict=True)):
+        target = posixpath.join(out_dir, _output_name(index, uri))
+        manifest = await asyncio.to_thread(
+            _convert_one,
+            location=location,
+            source_uri=uri,
+            root=root,
+            target=target,
+            options=options,
+        )
+        files.append(manifest)
+    return {
+        "files": files,
+        "rows": sum(f["rows"] for f in files),
+        "rejected_rows": sum(f["rejected_rows"] for f in files),
+        "schema": union_schema([f["schema"] for f in files]),
+    }

@@ -1,0 +1,14 @@
+"""The data-merger app: `uvicorn agents.data_merger.app:create_app --factory --port 8105`."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from agents.base.app import create_agent_app
+from agents.base.settings import AgentSettings
+from agents.data_merger.actions import registry
+
+
+def create_app(settings: AgentSettings | None = None) -> FastAPI:
+    """Build the data-merger app."""
+    return create_agent_app(registry, settings)

@@ -1,0 +1,173 @@
+"""Reading batches and committing a merge into a Parquet dataset (blocking; run in a thread)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import posixpath
+from dataclasses import asdict
+from typing import Any
+
+import polars as pl
+
+from agents.base.actions import AgentError
+from agents.base.storage import DataRoot, sha256_of
+from agents.data_converter.conversion import detect
+from agents.data_converter.inputs import is_local, local_copy, publish, scratch_dir
+from agents.data_converter.readers import open_lazy
+from agents.data_converter.schema import schema_names
+from agents.data_merger import dataset
+from agents.data_merger.merging import (
+    MergeSpec,
+    canonical_checksum,
+    combine,
+    concat_batches,
+    deduplicate,
+)
+
+
+def fingerprint(locations: list[str], spec: MergeSpec) -> str:
+    """Identifies a batch: the content of its files, in order, and how it is merged."""
+    digests = [sha256_of(location)[0] for location in locations]
+    canonical = json.dumps({"files": digests, "spec": asdict(spec)}, sort_keys=True)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def open_files(locations: list[str], workdir: str) -> pl.LazyFrame:
+    """One lazy frame over files of any supported format (columns unified)."""
+    frames = []
+    for index, location in enumerate(locations):
+        path = location
+        if not is_local(location):
+            local = os.path.join(workdir, f"input-{index}")
+            with local_copy(location, workdir) as copied:
+                os.replace(copied, local)
+            path = local
+        try:
+            frames.append(open_lazy(path, detect(path, "auto"), workdir))
+        except pl.exceptions.PolarsError as exc:
+            raise AgentError(f"cannot read {location!r}: {exc}", code="parse_error") from exc
+    if not frames:
+        return pl.LazyFrame()
+    return pl.concat(frames, how="diagonal_relaxed") if len(frames) > 1 else frames[0]
+
+
+def _batch(locations: list[str], spec: MergeSpec, workdir: str) -> pl.LazyFrame:
+    frames = [open_files([location], workdir) for location in locations]
+    try:
+        return deduplicate(concat_batches(frames), spec)
+    except pl.exceptions.PolarsError as exc:
+        raise AgentError(f"cannot combine the batches: {exc}", code="parse_error") from exc
+
+
+def load_batches(
+    locations: list[str], spec: MergeSpec, workdir: str
+) -> tuple[pl.DataFrame, pl.DataFrame | None]:
+    """The deduplicated batch rows to upsert, and the keys to delete (hard_delete), in memory."""
+    batch = _batch(locations, spec, workdir)
+    deletes = None
+    if spec.hard_delete and spec.hard_delete in batch.collect_schema().names():
+        dtype = batch.collect_schema()[spec.hard_delete]
+        flag = (
+            pl.col(spec.hard_delete).fill_null(False)
+            if dtype == pl.Boolean
+            else pl.col(spec.hard_delete).is_not_null()
+        )
+        deletes = batch.filter(flag).select(spec.primary_key).collect()
+        batch = batch.filter(~flag).drop(spec.hard_delete)
+    return batch.collect(), deletes
+
+
+def _file_entry(root: DataRoot, base: str, path: str, rows: int) -> dict[str, Any]:
+    digest, size = sha256_of(root.uri(path))
+    return {"path": posixpath.relpath(path, base), "rows": rows, "bytes": size, "sha256": digest}
+
+
+def merge_parquet_dataset(
+    root: DataRoot, name: str, locations: list[str], spec: MergeSpec, batch_id: str
+) -> dict[str, Any]:
+    """Merge the batch into dataset `name` and commit a new version; the merge result.
+
+    The caller holds the dataset's lock. A batch already committed (same fingerprint) is not
+    merged again: its stored result comes back with `replayed: true`.
+    """
+    state = dataset.load_state(root, name)
+    if (previous := dataset.find_commit(state, batch_id)) is not None:
+        return {**previous, "replayed": True}
+    known_key = (state or {}).get("primary_key") or []
+    if spec.disposition == "merge" and known_key and known_key != spec.primary_key:
+        raise AgentError(
+            f"dataset {name!r} is keyed by {known_key}; merging by {spec.primary_key} is refused",
+            code="primary_key_mismatch",
+        )
+    key = spec.primary_key or (known_key if spec.disposition == "append" else [])
+    base = dataset.dataset_dir(root, name)
+    version = (state or {}).get("version", 0) + 1
+    target = dataset.data_file_path(root, name, version, batch_id[:12])
+    with scratch_dir(root) as work:
+        batch = _batch(locations, spec, work)
+        existing = dataset.scan(root, name, state) if state else None
+        try:
+            outcome = combine(existing, batch, spec)
+            full = outcome.rows.collect(engine="streaming")
+            if key:
+                full = full.sort(key, nulls_last=True, maintain_order=True)
+            checksum = canonical_checksum(full, key)
+            out = os.path.join(work, "data.parquet")
+            if spec.disposition == "append" and state:
+                written = outcome.rows.collect_schema()  # appended files keep their own layout
+                new_rows = batch.collect(engine="streaming")
+                if spec.hard_delete and spec.hard_delete in new_rows.columns:
+                    new_rows = new_rows.drop(spec.hard_delete)
+                new_rows.write_parquet(out)
+                files = [*state["files"]]
+                rows_written = new_rows.height
+            else:
+                written = full.schema
+                full.write_parquet(out)
+                files = []
+                rows_written = full.height
+        except pl.exceptions.PolarsError as exc:
+            raise AgentError(f"cannot merge into {name!r}: {exc}", code="merge_failed") from exc
+        publish(root, out, target)
+    files.append(_file_entry(root, base, target, rows_written))
+    result: dict[str, Any] = {
+        "dataset": name,
+        "target": "parquet",
+        "uri": root.uri(base),
+        "version": version,
+        "files": [
+            {
+                "uri": root.uri(posixpath.join(base, f["path"])),
+                "rows": f["rows"],
+                "bytes": f["bytes"],
+                "sha256": f["sha256"],
+            }
+            for f in files
+        ],
+        "rows": full.height,
+        "inserted": outcome.inserted,
+        "updated": outcome.updated,
+        "unchanged": outcome.unchanged,
+        "deleted": outcome.deleted,
+        "checksum": checksum,
+        "schema": schema_names(written),
+        "primary_key": key,
+        "write_disposition": spec.disposition,
+        "replayed": False,
+    }
+    commits = [*(state or {}).get("commits", []), {"fingerprint": batch_id, "result": result}]
+    new_state = {
+        "dataset": name,
+        "version": version,
+        "files": files,
+        "rows": full.height,
+        "schema": result["schema"],
+        "checksum": checksum,
+        "primary_key": key,
+        "commits": commits,
+    }
+    dataset.commit(root, name, new_state)
+    dataset.prune(root, name, new_state)
+    return result

@@ -1,0 +1,1 @@
+"""data-scheduler: cron validation, DST-correct run times, polling advice (port 8104)."""
