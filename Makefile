@@ -6,7 +6,7 @@ TOOLS := .venv-tools
 UV := $(TOOLS)/bin/uv
 RUN := $(UV) run --frozen
 
-.PHONY: install demo up test check lint format chaos bench clean
+.PHONY: install airflow demo up test check lint format chaos bench clean
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -18,13 +18,22 @@ $(UV):
 
 install: .venv/.synced ## install every dependency from uv.lock into .venv
 
+# Airflow lives in its own venv (pinned in airflow/requirements.txt) so the main install stays
+# light; tests/airflow runs the DAG import check with it.
+.venv-airflow/.synced: $(UV) airflow/requirements.txt
+	$(UV) venv --quiet --allow-existing --python $(PYTHON) .venv-airflow
+	$(UV) pip sync --quiet --python .venv-airflow/bin/python airflow/requirements.txt
+	@touch $@
+
+airflow: .venv-airflow/.synced ## install Airflow into .venv-airflow (for the DAG tests)
+
 demo: install ## start the platform (embedded PostgreSQL/Redis unless DATABASE_URL/REDIS_URL), run `test`
 	$(RUN) python -m launcher demo
 
 up: install ## run the whole platform in the foreground until Ctrl-C
 	$(RUN) python -m launcher up
 
-test: install ## the whole test suite against real PostgreSQL and Redis
+test: install airflow ## the whole test suite against real PostgreSQL and Redis
 	$(RUN) pytest -q -p no:cacheprovider
 
 lint: install
@@ -42,4 +51,4 @@ bench: install ## throughput benchmark (prints figures; not a test)
 	$(RUN) python bench/throughput.py
 
 clean:
-	rm -rf var .venv $(TOOLS)
+	rm -rf var .venv .venv-airflow $(TOOLS)

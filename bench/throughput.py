@@ -134,7 +134,10 @@ def main() -> None:
     parser.add_argument("--submit-concurrency", type=int, default=32)
     args = parser.parse_args()
     var = ROOT / "var" / "bench"
-    with running_platform(var, ports=Ports.random(), say=lambda *_: None) as platform:
+    quiet = {"CONTROLLER_SEED_SCHEDULES": "false"}  # no scheduled runs inside the measurement
+    with running_platform(
+        var, ports=Ports.random(), say=lambda *_: None, extra_env=quiet
+    ) as platform:
         extra = []
         for i in range(1, args.engines):
             replica = Service(

@@ -48,7 +48,11 @@ def migrate(env: dict[str, str]) -> None:
 
 @contextlib.contextmanager
 def running_platform(
-    var_dir: Path, *, ports: Ports | None = None, say: object = print
+    var_dir: Path,
+    *,
+    ports: Ports | None = None,
+    say: object = print,
+    extra_env: dict[str, str] | None = None,
 ) -> Iterator[RunningPlatform]:
     """Start everything, yield it, stop everything (services first, then embedded servers)."""
     ports = ports or Ports()
@@ -60,6 +64,7 @@ def running_platform(
         redis_url=infra.redis_url,
         ports=ports,
         data_root=data_root,
+        extra=extra_env,
     )
     if infra.embedded:
         say(f"embedded {' and '.join(infra.embedded)} under {var_dir}")  # type: ignore[operator]

@@ -1,8 +1,9 @@
-"""The collector's action: `collect` from an HTTP API, a file source or a PostgreSQL table."""
+"""The collector's actions: `collect` from an HTTP API, files, PostgreSQL or a Redis stream;
+`commit_state` / `get_state` for the durable cursor; `ack_stream` after the merge."""
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
@@ -12,18 +13,48 @@ from agents.data_collector.cursor import CursorState
 from agents.data_collector.files import collect_files
 from agents.data_collector.postgres import collect_postgres
 from agents.data_collector.rest import Incremental, Pagination, collect_rest
-from agents.data_connector.sources import FileSource, HttpSource, Source
+from agents.data_collector.state import STATE_KEY_PATTERN, StoredState, load_state, save_state
+from agents.data_collector.streams import (
+    ENTRY_ID_PATTERN,
+    RedisStreamSource,
+    ack_stream,
+    collect_stream,
+)
+from agents.data_connector.sources import FileSource, HttpSource, PostgresSource
 from agents.data_fetch_retry.policy import RateLimitSpec
 
 registry = ActionRegistry("data-collector")
+
+# The connector's `Source` union stays http/file/postgres: it does not test or describe streams.
+CollectSource = Annotated[
+    HttpSource | FileSource | PostgresSource | RedisStreamSource, Field(discriminator="kind")
+]
+StateKey = Annotated[
+    str,
+    Field(
+        pattern=STATE_KEY_PATTERN,
+        description="name of the source's durable state (letters, digits, _ . : / @ -)",
+        examples=["orders-api"],
+    ),
+]
+EntryId = Annotated[str, Field(pattern=ENTRY_ID_PATTERN, examples=["1732700000000-0"])]
 
 
 class CollectBody(ActionBody):
     """What to collect and from where it continues."""
 
-    source: Source = Field(description="the source: kind http, file or postgres")
+    source: CollectSource = Field(
+        description="the source: kind http, file, postgres or redis_stream"
+    )
     cursor: CursorState | None = Field(
-        None, description="the cursor the previous collect of this source returned"
+        None,
+        description="the cursor the previous collect of this source returned (wins over "
+        "state_key); a redis_stream continues from its consumer group instead",
+    )
+    state_key: StateKey | None = Field(
+        None,
+        description="load the cursor committed under this key (commit_state) when no cursor "
+        "is given",
     )
     incremental: Incremental | None = Field(
         None, description="incremental collection; files default to {field: mtime}"
@@ -35,7 +66,8 @@ class CollectBody(ActionBody):
         None, description="http: dotted path of the record list in each page (default: detect)"
     )
     format: Literal["ndjson", "parquet"] = Field(
-        "ndjson", description="http: file format of the pages (postgres always writes Parquet)"
+        "ndjson",
+        description="http, redis_stream: file format (postgres always writes Parquet)",
     )
     rate_limit: RateLimitSpec | None = Field(None, description="http: request rate limit")
     max_pages: int = Field(100, ge=1, le=100_000, description="http: pages per run at most")
@@ -58,12 +90,37 @@ class CollectBody(ActionBody):
 async def collect(body: CollectBody, ctx: ActionContext) -> dict[str, Any]:
     """Collect from the source into the step's run dir.
 
-    Returns `{kind, files: [{uri, bytes, sha256, ...}], count, bytes, complete, cursor}`:
-    files sources add `name, source_path, modified_at` per file (sorted by name); HTTP pages
-    add `rows, page` (and `records, pages, requests, duplicates_skipped`); PostgreSQL chunks
-    add `rows, schema`. `cursor` is the state to pass back as `cursor` next time.
+    Returns `{kind, files: [{uri, bytes, sha256, ...}], count, bytes, complete, cursor,
+    state_key, cursor_from}`: files sources add `name, source_path, modified_at` per file
+    (sorted by name); HTTP pages add `rows, page` (and `records, pages, requests,
+    duplicates_skipped`); PostgreSQL chunks add `rows, schema`; a Redis stream adds
+    `entry_ids, rows, redelivered, ...` and its `count` is the number of entries (see
+    streams.py). `cursor` is the state to pass back as `cursor`, or to `commit_state`.
+    `cursor_from` says where the starting cursor came from: "body", "state" or null.
     """
+    previous, cursor_from = body.cursor, "body" if body.cursor is not None else None
+    # A stream's position lives in its consumer group: a stored cursor would not be used.
+    stateful = not isinstance(body.source, RedisStreamSource)
+    if previous is None and body.state_key is not None and stateful:
+        async with ctx.sessionmaker() as session:
+            stored = await load_state(session, key=body.state_key)
+        if stored is not None:
+            previous, cursor_from = CursorState.model_validate(stored.cursor), "state"
+    result = await _collect(body, previous, ctx)
+    return {**result, "state_key": body.state_key, "cursor_from": cursor_from}
+
+
+async def _collect(
+    body: CollectBody, previous: CursorState | None, ctx: ActionContext
+) -> dict[str, Any]:
     source = body.source
+    if isinstance(source, RedisStreamSource):
+        if body.incremental is not None:
+            raise AgentError(
+                "a redis_stream continues from its consumer group; incremental does not apply",
+                code="invalid_cursor",
+            )
+        return await collect_stream(source, ctx, output_format=body.format)
     if isinstance(source, FileSource):
         inc = body.incremental or Incremental(field="mtime")
         if inc.field not in ("mtime", "name"):
@@ -73,7 +130,7 @@ async def collect(body: CollectBody, ctx: ActionContext) -> dict[str, Any]:
         return await collect_files(
             source,
             ctx,
-            previous=body.cursor,
+            previous=previous,
             by=inc.field,
             lag=inc.lag,
             concurrency=body.concurrency,
@@ -86,7 +143,7 @@ async def collect(body: CollectBody, ctx: ActionContext) -> dict[str, Any]:
             pagination=body.pagination,
             records_path=body.records_path,
             incremental=body.incremental,
-            previous=body.cursor,
+            previous=previous,
             rate_limit=body.rate_limit,
             max_pages=body.max_pages,
             max_attempts=body.max_attempts,
@@ -96,7 +153,82 @@ async def collect(body: CollectBody, ctx: ActionContext) -> dict[str, Any]:
         source,
         ctx,
         incremental=body.incremental,
-        previous=body.cursor,
+        previous=previous,
         columns=body.columns,
         chunk_size=body.chunk_size,
     )
+
+
+class CommitStateBody(ActionBody):
+    """The cursor to commit for a source, once its data has landed."""
+
+    state_key: StateKey
+    cursor: dict[str, Any] = Field(
+        description="the cursor object collect returned (usually ${steps.collect.output.cursor})"
+    )
+
+
+class GetStateBody(ActionBody):
+    """Which source's state to read."""
+
+    state_key: StateKey
+
+
+def _state_out(key: str, stored: StoredState | None) -> dict[str, Any]:
+    return {
+        "state_key": key,
+        "cursor": stored.cursor if stored else None,
+        "run_id": stored.run_id if stored else None,
+        "updated_at": stored.updated_at.isoformat() if stored else None,
+    }
+
+
+@registry.action(
+    "commit_state",
+    CommitStateBody,
+    description="store the cursor of a source (the workflow's last step, after the merge)",
+)
+async def commit_state(body: CommitStateBody, ctx: ActionContext) -> dict[str, Any]:
+    """Upsert the cursor under `state_key` (last write wins) with the committing run's id.
+
+    Returns `{state_key, cursor, run_id, updated_at}`.
+    """
+    async with ctx.sessionmaker() as session, session.begin():
+        stored = await save_state(
+            session, key=body.state_key, cursor=body.cursor, run_id=ctx.run_id
+        )
+    return _state_out(body.state_key, stored)
+
+
+@registry.action(
+    "get_state",
+    GetStateBody,
+    description="read the committed cursor of a source",
+    read_only=True,
+)
+async def get_state(body: GetStateBody, ctx: ActionContext) -> dict[str, Any]:
+    """Returns `{state_key, cursor, run_id, updated_at}`; cursor is null before any commit."""
+    async with ctx.sessionmaker() as session:
+        stored = await load_state(session, key=body.state_key)
+    return _state_out(body.state_key, stored)
+
+
+class AckStreamBody(ActionBody):
+    """The stream entries to acknowledge, after the merge stored them."""
+
+    source: RedisStreamSource = Field(description="the redis_stream source collect read from")
+    entry_ids: list[EntryId] = Field(
+        max_length=1_000_000,
+        description="the ids collect returned (usually ${steps.collect.output.entry_ids})",
+    )
+
+
+@registry.action(
+    "ack_stream",
+    AckStreamBody,
+    description="acknowledge collected stream entries (after the merge) so they are not "
+    "delivered again",
+)
+async def ack(body: AckStreamBody, ctx: ActionContext) -> dict[str, Any]:
+    """XACK the entries in the source's group. Returns `{stream, group, requested, acked}`."""
+    return await ack_stream(body.source, body.entry_ids, ctx)

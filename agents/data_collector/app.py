@@ -13,5 +13,5 @@ from agents.data_collector.actions import registry
 
 
 def create_app(settings: AgentSettings | None = None) -> FastAPI:
-    """The collector app: collect, noop."""
+    """The collector app: collect, commit_state, get_state, ack_stream, noop."""
     return create_agent_app(registry, settings)

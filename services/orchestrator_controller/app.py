@@ -9,19 +9,24 @@ from contextlib import asynccontextmanager
 import httpx
 import redis.asyncio as aioredis
 from fastapi import FastAPI
-from fastapi.responses import JSONResponse
-from sqlalchemy import text
 
 from services.orchestrator_controller.agent_health.monitor import HealthMonitor
 from services.orchestrator_controller.agent_health.router import router as health_router
 from services.orchestrator_controller.definitions import service as definitions
 from services.orchestrator_controller.definitions.router import router as definitions_router
 from services.orchestrator_controller.handoff import Handoff
+from services.orchestrator_controller.policies.loop import AdmissionLoop
+from services.orchestrator_controller.policies.router import router as orchestrators_router
+from services.orchestrator_controller.policies.service import Policies, utc_now
 from services.orchestrator_controller.runs.router import router as runs_router
+from services.orchestrator_controller.schedules.router import router as schedules_router
+from services.orchestrator_controller.schedules.seeds import ensure_seed_schedules
+from services.orchestrator_controller.schedules.ticker import Ticker
 from services.orchestrator_controller.settings import ControllerSettings
 from shared.db.session import create_engine, create_sessionmaker
 from shared.errors import register_exception_handlers
 from shared.events.relay import OutboxRelay
+from shared.health import mount_health
 from shared.metrics import create_metrics, mount_metrics
 from shared.spec.loader import builtin_specs
 from shared.tasks import background
@@ -36,10 +41,18 @@ async def register_builtins(sessionmaker: object) -> None:
             await definitions.register(session, spec=spec, source="builtin", replace=True)
 
 
+async def create_seed_schedules(sessionmaker: object, clock: object) -> None:
+    """Create the seed's four schedules unless they exist (first start only)."""
+    async with sessionmaker() as session, session.begin():  # type: ignore[operator]
+        await ensure_seed_schedules(session, now=clock())  # type: ignore[operator]
+
+
 def create_app(settings: ControllerSettings | None = None) -> FastAPI:
     """Build the controller app; clients and background loops live in the lifespan."""
     settings = settings or ControllerSettings()
     metrics = create_metrics()
+    # Tests replace app.state.clock to control time; everything reads it through here.
+    policies = Policies(settings.orchestrators, clock=lambda: app.state.clock())
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -52,12 +65,24 @@ def create_app(settings: ControllerSettings | None = None) -> FastAPI:
             app.state.handoff = Handoff(settings, sessionmaker, http)
             if settings.register_builtin_workflows:
                 await register_builtins(sessionmaker)
+            if settings.seed_schedules:
+                await create_seed_schedules(sessionmaker, app.state.clock)
             loops = []
             if settings.start_loops:
                 loops = [
                     app.state.handoff.run(),
                     HealthMonitor(settings, sessionmaker, http, metrics).run(),
                     OutboxRelay(settings, sessionmaker, redis).run(),
+                    AdmissionLoop(
+                        settings, sessionmaker, policies, metrics, app.state.handoff
+                    ).run(),
+                    Ticker(
+                        settings,
+                        sessionmaker,
+                        policies,
+                        clock=lambda: app.state.clock(),
+                        handoff=app.state.handoff,
+                    ).run(),
                 ]
             if settings.kubernetes_watch:
                 # Imported here: the kubernetes client is only loaded where it is used.
@@ -73,35 +98,16 @@ def create_app(settings: ControllerSettings | None = None) -> FastAPI:
 
     app = FastAPI(title="orchestrator-controller", lifespan=lifespan)
     app.state.settings = settings
+    app.state.clock = utc_now
+    app.state.policies = policies
     register_exception_handlers(app)
     mount_metrics(app, metrics.registry)
     # definitions first: /workflows/definitions must not be taken for a run id
     app.include_router(definitions_router)
     app.include_router(runs_router)
     app.include_router(health_router)
+    app.include_router(schedules_router)
+    app.include_router(orchestrators_router)
 
-    @app.get("/health")
-    async def health() -> JSONResponse:
-        checks = {}
-        try:
-            async with app.state.sessionmaker() as session:
-                await session.execute(text("SELECT 1"))
-            checks["database"] = "ok"
-        except Exception as exc:
-            checks["database"] = f"down: {type(exc).__name__}"
-        try:
-            await app.state.redis.ping()
-            checks["redis"] = "ok"
-        except Exception as exc:
-            checks["redis"] = f"down: {type(exc).__name__}"
-        status = (
-            "unhealthy"
-            if checks["database"] != "ok"
-            else ("healthy" if checks["redis"] == "ok" else "degraded")
-        )
-        return JSONResponse(
-            {"status": status, "service": "orchestrator-controller", "checks": checks},
-            status_code=503 if status == "unhealthy" else 200,
-        )
-
+    mount_health(app, "orchestrator-controller")
     return app

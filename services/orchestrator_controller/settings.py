@@ -5,6 +5,7 @@ from __future__ import annotations
 from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
+from services.orchestrator_controller.policies.config import OrchestratorsConfig
 from shared.settings import CommonSettings
 
 DEV_API_KEY = "dev-api-key"
@@ -34,6 +35,25 @@ class ControllerSettings(CommonSettings):
     start_loops: bool = Field(True, description="run background loops (off in some tests)")
     kubernetes_watch: bool = Field(False, description="watch Workflow custom resources")
     kubernetes_namespace: str = Field("default", description="namespace of Workflow resources")
+    orchestrators: OrchestratorsConfig = Field(
+        default_factory=OrchestratorsConfig,
+        description="JSON configuring the five orchestrators (api_manager, batch_manager, "
+        "file_manager, ingestion_manager, stream_manager); fields left out keep the defaults "
+        "in services/orchestrator_controller/policies/config.py",
+    )
+    admission_interval_s: float = Field(
+        1.0, gt=0, description="how often runs waiting on a policy are re-evaluated"
+    )
+    schedule_tick_s: float = Field(1.0, gt=0, description="how often due schedules are fired")
+    schedule_misfire_grace_s: float = Field(
+        60.0,
+        ge=0,
+        description="a fire found later than this (controller down) counts as missed and "
+        "follows the schedule's catch-up policy",
+    )
+    seed_schedules: bool = Field(
+        True, description="create the four seed schedules at first start (never duplicated)"
+    )
 
     def accepted_api_keys(self) -> list[str]:
         """The keys that authorise mutating requests."""

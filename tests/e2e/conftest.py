@@ -91,6 +91,8 @@ def platform(
             "CONTROLLER_HANDOFF_INTERVAL_S": "1",
             "ENGINE_LEASE_SECONDS": "3",
             "ENGINE_POLL_INTERVAL_S": "0.5",
+            # The seed schedules would start runs of their own in the middle of the tests.
+            "CONTROLLER_SEED_SCHEDULES": "false",
         },
     )
     samples = sample_server(ports.samples, log_dir)

@@ -37,7 +37,11 @@ async def coordinate(
         raise ValidationFailed("Idempotency-Key: must not be blank")
     async with session.begin():
         accepted = await service.accept_run(
-            session, body=body, idempotency_key=idempotency_key, schema=settings.db_schema
+            session,
+            body=body,
+            idempotency_key=idempotency_key,
+            schema=settings.db_schema,
+            policies=request.app.state.policies,
         )
     run = accepted.run
     if accepted.created:

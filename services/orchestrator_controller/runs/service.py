@@ -12,6 +12,7 @@ from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.orchestrator_controller.definitions import service as definitions
+from services.orchestrator_controller.policies.service import Policies
 from services.orchestrator_controller.runs.inputs import bind_inputs
 from services.orchestrator_controller.runs.schemas import (
     CoordinateRequest,
@@ -45,8 +46,11 @@ async def accept_run(
     body: CoordinateRequest,
     idempotency_key: str | None,
     schema: str | None,
+    policies: Policies | None = None,
 ) -> Accepted:
     """Validate and store a new PENDING run (or return the run an earlier same key made)."""
+    # A run the orchestrator policies do not admit now waits, PENDING with the reason, for
+    # the admission loop.
     if body.spec is not None:
         spec = body.spec
     else:
@@ -55,7 +59,10 @@ async def accept_run(
             spec = await definitions.resolve(session, name=body.workflow, version=body.version)
         except NotFound as exc:
             raise ValidationFailed(f"workflow: {exc.message}", code="unknown_workflow") from exc
-    inputs = bind_inputs(spec, body.inputs)
+    given = body.inputs
+    if policies is not None:
+        spec, given = policies.shape(spec, given)
+    inputs = bind_inputs(spec, given)
     run_id = uuid.uuid4()
     if idempotency_key is not None:
         fingerprint = _request_hash(body)
@@ -82,9 +89,22 @@ async def accept_run(
             existing = await session.get(WorkflowRun, uuid.UUID(record.resource_id))
             assert existing is not None
             return Accepted(existing, created=False)
+    admitted, reason = True, None
+    if policies is not None:
+        decision = await policies.decide(
+            session, spec=spec, inputs=inputs, priority=body.priority, schema=schema
+        )
+        admitted, reason = decision.admit, decision.reason
     run = await create_run(
         session,
-        NewRun(spec=spec, inputs=inputs, priority=body.priority, run_id=run_id),
+        NewRun(
+            spec=spec,
+            inputs=inputs,
+            priority=body.priority,
+            admitted=admitted,
+            status_reason=reason,
+            run_id=run_id,
+        ),
         schema=schema,
     )
     return Accepted(run, created=True)

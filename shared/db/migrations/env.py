@@ -8,6 +8,8 @@ from alembic import context
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
+import shared.db.schedule_models  # noqa: F401
+import shared.db.source_state_models  # noqa: F401
 from shared.db.models import Base
 from shared.db.session import create_engine
 from shared.settings import CommonSettings

@@ -1,0 +1,42 @@
+"""GET /orchestrators: the five managers, their configuration and live counts."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+
+from services.orchestrator_controller.deps import SessionDep
+from services.orchestrator_controller.policies.schemas import OrchestratorList, OrchestratorOut
+from services.orchestrator_controller.policies.service import MANAGERS, Policies
+
+router = APIRouter(tags=["orchestrators"])
+
+DESCRIPTIONS = {
+    "api_manager": "per source host: concurrency cap, rate limit, pause on 429 or open circuit",
+    "batch_manager": "every run: overall and per-workflow caps, priority order, the queue",
+    "file_manager": "bulk files: run cap, map_over fan-out ceiling, chunk size input",
+    "ingestion_manager": "the default policy: a run cap for its kinds and unclaimed kinds",
+    "stream_manager": "continuous streams: run cap, backpressure when the queue grows",
+}
+
+
+@router.get("/orchestrators", response_model=OrchestratorList)
+async def orchestrators(request: Request, session: SessionDep) -> OrchestratorList:
+    """The five orchestrators with their configuration and live counts."""
+    policies: Policies = request.app.state.policies
+    live = await policies.snapshot(session)
+    config = policies.config
+    kinds = config.kind_lists()
+    items = []
+    for name in MANAGERS:
+        section = getattr(config, name).model_dump(mode="json")
+        items.append(
+            OrchestratorOut(
+                name=name.replace("_", "-"),
+                description=DESCRIPTIONS[name],
+                # the batch manager is the queue in front of every kind
+                workflow_kinds=kinds.get(name, ["*"]),
+                config=section,
+                live=live[name],
+            )
+        )
+    return OrchestratorList(items=items)

@@ -1,0 +1,203 @@
+"""The five orchestrators applied: shaping a run's spec, admitting runs, and their live view.
+
+Every decision happens under one advisory lock per schema, so the controller replicas agree:
+a run accepted by `/coordinate` is admitted at once only if the gates let it through behind
+every run already waiting with at least its priority; the admission loop re-evaluates the
+waiting runs (highest priority, oldest first) as slots free up.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.orchestrator_controller.policies.config import OrchestratorsConfig
+from services.orchestrator_controller.policies.gates import Candidate, take
+from services.orchestrator_controller.policies.gates import wait_reason as gate
+from services.orchestrator_controller.policies.state import (
+    current_load,
+    lock_admission,
+    waiting_runs,
+)
+from shared.spec.models import WorkflowSpec
+from shared.state.runs import admit_run
+
+Clock = Callable[[], datetime]
+
+MANAGERS = ("api_manager", "batch_manager", "file_manager", "ingestion_manager", "stream_manager")
+
+
+def utc_now() -> datetime:
+    """The real time, aware, in UTC."""
+    return datetime.now(UTC)
+
+
+@dataclass
+class Decision:
+    """Whether the run being accepted starts now; runs admitted alongside it from the queue."""
+
+    admit: bool
+    reason: str | None = None
+    also_admitted: list[uuid.UUID] = field(default_factory=list)
+
+
+class Policies:
+    """The orchestrators as admission policies over the runs stored in PostgreSQL."""
+
+    def __init__(self, config: OrchestratorsConfig, clock: Clock = utc_now) -> None:
+        self.config = config
+        self.clock = clock
+
+    def shape(
+        self, spec: WorkflowSpec, inputs: dict[str, Any]
+    ) -> tuple[WorkflowSpec, dict[str, Any]]:
+        """The file manager's fan-out ceiling and chunk size applied to a run about to start."""
+        if self.config.manager_of(spec.kind) != "file_manager":
+            return spec, inputs
+        files = self.config.file_manager
+        steps = [
+            step.model_copy(update={"map_concurrency": min(step.map_concurrency, files.max_fanout)})
+            if step.map_over is not None
+            else step
+            for step in spec.steps
+        ]
+        shaped_inputs = dict(inputs)
+        if "chunk_size" in spec.inputs and "chunk_size" not in inputs:
+            shaped_inputs["chunk_size"] = files.chunk_size
+        return spec.model_copy(update={"steps": steps}), shaped_inputs
+
+    async def _round(
+        self, session: AsyncSession, *, schema: str | None, new: Candidate | None
+    ) -> tuple[list[uuid.UUID], str | None]:
+        await lock_admission(session, schema)
+        now = self.clock()
+        queue = await waiting_runs(session, limit=self.config.batch_manager.max_waiting_considered)
+        if new is None and not queue:
+            return [], None
+        # A new run goes behind every waiting run of at least its priority.
+        candidates = sorted(
+            [*queue, *([new] if new is not None else [])],
+            key=lambda c: -c.priority,
+        )
+        managers = {self.config.manager_of(c.kind) for c in candidates}
+        load = await current_load(
+            session,
+            self.config,
+            now,
+            hosts="api_manager" in managers,
+            queue="stream_manager" in managers,
+        )
+        admitted: list[uuid.UUID] = []
+        new_reason: str | None = None
+        for candidate in candidates:
+            reason = gate(self.config, load, candidate, now)
+            if candidate is new:
+                new_reason = reason
+            elif reason is None:
+                assert candidate.run_id is not None
+                await admit_run(session, candidate.run_id, schema=schema)
+                admitted.append(candidate.run_id)
+            elif reason != candidate.status_reason:
+                await session.execute(
+                    text(
+                        "UPDATE workflow_runs SET status_reason = :reason WHERE id = :id "
+                        "AND status = 'PENDING' AND admitted_at IS NULL"
+                    ),
+                    {"reason": reason, "id": candidate.run_id},
+                )
+            if reason is None:
+                take(self.config, load, candidate)
+        return admitted, new_reason
+
+    async def decide(
+        self,
+        session: AsyncSession,
+        *,
+        spec: WorkflowSpec,
+        inputs: dict[str, Any],
+        priority: int,
+        schema: str | None,
+    ) -> Decision:
+        """May a run being accepted start now? (Runs waiting ahead of it are admitted too.)"""
+        new = Candidate(
+            run_id=None,
+            workflow=spec.name,
+            kind=spec.kind,
+            inputs=inputs,
+            priority=priority,
+            created_at=self.clock(),
+        )
+        admitted, reason = await self._round(session, schema=schema, new=new)
+        return Decision(admit=reason is None, reason=reason, also_admitted=admitted)
+
+    async def admit_waiting(self, session: AsyncSession, *, schema: str | None) -> list[uuid.UUID]:
+        """Admit every waiting run the policies now allow; refresh the others' reasons."""
+        admitted, _ = await self._round(session, schema=schema, new=None)
+        return admitted
+
+    async def snapshot(self, session: AsyncSession) -> dict[str, dict[str, Any]]:
+        """Live counts per manager, for GET /orchestrators."""
+        now = self.clock()
+        load = await current_load(session, self.config, now, hosts=True, queue=True)
+        waiting = await session.execute(
+            text(
+                "SELECT kind, count(*) AS n FROM workflow_runs "
+                "WHERE status = 'PENDING' AND admitted_at IS NULL GROUP BY kind"
+            )
+        )
+        waiting_by: Counter[str] = Counter()
+        for row in waiting:
+            waiting_by[self.config.manager_of(row.kind)] += row.n
+        streams = (
+            await session.execute(
+                text(
+                    "SELECT count(*) AS schedules, count(r.id) AS alive FROM schedules s "
+                    "LEFT JOIN workflow_runs r ON r.id = s.last_run_id "
+                    "AND r.status IN ('PENDING', 'RUNNING', 'COMPENSATING') "
+                    "WHERE s.enabled AND s.trigger = 'continuous'"
+                )
+            )
+        ).one()
+        api = self.config.api_manager
+        hosts = sorted(set(load.by_host) | set(load.recent_by_host) | set(load.paused))
+        live: dict[str, dict[str, Any]] = {
+            name: {"active_runs": load.by_manager[name], "waiting_runs": waiting_by[name]}
+            for name in MANAGERS
+            if name != "batch_manager"
+        }
+        live["batch_manager"] = {
+            "active_runs": load.total,
+            "waiting_runs": sum(waiting_by.values()),
+            "workflow_queue_size": load.queue_size,
+            "active_by_workflow": dict(load.by_workflow),
+        }
+        live["api_manager"]["hosts"] = {
+            host: {
+                "active_runs": load.by_host[host],
+                "admitted_in_window": load.recent_by_host[host],
+                "paused_until": (
+                    pause.until.isoformat()
+                    if (pause := load.paused.get(host)) and pause.until > now
+                    else None
+                ),
+                "paused_because": pause.why if pause and pause.until > now else None,
+            }
+            for host in hosts
+        }
+        live["api_manager"]["host_rule"] = (
+            f"host of the first URL among inputs {', '.join(api.host_inputs)}"
+        )
+        live["stream_manager"]["backpressure"] = (
+            load.backlog >= self.config.stream_manager.backpressure_queue_size
+        )
+        live["stream_manager"]["engine_backlog"] = load.backlog
+        live["stream_manager"]["continuous_schedules"] = streams.schedules
+        live["stream_manager"]["continuous_alive"] = streams.alive
+        return live
