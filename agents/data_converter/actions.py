@@ -1,4 +1,5 @@
-"""data-converter actions: `detect` a file's format and `convert` files to Parquet."""
+"""data-converter actions: `detect` a file's format, `convert` files to Parquet, `classify`
+columns holding personal data and `mask` them (agents.data_converter.pii and .protection)."""
 
 from __future__ import annotations
 
@@ -12,10 +13,13 @@ from pydantic import Field, field_validator, model_validator
 
 from agents.base.actions import ActionBody, ActionRegistry
 from agents.base.context import ActionContext
+from agents.base.security import CredentialName
 from agents.base.storage import DataRoot
 from agents.data_converter.contracts import ContractMode
 from agents.data_converter.conversion import Compression, ConvertOptions, convert_file, detect
 from agents.data_converter.inputs import FileRef, FileRefs, resolve_input, step_output_dir
+from agents.data_converter.pii import classify_report
+from agents.data_converter.protection import Method, protect_files, resolve_salt
 from agents.data_converter.schema import parse_schema, union_schema
 
 registry = ActionRegistry("data-converter")
@@ -69,9 +73,54 @@ class ConvertBody(ActionBody):
         return self
 
 
+class ClassifyBody(ActionBody):
+    files: FileRefs = Field(
+        min_length=1,
+        description="files to examine: URIs, manifests, step outputs or nested lists of these",
+    )
+    sample_rows: int = Field(
+        1000, ge=1, le=100_000, description="rows read from the head of each file"
+    )
+
+
+class MaskBody(ActionBody):
+    files: FileRefs = Field(
+        min_length=1,
+        description="files to protect: URIs, manifests, step outputs or nested lists of these",
+    )
+    columns: dict[str, Method] | None = Field(
+        None,
+        min_length=1,
+        description="{column: hash | mask | drop | redact}; default: hash every column that "
+        "classify finds to hold personal data",
+    )
+    salt_env: CredentialName | None = Field(
+        None,
+        description="NAME of the environment variable holding the hashing salt (required to "
+        "hash in production; development falls back to a public salt)",
+    )
+    sample_rows: int = Field(
+        1000, ge=1, le=100_000, description="rows of each file the classification samples"
+    )
+    compression: Compression = Field("zstd", description="Parquet compression codec")
+
+    def hashes(self) -> bool:
+        """Whether this request may hash (explicitly, or by default)."""
+        return self.columns is None or "hash" in self.columns.values()
+
+
+def _bounded(function: Any, /, *args: Any, **kwargs: Any) -> Any:
+    with CONCURRENT_CONVERSIONS:
+        return function(*args, **kwargs)
+
+
 def _convert_one(**kwargs: Any) -> dict[str, Any]:
     with CONCURRENT_CONVERSIONS:
         return convert_file(**kwargs)
+
+
+async def _resolve_all(refs: list[str], ctx: ActionContext) -> list[tuple[str, str]]:
+    return [(ref, await asyncio.to_thread(resolve_input, ref, ctx.settings)) for ref in refs]
 
 
 def _output_name(index: int, uri: str) -> str:
@@ -130,3 +179,49 @@ async def convert_action(body: ConvertBody, ctx: ActionContext) -> dict[str, Any
         "rejected_rows": sum(f["rejected_rows"] for f in files),
         "schema": union_schema([f["schema"] for f in files]),
     }
+
+
+@registry.action(
+    "classify", ClassifyBody, description="find columns holding personal data", read_only=True
+)
+async def classify_action(body: ClassifyBody, ctx: ActionContext) -> dict[str, Any]:
+    """Classify every column of the files by a sample of their content.
+
+    Returns `{"columns": [{"column", "pii", "category", "confidence", "evidence"}],
+    "pii_columns", "sample_rows", "thresholds"}`; category is email, phone, card_number, name
+    or none. Evidence holds counts, never values.
+    """
+    root = DataRoot.from_setting(ctx.settings.data_root)
+    files = await _resolve_all(body.files, ctx)
+    report: dict[str, Any] = await asyncio.to_thread(
+        _bounded, classify_report, files, root=root, sample_rows=body.sample_rows
+    )
+    return report
+
+
+@registry.action("mask", MaskBody, description="hash, mask, redact or drop personal data")
+async def mask_action(body: MaskBody, ctx: ActionContext) -> dict[str, Any]:
+    """Write each file as Parquet in this step's folder with the chosen columns protected.
+
+    Returns `{"files": [{"uri", "rows", "bytes", "sha256", "schema", "source_uri",
+    "protected"}], "rows", "protected": {column: method}, "classification", "salt":
+    {"source", "name"} | None}`; the salt itself is never returned.
+    """
+    hasher, salt = (
+        resolve_salt(body.salt_env, ctx.settings.environment) if body.hashes() else (None, None)
+    )
+    root = DataRoot.from_setting(ctx.settings.data_root)
+    files = await _resolve_all(body.files, ctx)
+    out_dir = step_output_dir(root, ctx, "mask", body.model_dump(mode="json"))
+    result: dict[str, Any] = await asyncio.to_thread(
+        _bounded,
+        protect_files,
+        files,
+        root=root,
+        out_dir=out_dir,
+        columns=body.columns,
+        hasher=hasher,
+        sample_rows=body.sample_rows,
+        compression=body.compression,
+    )
+    return {**result, "salt": salt}
