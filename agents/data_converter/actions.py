@@ -36,9 +36,9 @@ class DetectBody(ActionBody):
 
 class ConvertBody(ActionBody):
     files: FileRefs = Field(
-        min_length=1,
         description="files to convert: URIs, manifests {'uri': ...}, step outputs {'files': "
-        "[...]} or nested lists of these; each must lie under DATA_ROOT or an allowed root",
+        "[...]} or nested lists of these; each must lie under DATA_ROOT or an allowed root. "
+        "An empty list (a micro-batch with no new data) converts nothing",
     )
     format: InputFormat = Field("auto", description="input format; 'auto' detects each file's")
     known_schema: dict[str, str] | None = Field(
@@ -85,8 +85,8 @@ class ClassifyBody(ActionBody):
 
 class MaskBody(ActionBody):
     files: FileRefs = Field(
-        min_length=1,
-        description="files to protect: URIs, manifests, step outputs or nested lists of these",
+        description="files to protect: URIs, manifests, step outputs or nested lists of these; "
+        "an empty list protects nothing",
     )
     columns: dict[str, Method] | None = Field(
         None,
@@ -148,6 +148,8 @@ async def convert_action(body: ConvertBody, ctx: ActionContext) -> dict[str, Any
     "source_format", "rejected_rows", "coercion_failures", "schema_changes"}], "rows",
     "rejected_rows", "schema"}`; rows are never returned, only manifests.
     """
+    if not body.files:
+        return {"files": [], "rows": 0, "rejected_rows": 0, "schema": {}}
     root = DataRoot.from_setting(ctx.settings.data_root)
     locations = [await asyncio.to_thread(resolve_input, uri, ctx.settings) for uri in body.files]
     out_dir = step_output_dir(root, ctx, "convert", body.model_dump(mode="json"))
@@ -207,6 +209,8 @@ async def mask_action(body: MaskBody, ctx: ActionContext) -> dict[str, Any]:
     "protected"}], "rows", "protected": {column: method}, "classification", "salt":
     {"source", "name"} | None}`; the salt itself is never returned.
     """
+    if not body.files:
+        return {"files": [], "rows": 0, "protected": {}, "classification": None, "salt": None}
     hasher, salt = (
         resolve_salt(body.salt_env, ctx.settings.environment) if body.hashes() else (None, None)
     )

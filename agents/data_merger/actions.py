@@ -22,6 +22,7 @@ from agents.data_merger.loading import (
     load_batches,
     merge_parquet_dataset,
     open_files,
+    unchanged_result,
 )
 from agents.data_merger.merging import MergeSpec, WriteDisposition
 from agents.data_merger.quality import Checks, run_checks
@@ -54,7 +55,6 @@ class Target(BaseModel):
 
 class MergeBody(ActionBody):
     batches: FileRefs = Field(
-        min_length=1,
         description="batch files: URIs, manifests {'uri': ...}, step outputs {'files': [...]} "
         "or nested lists of these (usually data-converter outputs)",
     )
@@ -161,6 +161,10 @@ async def merge_action(body: MergeBody, ctx: ActionContext) -> dict[str, Any]:
     """
     root = DataRoot.from_setting(ctx.settings.data_root)
     spec = body.spec()
+    if not body.batches:
+        # No batch files (a micro-batch that found no new data): the dataset stays as it is,
+        # whatever the disposition; a batch file with zero rows is a different thing.
+        return await asyncio.to_thread(unchanged_result, root, body.dataset, spec, body.target)
     locations = [await asyncio.to_thread(resolve_input, u, ctx.settings) for u in body.batches]
     batch_id = await asyncio.to_thread(fingerprint, locations, spec)
     if body.target.kind == "parquet":

@@ -171,3 +171,42 @@ def merge_parquet_dataset(
     dataset.commit(root, name, new_state)
     dataset.prune(root, name, new_state)
     return result
+
+
+def unchanged_result(root: DataRoot, name: str, spec: MergeSpec, target: Any) -> dict[str, Any]:
+    """The result of merging no batch files: the dataset (or table) as it already is."""
+    counts = {"inserted": 0, "updated": 0, "unchanged": 0, "deleted": 0}
+    if target.kind != "parquet":
+        return {
+            "dataset": name,
+            "target": target.kind,
+            "table": target.table or name,
+            **counts,
+            "write_disposition": spec.disposition,
+            "empty_batch": True,
+        }
+    state = dataset.load_state(root, name) or {}
+    base = dataset.dataset_dir(root, name)
+    return {
+        "dataset": name,
+        "target": "parquet",
+        "uri": root.uri(base),
+        "version": state.get("version", 0),
+        "files": [
+            {
+                "uri": root.uri(posixpath.join(base, f["path"])),
+                "rows": f["rows"],
+                "bytes": f["bytes"],
+                "sha256": f["sha256"],
+            }
+            for f in state.get("files", [])
+        ],
+        "rows": state.get("rows", 0),
+        **counts,
+        "checksum": state.get("checksum"),
+        "schema": state.get("schema", {}),
+        "primary_key": state.get("primary_key") or spec.primary_key or [],
+        "write_disposition": spec.disposition,
+        "replayed": False,
+        "empty_batch": True,
+    }

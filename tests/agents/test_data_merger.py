@@ -362,3 +362,29 @@ async def test_quality_check_passes_and_fails_with_results(
     }
     missing = await call(merger, "quality_check", {"dataset": "nope-" + name, "checks": good})
     assert missing.json()["error"] == "dataset_not_found"
+
+
+async def test_an_empty_micro_batch_converts_and_merges_nothing(
+    clients: tuple[httpx.AsyncClient, httpx.AsyncClient], tmp_path: Path
+) -> None:
+    converter, merger = clients
+    name = dataset_name()
+    first = batch(tmp_path, "first", [{"id": 1, "v": "a"}, {"id": 2, "v": "b"}])
+    body = {"dataset": name, "write_disposition": "merge", "primary_key": ["id"]}
+    merged = (await call(merger, "merge", {**body, "batches": [first]}, step="m1")).json()
+    converted = await call(converter, "convert", {"files": []}, step="c2")
+    assert converted.status_code == 200
+    assert converted.json() == {"files": [], "rows": 0, "rejected_rows": 0, "schema": {}}
+    for disposition in ("merge", "append", "replace"):
+        again = await call(
+            merger,
+            "merge",
+            {**body, "write_disposition": disposition, "batches": converted.json()["files"]},
+            step=f"m-{disposition}",
+        )
+        assert again.status_code == 200, again.text
+        result = again.json()
+        assert result["empty_batch"] is True and result["inserted"] == 0
+        assert (result["rows"], result["version"]) == (2, merged["version"])
+        assert result["checksum"] == merged["checksum"]
+    assert pl.read_parquet(merged["files"][0]["uri"]).height == 2
