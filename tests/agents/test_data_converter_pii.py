@@ -272,7 +272,7 @@ async def test_development_hashes_with_the_documented_default_salt(
         ({"columns": {}}, "columns"),
         ({"salt_env": "my secret salt"}, "salt_env"),
         ({"sample_rows": 0}, "sample_rows"),
-        ({"files": []}, "files"),
+        ({"files": [42]}, "files"),
     ],
 )
 async def test_bad_mask_bodies_are_refused_naming_the_field(
