@@ -16,6 +16,7 @@ from launcher.processes import Ports, Service, platform_env, platform_services, 
 from tests.conftest import DATABASE_URL, REDIS_URL, SERVICE_TOKEN, fresh_schema
 
 API_KEY = "e2e-api-key"
+ORDERS_TOKEN = "e2e-0rders-t0ken-5ecret-91f2"
 
 
 @dataclass
@@ -91,6 +92,9 @@ def platform(
             "CONTROLLER_HANDOFF_INTERVAL_S": "1",
             "ENGINE_LEASE_SECONDS": "3",
             "ENGINE_POLL_INTERVAL_S": "0.5",
+            # Credentials the workflows reference by name (agents read them from their env).
+            "E2E_STREAM_REDIS_URL": REDIS_URL,
+            "E2E_ORDERS_TOKEN": ORDERS_TOKEN,
             # The seed schedules would start runs of their own in the middle of the tests.
             "CONTROLLER_SEED_SCHEDULES": "false",
         },
