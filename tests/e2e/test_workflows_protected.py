@@ -91,7 +91,8 @@ def test_secure_api_protects_pii_keeps_the_secret_out_and_resumes(platform: Plat
         assert ORDERS_TOKEN not in record
         events = redis.Redis.from_url(REDIS_URL)
         for key in events.scan_iter(f"{platform.stream_prefix}ingestion.*"):
-            for _id, fields in events.xrange(key):
+            entries: Any = events.xrange(key)
+            for _id, fields in entries:
                 assert ORDERS_TOKEN.encode() not in fields[b"event"]
 
         # The next run starts from the committed cursor and sees only newer changes.
@@ -110,10 +111,11 @@ def test_realtime_stream_merges_every_entry_once_across_runs_and_a_crash(
     stream = f"{platform.stream_prefix}e2e-events-{uuid.uuid4().hex[:6]}"
     dataset = f"rt_{uuid.uuid4().hex[:8]}"
     client = redis.Redis.from_url(REDIS_URL)
-    ids = [
-        client.xadd(stream, {"data": json.dumps({"sensor": i % 3, "reading": i})}).decode()
+    added: list[Any] = [
+        client.xadd(stream, {"data": json.dumps({"sensor": i % 3, "reading": i})})
         for i in range(30)
     ]
+    ids = [entry_id.decode() for entry_id in added]
     inputs = {
         "redis_url_env": "E2E_STREAM_REDIS_URL",
         "stream": stream,
