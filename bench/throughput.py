@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import statistics
 import sys
@@ -134,7 +135,20 @@ def main() -> None:
     parser.add_argument("--submit-concurrency", type=int, default=32)
     args = parser.parse_args()
     var = ROOT / "var" / "bench"
-    quiet = {"CONTROLLER_SEED_SCHEDULES": "false"}  # no scheduled runs inside the measurement
+    quiet = {
+        "CONTROLLER_SEED_SCHEDULES": "false",  # no scheduled runs inside the measurement
+        # The admission caps (200 unfinished runs per workflow by default) are a policy, not
+        # engine speed: lift them so every submitted run is admitted at once.
+        "CONTROLLER_ORCHESTRATORS": json.dumps(
+            {
+                "batch_manager": {
+                    "max_concurrent_runs": 1_000_000,
+                    "max_concurrent_per_workflow": 1_000_000,
+                },
+                "ingestion_manager": {"max_concurrent_runs": 1_000_000},
+            }
+        ),
+    }
     with running_platform(
         var, ports=Ports.random(), say=lambda *_: None, extra_env=quiet
     ) as platform:
