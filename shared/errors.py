@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import asyncpg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 
 class AppError(Exception):
@@ -92,7 +94,38 @@ async def _request_validation_handler(_: Request, exc: Exception) -> JSONRespons
     )
 
 
+async def _database_unavailable_handler(_: Request, exc: Exception) -> JSONResponse:
+    # The database restarting or unreachable is a moment to retry, not a server bug: 503.
+    reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0][:200]
+    return JSONResponse(
+        {
+            "error": "database_unavailable",
+            "message": f"the database is unavailable ({reason}); nothing was changed, retry",
+            "retryable": True,
+        },
+        status_code=503,
+        headers={"Retry-After": "1"},
+    )
+
+
 def register_exception_handlers(app: FastAPI) -> None:
     """Map AppError and request validation errors to `{"error", "message"}` JSON."""
     app.add_exception_handler(AppError, _app_error_handler)
     app.add_exception_handler(RequestValidationError, _request_validation_handler)
+    for lost in (
+        OperationalError,
+        InterfaceError,
+        ConnectionError,
+        asyncpg.PostgresConnectionError,
+        asyncpg.CannotConnectNowError,
+    ):
+        app.add_exception_handler(lost, _database_unavailable_handler)
+    app.add_exception_handler(DBAPIError, _dbapi_error_handler)
+
+
+async def _dbapi_error_handler(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, DBAPIError)
+    text = str(exc.orig or exc)
+    if exc.connection_invalidated or "shutting down" in text or "terminating connection" in text:
+        return await _database_unavailable_handler(request, exc)
+    raise exc

@@ -176,3 +176,21 @@ async def test_definitions_register_idempotently_and_refuse_changes(
 async def test_builtin_test_workflow_is_registered(api: httpx.AsyncClient) -> None:
     listed = (await api.get("/workflows/definitions", params={"name": "test"})).json()
     assert listed["items"] and listed["items"][0]["kind"] == "test"
+
+
+async def test_an_unreachable_database_is_a_503_to_retry(common_env: dict) -> None:
+    settings = ControllerSettings(
+        **{**common_env, "database_url": "postgresql+asyncpg://postgres@127.0.0.1:9/none"},
+        api_keys=["k-123"],
+        start_loops=False,
+        register_builtin_workflows=False,
+        seed_schedules=False,
+    )
+    async with asgi_client(create_app(settings)) as client:
+        response = await client.post(
+            "/coordinate", json={"spec": inline_spec(), "inputs": {"n": 1}}, headers=KEY
+        )
+        assert response.status_code == 503, response.text
+        assert response.json()["error"] == "database_unavailable"
+        assert response.json()["retryable"] is True
+        assert (await client.get("/workflows/status")).status_code == 503
