@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import httpx
 import pytest
@@ -67,7 +68,7 @@ def controller_url(env: dict, tmp_path_factory: pytest.TempPathFactory) -> Itera
         service.stop()
 
 
-def controller(url: str):  # type: ignore[no-untyped-def]
+def controller(url: str) -> Any:
     return client_module.Controller(url=url, api_key=API_KEY, poll_s=0.1)
 
 
