@@ -47,6 +47,9 @@ format: install
 	$(RUN) ruff check --fix .
 	$(RUN) ruff format .
 
+chaos: install ## the fault harness at full size: kills, outages, restarts; prints the counts
+	$(RUN) python bench/chaos.py
+
 bench: install ## throughput benchmark (prints figures; not a test)
 	$(RUN) python bench/throughput.py
 

@@ -13,10 +13,11 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from pydantic import ValidationError
 from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
 
 from agents.base.actions import ActionRegistry, AgentError, NoopBody, noop
 from agents.base.context import ActionContext
-from agents.base.ledger import Ledger, request_hash
+from agents.base.ledger import Claim, Ledger, database_unavailable, request_hash
 from agents.base.settings import AgentSettings
 from shared.auth import require_token
 from shared.db.session import create_engine, create_sessionmaker
@@ -147,9 +148,12 @@ def create_agent_app(
         ctx = context(request)
         ledger: Ledger = app.state.ledger
         key = ctx.idempotency_key if not spec.idempotent_by_nature else None
+        claim: Claim | None = None
         if key:
             stored = await ledger.begin(key, action, request_hash(action, raw))
-            if stored is not None:
+            if isinstance(stored, Claim):
+                claim = stored
+            else:
                 calls.labels(action, "replayed").inc()
                 if stored.status == "DONE":
                     return JSONResponse(stored.result, headers={"Idempotent-Replayed": "true"})
@@ -163,9 +167,13 @@ def create_agent_app(
             result = await spec.handler(body, ctx)
         except AgentError as exc:
             calls.labels(action, "error").inc()
+            if not exc.retryable and _caused_by_database_outage(exc):
+                # The database was away (restarting, out of connections): not the request's
+                # fault, whatever the action concluded. Another attempt may well succeed.
+                exc.retryable, exc.status_code = True, 503
             error = {**exc.to_body(), "status": exc.status_code}
-            if key:
-                await ledger.fail(key, error)
+            if claim:
+                await ledger.fail(claim, error)
             headers = (
                 {"Retry-After": f"{exc.retry_after_s:g}"} if exc.retry_after_s is not None else None
             )
@@ -173,17 +181,29 @@ def create_agent_app(
         except BaseException:
             # Unexpected crash: leave the key retryable so a later attempt can redo the work.
             calls.labels(action, "crash").inc()
-            if key:
-                await ledger.fail(key, {"error": "crash", "retryable": True, "status": 500})
+            if claim:
+                await ledger.fail(claim, {"error": "crash", "retryable": True, "status": 500})
             raise
         finally:
             duration.labels(action).observe(time.perf_counter() - started)
-        if key:
-            await ledger.finish(key, result)
+        if claim:
+            await ledger.finish(claim, result)
         calls.labels(action, "ok").inc()
         return JSONResponse(result)
 
     return app
+
+
+def _caused_by_database_outage(exc: BaseException) -> bool:
+    seen: BaseException | None = exc.__cause__ or exc.__context__
+    for _ in range(5):  # a short chain: the action's error wraps the driver's
+        if seen is None:
+            return False
+        # Only the database driver's errors: an OSError could as well be a missing file.
+        if isinstance(seen, DBAPIError) and database_unavailable(seen):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 def _noop_action(registry: ActionRegistry) -> Any:

@@ -3,19 +3,35 @@
 DBOS-style: the first caller inserts the key (ON CONFLICT DO NOTHING) and does the work; a
 repeat finds DONE and replays; a repeat that arrives while the first is still working gets a
 retryable 409; a key whose worker vanished (claim expired) is taken over.
+
+Recording the outcome survives a database restart: `finish` and `fail` retry while the database
+is away, and each is keyed by the claim (the `claimed_until` its `begin` set, which no other
+claim shares), so a retry after a commit whose answer was lost does not count the effect twice.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
+import logging
+import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from shared.errors import Conflict
+
+log = logging.getLogger(__name__)
+
+# SQLSTATEs of a server that is going away or not back yet: connection exceptions (class 08),
+# admin/crash shutdown, cannot connect now, too many connections.
+_UNAVAILABLE = ("57P01", "57P02", "57P03", "53300")
 
 
 def request_hash(action: str, body: dict[str, Any]) -> str:
@@ -31,14 +47,41 @@ class LedgerEntry:
     error: dict[str, Any] | None
 
 
+@dataclass(frozen=True)
+class Claim:
+    """This request's hold on a key: the `claimed_until` its `begin` wrote."""
+
+    key: str
+    until: datetime
+
+
+def database_unavailable(exc: BaseException) -> bool:
+    """Whether `exc` says the database is unreachable for now (worth trying again)."""
+    if isinstance(exc, OSError | TimeoutError | OperationalError | InterfaceError):
+        return True
+    if isinstance(exc, DBAPIError):
+        state = str(getattr(exc.orig, "sqlstate", "") or "")
+        return exc.connection_invalidated or state.startswith("08") or state in _UNAVAILABLE
+    return False
+
+
 class Ledger:
-    def __init__(self, agent: str, sessionmaker: async_sessionmaker, claim_s: float) -> None:
+    def __init__(
+        self,
+        agent: str,
+        sessionmaker: async_sessionmaker,
+        claim_s: float,
+        *,
+        record_retry_s: float = 120.0,
+    ) -> None:
         self.agent = agent
         self.sessionmaker = sessionmaker
         self.claim_s = claim_s
+        # How long finish/fail keep trying while the database is away (a restart takes seconds).
+        self.record_retry_s = record_retry_s
 
-    async def begin(self, key: str, action: str, fingerprint: str) -> LedgerEntry | None:
-        """Claim `key` for this request; None means: do the work now. Else the stored outcome."""
+    async def begin(self, key: str, action: str, fingerprint: str) -> LedgerEntry | Claim:
+        """Claim `key` for this request: a Claim means do the work now; else the stored outcome."""
         params = {
             "agent": self.agent,
             "key": key,
@@ -51,13 +94,14 @@ class Ledger:
                 text(
                     "INSERT INTO agent_effects (agent, idempotency_key, action, request_hash, "
                     "status, executions, claimed_until) VALUES (:agent, :key, :action, :hash, "
-                    "'IN_PROGRESS', 0, now() + make_interval(secs => :claim_s)) "
-                    "ON CONFLICT DO NOTHING RETURNING agent"
+                    "'IN_PROGRESS', 0, clock_timestamp() + make_interval(secs => :claim_s)) "
+                    "ON CONFLICT DO NOTHING RETURNING claimed_until"
                 ),
                 params,
             )
-            if inserted.first() is not None:
-                return None
+            until = inserted.scalar()
+            if until is not None:
+                return Claim(key, until)
             row = (
                 await session.execute(
                     text(
@@ -83,39 +127,89 @@ class Ledger:
                     retryable=True,
                 )
             # A retryable failure or an abandoned claim: this request takes the key over.
-            await session.execute(
+            # clock_timestamp(), not now(): every claim of a key gets its own instant.
+            taken = await session.execute(
                 text(
                     "UPDATE agent_effects SET status = 'IN_PROGRESS', error = NULL, "
-                    "claimed_until = now() + make_interval(secs => :claim_s) "
+                    "claimed_until = clock_timestamp() + make_interval(secs => :claim_s) "
+                    "WHERE agent = :agent AND idempotency_key = :key RETURNING claimed_until"
+                ),
+                params,
+            )
+            return Claim(key, taken.scalar_one())
+
+    async def finish(self, claim: Claim, result: Any) -> None:
+        """Store the result; the effect counts as executed once more (once per claim)."""
+        payload = json.dumps(result, default=str)
+        await self._retrying(lambda: self._finish_once(claim, payload), claim, "finish")
+
+    async def _finish_once(self, claim: Claim, payload: str) -> None:
+        params = {"agent": self.agent, "key": claim.key, "until": claim.until, "result": payload}
+        async with self.sessionmaker() as session, session.begin():
+            stored = await session.execute(
+                text(
+                    "UPDATE agent_effects SET status = 'DONE', result = CAST(:result AS jsonb), "
+                    "executions = executions + 1, completed_at = now(), claimed_until = NULL "
+                    "WHERE agent = :agent AND idempotency_key = :key "
+                    "AND status = 'IN_PROGRESS' AND claimed_until = :until RETURNING 1"
+                ),
+                params,
+            )
+            if stored.first() is not None:
+                return
+            # Nobody may take over a claim before it lapses: while ours is still valid, a key
+            # no longer held by it was finished by an earlier try whose answer was lost.
+            lapsed = await session.execute(text("SELECT now() >= :until"), params)
+            if not lapsed.scalar_one():
+                return
+            # Taken over after our claim lapsed: our effect ran besides the other one. Count it.
+            await session.execute(
+                text(
+                    "UPDATE agent_effects SET executions = executions + 1 "
                     "WHERE agent = :agent AND idempotency_key = :key"
                 ),
                 params,
             )
-            return None
 
-    async def finish(self, key: str, result: Any) -> None:
-        """Store the result; the effect counts as executed once more."""
-        async with self.sessionmaker() as session, session.begin():
-            await session.execute(
-                text(
-                    "UPDATE agent_effects SET status = 'DONE', result = CAST(:result AS jsonb), "
-                    "executions = executions + 1, completed_at = now(), claimed_until = NULL "
-                    "WHERE agent = :agent AND idempotency_key = :key"
-                ),
-                {"agent": self.agent, "key": key, "result": json.dumps(result, default=str)},
-            )
-
-    async def fail(self, key: str, error: dict[str, Any]) -> None:
+    async def fail(self, claim: Claim, error: dict[str, Any]) -> None:
         """Store a failure; a retryable one lets the next attempt run the action again."""
-        async with self.sessionmaker() as session, session.begin():
-            await session.execute(
-                text(
-                    "UPDATE agent_effects SET status = 'FAILED', error = CAST(:error AS jsonb), "
-                    "claimed_until = NULL, completed_at = now() "
-                    "WHERE agent = :agent AND idempotency_key = :key"
-                ),
-                {"agent": self.agent, "key": key, "error": json.dumps(error, default=str)},
-            )
+        params = {
+            "agent": self.agent,
+            "key": claim.key,
+            "until": claim.until,
+            "error": json.dumps(error, default=str),
+        }
+
+        async def once() -> None:
+            # Only while this claim holds the key: a repeat of this write changes nothing.
+            async with self.sessionmaker() as session, session.begin():
+                await session.execute(
+                    text(
+                        "UPDATE agent_effects SET status = 'FAILED', "
+                        "error = CAST(:error AS jsonb), claimed_until = NULL, "
+                        "completed_at = now() WHERE agent = :agent AND idempotency_key = :key "
+                        "AND status = 'IN_PROGRESS' AND claimed_until = :until"
+                    ),
+                    params,
+                )
+
+        await self._retrying(once, claim, "fail")
+
+    async def _retrying(
+        self, write: Callable[[], Awaitable[None]], claim: Claim, what: str
+    ) -> None:
+        deadline = time.monotonic() + self.record_retry_s
+        delay = 0.1
+        while True:
+            try:
+                await write()
+                return
+            except Exception as exc:
+                if not database_unavailable(exc) or time.monotonic() + delay > deadline:
+                    raise
+                log.warning("ledger %s of %r waits for the database: %s", what, claim.key, exc)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 2.0)
 
 
 def _retryable(error: dict[str, Any] | None) -> bool:

@@ -141,9 +141,14 @@ async def run_step(
         return result(outcome="failed", error=error), None
 
     timeout = spec.timeout_s
+    bounded_by_run = False
     if run.deadline_at is not None:
         remaining = (run.deadline_at - datetime.now(UTC)).total_seconds()
-        timeout = max(0.001, min(timeout, remaining))
+        if remaining <= 0:  # no call: the run has no time left for it
+            late = AgentCallError("run has no time left", code="timeout", retryable=False)
+            return _failure(result, spec.retry, step, late, bounded_by_run=True), None
+        bounded_by_run = remaining < timeout
+        timeout = min(timeout, remaining)
     headers = {"X-Run-Id": str(step.run_id), "X-Step-Id": step.step_id, "X-Trace-Id": run.trace_id}
     try:
         reply = await asyncio.wait_for(
@@ -162,16 +167,23 @@ async def run_step(
         error_obj = AgentCallError(
             f"step exceeded timeout_s={timeout:g}", code="timeout", retryable=True
         )
-        return _failure(result, spec.retry, step, error_obj), None
+        return _failure(result, spec.retry, step, error_obj, bounded_by_run), None
     except AgentCallError as exc:
-        return _failure(result, spec.retry, step, exc), None
+        return _failure(result, spec.retry, step, exc, bounded_by_run), None
     return result(outcome="succeeded", output=reply.output), reply.latency_s
 
 
 def _failure(
-    result: Any, policy: RetryPolicy, step: ClaimedStep, error: AgentCallError
+    result: Any,
+    policy: RetryPolicy,
+    step: ClaimedStep,
+    error: AgentCallError,
+    bounded_by_run: bool = False,
 ) -> AttemptResult:
-    outcome = "timed_out" if error.code == "timeout" else "failed"
+    if bounded_by_run and error.code == "timeout":
+        # The call had only what was left of the run's time: the run's timeout, not the step's.
+        error = AgentCallError("run exceeded its timeout_s", code="run_timeout", retryable=False)
+    outcome = "timed_out" if error.code in ("timeout", "run_timeout") else "failed"
     return result(
         outcome=outcome,
         error=error.as_dict(),

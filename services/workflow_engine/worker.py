@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from typing import Any
+from typing import Any, Literal
 
 import asyncpg
 from sqlalchemy import text
@@ -65,7 +65,11 @@ class Executor:
         self.step_wake = asyncio.Event()
         self.run_wake = asyncio.Event()
         self.stopping = False
+        # Why the engine cancelled a step's task (run cancelled, or past the run's deadline).
+        self._stop_reasons: dict[int, tuple[Literal["cancelled", "timed_out"], str]] = {}
         self._loops: list[asyncio.Task[None]] = []
+        # Renew well within a lease, and often enough that a short lease survives one miss.
+        self._renew_every = min(settings.lease_seconds / 3, 2.0)
 
     # ---- lifecycle -------------------------------------------------------------------------
     def start(self) -> None:
@@ -75,11 +79,19 @@ class Executor:
             self._loops.append(asyncio.create_task(self._forever(loop), name=loop.__name__))
 
     async def stop(self) -> None:
-        """Stop claiming; let in-flight steps finish within the grace period, release the rest."""
+        """Stop claiming; let in-flight steps finish within the grace period, release the rest.
+
+        Leases are still renewed while steps finish: otherwise another replica would take them
+        over (and call the agents again) while this one is about to record their results.
+        """
         self.stopping = True
         self.step_wake.set()
-        if self.tasks:
-            await asyncio.wait(list(self.tasks.values()), timeout=self.settings.shutdown_grace_s)
+        clock = asyncio.get_running_loop()
+        deadline = clock.time() + self.settings.shutdown_grace_s
+        while self.tasks and (left := deadline - clock.time()) > 0:
+            await asyncio.wait(list(self.tasks.values()), timeout=min(left, self._renew_every))
+            with contextlib.suppress(Exception):  # the database may be away: try next round
+                await self._renew()
         for task in self.tasks.values():
             task.cancel()
         await self._drain_results(wait_s=2.0)
@@ -159,11 +171,15 @@ class Executor:
         except asyncio.CancelledError:
             if self.stopping:
                 raise  # shutdown: the lease is released and the step re-runs elsewhere
+            # The engine stopped this call (closing the agent connection asks the agent to
+            # stop): the step ends CANCELLED, or TIMED_OUT when the run ran out of time.
+            outcome, message = self._stop_reasons.pop(step.id, ("cancelled", "run cancelled"))
+            code = "cancelled" if outcome == "cancelled" else "run_timeout"
             result = AttemptResult(
                 step=step,
-                outcome="failed",
+                outcome=outcome,
                 worker=self.worker,
-                error={"code": "cancelled", "message": "run cancelled", "retryable": False},
+                error={"code": code, "message": message, "retryable": False},
             )
         except Exception as exc:  # a bug or a lost database: fail this attempt, retryably
             log.exception("step %s of run %s crashed in the engine", step.step_id, step.run_id)
@@ -176,6 +192,7 @@ class Executor:
             )
         finally:
             self.tasks.pop(step.id, None)
+            self._stop_reasons.pop(step.id, None)  # a stop that came too late to matter
         self.metrics.steps_executed.labels(step.agent, result.outcome).inc()
         self.results.put_nowait(result)
 
@@ -238,9 +255,8 @@ class Executor:
 
     # ---- upkeep ---------------------------------------------------------------------------
     async def _upkeep(self) -> None:
-        interval = min(self.settings.lease_seconds / 3, 2.0)
         while not self.stopping:
-            await asyncio.sleep(interval)
+            await asyncio.sleep(self._renew_every)
             await self._renew()
             async with self.sessionmaker() as session, session.begin():
                 expired = await expire_leases(session, limit=500, schema=self.schema)
@@ -248,7 +264,7 @@ class Executor:
                 self.step_wake.set()
             await self._stop_cancelled()
             await self._end_overdue_runs()
-            await self._refresh_gauges()
+            await self.refresh_gauges()
 
     async def _renew(self) -> None:
         ids = list(self.inflight)
@@ -272,6 +288,7 @@ class Executor:
         for step_row, step in list(self.inflight.items()):
             task = self.tasks.get(step_row)
             if step.run_id in cancelled and task is not None:
+                self._stop_reasons[step_row] = ("cancelled", "run cancelled")
                 task.cancel()  # closes the agent connection: the agent is asked to stop
 
     async def _end_overdue_runs(self) -> None:
@@ -290,18 +307,27 @@ class Executor:
         for step_row, step in list(self.inflight.items()):
             task = self.tasks.get(step_row)
             if step.run_id in overdue_set and task is not None:
+                self._stop_reasons[step_row] = ("timed_out", "run exceeded its timeout_s")
                 task.cancel()
 
-    async def _refresh_gauges(self) -> None:
+    async def refresh_gauges(self) -> None:
+        """Set active_workflows and workflow_queue_size (work ready for an engine, unclaimed)."""
         async with self.sessionmaker() as session:
-            row = (
-                await session.execute(
-                    text(
-                        "SELECT (SELECT count(*) FROM step_runs WHERE status = 'READY') AS ready, "
-                        "(SELECT count(*) FROM workflow_runs "
-                        " WHERE status IN ('PENDING', 'RUNNING', 'COMPENSATING')) AS active"
-                    )
-                )
-            ).one()
-        self.metrics.workflow_queue_size.set(row.ready)
+            row = (await session.execute(_GAUGES)).one()
+        self.metrics.workflow_queue_size.set(row.queued)
         self.metrics.active_workflows.set(row.active)
+
+
+# Ready but unclaimed: READY steps, retries whose time has come, and admitted runs not started
+# yet (each needs an engine now). Every replica reports the same shared number.
+_GAUGES = text(
+    """
+SELECT (SELECT count(*) FROM step_runs
+        WHERE status = 'READY'
+           OR (status = 'RETRY_WAIT' AND (next_attempt_at IS NULL OR next_attempt_at <= now())))
+     + (SELECT count(*) FROM workflow_runs WHERE status = 'PENDING' AND admitted_at IS NOT NULL)
+       AS queued,
+       (SELECT count(*) FROM workflow_runs
+        WHERE status IN ('PENDING', 'RUNNING', 'COMPENSATING')) AS active
+"""
+)

@@ -61,7 +61,9 @@ async def lock_runs(session: AsyncSession, run_ids: Sequence[uuid.UUID]) -> Lock
 
 _STOP_OPEN_STEPS = text(
     """
-UPDATE step_runs s SET status = 'CANCELLED', finished_at = now(), status_reason = r.status_reason
+UPDATE step_runs s SET status = 'CANCELLED', finished_at = now(),
+    status_reason = CASE WHEN r.cancel_requested THEN r.status_reason
+                         ELSE 'run exceeded its timeout_s' END
 FROM workflow_runs r
 WHERE r.id = s.run_id AND r.id = ANY(:runs) AND r.status = 'RUNNING'
   AND (r.cancel_requested OR r.deadline_at < now())
@@ -70,35 +72,45 @@ RETURNING s.run_id, s.step_id, s.map_index
 """
 )
 
+# Both statements below find the map steps concerned first and then touch only their children:
+# a per-child correlated subquery made each recorded child cost O(children), O(n²) in all.
 _CANCEL_SIBLINGS = text(
     f"""
+WITH broken AS (
+    SELECT DISTINCT run_id, step_id FROM step_runs
+    WHERE run_id = ANY(:runs) AND role = 'action' AND map_index >= 0 AND status IN {_BROKEN}
+)
 UPDATE step_runs c SET status = 'CANCELLED', finished_at = now(),
     status_reason = 'another item of this map_over step failed'
-WHERE c.run_id = ANY(:runs) AND c.role = 'action' AND c.map_index >= 0
+FROM broken b
+WHERE c.run_id = b.run_id AND c.step_id = b.step_id AND c.role = 'action' AND c.map_index >= 0
   AND c.status IN ('PENDING', 'READY', 'RETRY_WAIT')
-  AND EXISTS (SELECT 1 FROM step_runs f WHERE f.run_id = c.run_id AND f.step_id = c.step_id
-              AND f.role = 'action' AND f.map_index >= 0 AND f.status IN {_BROKEN})
 RETURNING c.run_id, c.step_id, c.map_index
 """
 )
 
+# Per fanned-out step: how many children may still start, then that many PENDING children in
+# item order (the unique index on (run_id, step_id, role, map_index) serves both lookups).
 _OPEN_WINDOW = text(
     """
-UPDATE step_runs c SET status = 'READY', ready_at = now()
-FROM (
-    SELECT ch.id,
-           row_number() OVER (PARTITION BY ch.run_id, ch.step_id ORDER BY ch.map_index) AS rn,
+WITH parents AS (
+    SELECT p.run_id, p.step_id,
            p.fanout_limit - (SELECT count(*) FROM step_runs x
-                             WHERE x.run_id = ch.run_id AND x.step_id = ch.step_id
+                             WHERE x.run_id = p.run_id AND x.step_id = p.step_id
                                AND x.role = 'action' AND x.map_index >= 0
                                AND x.status IN ('READY', 'RUNNING', 'RETRY_WAIT')) AS free
-    FROM step_runs ch
-    JOIN step_runs p ON p.run_id = ch.run_id AND p.step_id = ch.step_id
-                    AND p.role = 'action' AND p.map_index = -1
-    WHERE ch.run_id = ANY(:runs) AND ch.role = 'action' AND ch.map_index >= 0
-      AND ch.status = 'PENDING' AND p.status = 'RUNNING'
-) w
-WHERE c.id = w.id AND w.rn <= w.free
+    FROM step_runs p
+    WHERE p.run_id = ANY(:runs) AND p.role = 'action' AND p.map_index = -1
+      AND p.status = 'RUNNING' AND p.fanout_limit IS NOT NULL
+), picked AS (
+    SELECT ch.id FROM parents,
+    LATERAL (SELECT c.id FROM step_runs c
+             WHERE c.run_id = parents.run_id AND c.step_id = parents.step_id
+               AND c.role = 'action' AND c.map_index >= 0 AND c.status = 'PENDING'
+             ORDER BY c.map_index LIMIT greatest(parents.free, 0)) ch
+)
+UPDATE step_runs c SET status = 'READY', ready_at = now()
+FROM picked WHERE c.id = picked.id
 """
 )
 

@@ -35,7 +35,7 @@ class AttemptResult:
     """What one claimed attempt came to; `retry_in_s` set means try again after that delay."""
 
     step: ClaimedStep
-    outcome: Literal["succeeded", "failed", "timed_out"]
+    outcome: Literal["succeeded", "failed", "timed_out", "cancelled"]
     output: Any = None
     error: dict[str, Any] | None = None
     retry_in_s: float | None = None
@@ -179,6 +179,8 @@ RETURNING s.id
 def _status_of(result: AttemptResult) -> StepStatus:
     if result.outcome == "succeeded":
         return StepStatus.SUCCEEDED
+    if result.outcome == "cancelled":
+        return StepStatus.CANCELLED
     if result.retry_in_s is not None:
         return StepStatus.RETRY_WAIT
     return StepStatus.TIMED_OUT if result.outcome == "timed_out" else StepStatus.FAILED
