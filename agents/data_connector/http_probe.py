@@ -71,12 +71,11 @@ def _capabilities(response: httpx.Response, auth: bool) -> list[str]:
     return caps
 
 
-async def _probe(
+def _stream(
     client: httpx.AsyncClient, source: HttpSource, auth: AppliedAuth, ctx: ActionContext
-) -> tuple[httpx.Response, float]:
-    """One GET up to the response headers (the body is not read); its latency in ms."""
-    started = time.perf_counter()
-    async with guarded_stream(
+) -> Any:
+    """A GET of the source with its headers, parameters and auth, every hop checked."""
+    return guarded_stream(
         client,
         source.url,
         ctx.settings,
@@ -85,7 +84,15 @@ async def _probe(
         params=dict(source.params),
         auth_params=auth.params,
         timeout_s=source.timeout_s,
-    ) as response:
+    )
+
+
+async def _probe(
+    client: httpx.AsyncClient, source: HttpSource, auth: AppliedAuth, ctx: ActionContext
+) -> tuple[httpx.Response, float]:
+    """One GET up to the response headers (the body is not read); its latency in ms."""
+    started = time.perf_counter()
+    async with _stream(client, source, auth, ctx) as response:
         return response, (time.perf_counter() - started) * 1000.0
 
 
@@ -142,16 +149,7 @@ async def describe_http(
     started = time.perf_counter()
     async with http_client(ctx.http, verify_tls=source.verify_tls) as client:
         try:
-            async with guarded_stream(
-                client,
-                source.url,
-                ctx.settings,
-                headers=source.headers,
-                auth_headers=auth.headers,
-                params=dict(source.params),
-                auth_params=auth.params,
-                timeout_s=source.timeout_s,
-            ) as response:
+            async with _stream(client, source, auth, ctx) as response:
                 body = bytearray()
                 async for chunk in response.aiter_bytes():
                     body.extend(chunk)
