@@ -37,18 +37,14 @@ def parse_reference(expression: str) -> Reference:
     if not parts or not all(_SEGMENT.match(p) for p in parts):
         raise TemplateError(f"malformed reference ${{{expression}}}")
     root, path = parts[0], tuple(parts[1:])
-    if root == "inputs":
-        if not path:
-            raise TemplateError("${inputs} needs a name: ${inputs.<name>}")
-    elif root == "steps":
-        if len(path) < 2 or path[1] != "output":
-            raise TemplateError(f"${{{expression}}} must be ${{steps.<id>.output[.path]}}")
-    elif root == "item":
-        pass
-    elif root == "run":
-        if path != ("id",):
-            raise TemplateError(f"unknown run field in ${{{expression}}}; only ${{run.id}}")
-    else:
+    if root == "inputs" and not path:
+        raise TemplateError("${inputs} needs a name: ${inputs.<name>}")
+    if root == "steps" and (len(path) < 2 or path[1] != "output"):
+        raise TemplateError(f"${{{expression}}} must be ${{steps.<id>.output[.path]}}")
+    if root == "run" and path != ("id",):
+        raise TemplateError(f"unknown run field in ${{{expression}}}; only ${{run.id}}")
+    # ${item} takes any path: it walks into the element of a map_over list.
+    if root not in ("inputs", "steps", "item", "run"):
         raise TemplateError(
             f"unknown reference root {root!r} in ${{{expression}}}; use inputs, steps, item or run"
         )
