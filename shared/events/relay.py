@@ -99,8 +99,10 @@ class OutboxRelay:
             )
             while True:
                 self._wake.clear()
-                while await self.publish_pending() >= self.batch_size:
-                    pass
+                # A full batch means more may be waiting: keep going until a short one.
+                published = self.batch_size
+                while published >= self.batch_size:
+                    published = await self.publish_pending()
                 if conn.is_closed():
                     raise ConnectionError("relay lock connection lost")
                 with contextlib.suppress(TimeoutError):
