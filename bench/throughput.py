@@ -6,7 +6,7 @@ submitted through /coordinate, executed by 1..K engine replicas against the real
 
 Prints runs/s, steps/s, and p50/p99 of submit→first step and of step-to-step dispatch
 overhead (a step's claim minus the moment its last dependency's result was recorded).
-With `--drain`, the engines are stopped while the runs are submitted and started afterwards:
+With `--drain`, the engines are frozen (SIGSTOP) while the runs are submitted and resumed after:
 the figures then separate the controller's submission rate from the engines' execution rate
 (on two cores the controller alone can be the limit of the end-to-end figure).
 Uses DATABASE_URL / REDIS_URL when set, else embedded servers under var/bench.
@@ -18,6 +18,7 @@ import argparse
 import asyncio
 import json
 import os
+import signal
 import statistics
 import sys
 import time
@@ -135,13 +136,29 @@ async def measure(dsn: str, run_ids: list[str], *, executing_only: bool) -> dict
     }
 
 
+async def vacuum(dsn: str) -> None:
+    """Clear dead rows left by earlier runs (autovacuum may be off or behind on a bench box),
+    so every run of the bench starts from the same state whatever ran before it."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute("VACUUM ANALYZE workflow_runs, step_runs, event_outbox")
+    finally:
+        await conn.close()
+
+
+def pause(service: Service, frozen: bool) -> None:
+    """SIGSTOP/SIGCONT a service process: its connections and state stay as they are."""
+    assert service.process is not None
+    service.process.send_signal(signal.SIGSTOP if frozen else signal.SIGCONT)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=300)
     parser.add_argument("--engines", type=int, default=1)
     parser.add_argument("--submit-concurrency", type=int, default=32)
     parser.add_argument(
-        "--drain", action="store_true", help="submit with engines stopped, then execute"
+        "--drain", action="store_true", help="submit with engines frozen, then execute"
     )
     args = parser.parse_args()
     var = ROOT / "var" / "bench"
@@ -177,9 +194,12 @@ def main() -> None:
         engines = [platform.services["workflow-engine"], *extra]
         try:
             dsn = asyncpg_dsn(platform.env["DATABASE_URL"])
+            asyncio.run(vacuum(dsn))
             if args.drain:
+                # Frozen, not stopped: the engines are started and warm when the work arrives,
+                # so one replica's start-up does not eat the CPU another one is working with.
                 for engine in engines:
-                    engine.stop()
+                    pause(engine, True)
             started = time.perf_counter()
             run_ids = asyncio.run(
                 submit_all(platform.controller_url, args.runs, args.submit_concurrency)
@@ -187,9 +207,7 @@ def main() -> None:
             submit_s = time.perf_counter() - started
             if args.drain:
                 for engine in engines:
-                    engine.start()
-                for engine in engines:
-                    engine.wait_healthy()
+                    pause(engine, False)
             asyncio.run(wait_done(dsn, run_ids, timeout_s=600))
             figures = asyncio.run(measure(dsn, run_ids, executing_only=args.drain))
             figures["submitted_runs_per_s"] = args.runs / submit_s
@@ -199,7 +217,7 @@ def main() -> None:
         finally:
             for replica in extra:
                 replica.stop()
-    mode = "drain: submitted with engines stopped" if args.drain else "submitted while running"
+    mode = "drain: submitted with engines frozen" if args.drain else "submitted while running"
     print(f"engines={args.engines} runs={args.runs} (6-step diamond, no-op agents; {mode})")
     for key, value in figures.items():
         print(f"  {key:<20} {value:10.2f}" if isinstance(value, float) else f"  {key:<20} {value}")

@@ -27,7 +27,7 @@ def create_app(settings: EngineSettings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        engine = create_engine(settings, pool_size=20)
+        engine = create_engine(settings, pool_size=20, pre_ping=False)
         sessionmaker = create_sessionmaker(engine)
         redis = aioredis.from_url(settings.redis_url)
         client = AgentClient(

@@ -27,6 +27,12 @@ class EngineSettings(CommonSettings):
     lease_seconds: float = Field(
         15.0, gt=0, description="a step whose lease is not renewed this long is taken over"
     )
+    sticky_seconds: float = Field(
+        1.0,
+        ge=0,
+        description="a step meant for another replica (its run's affinity) is taken over "
+        "once it has waited this long; keeps each run on one replica while that one keeps up",
+    )
     poll_interval_s: float = Field(
         1.0, gt=0, description="safety-net poll; wake-ups normally come by LISTEN/NOTIFY"
     )

@@ -35,13 +35,32 @@ class RunCache:
         self.sessionmaker = sessionmaker
         self.size = size
         self._runs: OrderedDict[uuid.UUID, RunContext] = OrderedDict()
+        self._loading: dict[uuid.UUID, asyncio.Future[RunContext]] = {}
+
+    def __contains__(self, run_id: object) -> bool:
+        return run_id in self._runs
+
+    def put(self, run_id: uuid.UUID, context: RunContext) -> None:
+        """Remember a run's context (the engine that starts a run has it in hand)."""
+        self._runs[run_id] = context
+        self._runs.move_to_end(run_id)
+        if len(self._runs) > self.size:
+            self._runs.popitem(last=False)
 
     async def get(self, run_id: uuid.UUID) -> RunContext:
-        """The run's context, loaded once."""
+        """The run's context, loaded once (steps of one run claimed together share the load)."""
         found = self._runs.get(run_id)
         if found is not None:
             self._runs.move_to_end(run_id)
             return found
+        loading = self._loading.get(run_id)
+        if loading is None:
+            loading = self._loading[run_id] = asyncio.ensure_future(self._load(run_id))
+            loading.add_done_callback(lambda _: self._loading.pop(run_id, None))
+        # shield: one step's task being cancelled must not cancel the others' shared load
+        return await asyncio.shield(loading)
+
+    async def _load(self, run_id: uuid.UUID) -> RunContext:
         async with self.sessionmaker() as session:
             row = (
                 await session.execute(
@@ -59,9 +78,7 @@ class RunCache:
             deadline_at=row.deadline_at,
             map_items={},
         )
-        self._runs[run_id] = context
-        if len(self._runs) > self.size:
-            self._runs.popitem(last=False)
+        self.put(run_id, context)
         return context
 
 

@@ -23,13 +23,13 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from services.workflow_engine.settings import EngineSettings
-from services.workflow_engine.step_call import RunCache, run_step
+from services.workflow_engine.step_call import RunCache, RunContext, run_step
 from shared.agent_client import AgentClient
 from shared.db.session import asyncpg_dsn
 from shared.events.outbox import wakeup_channel
 from shared.metrics import PlatformMetrics
 from shared.state.progress import RunChange, advance_runs, lock_runs
-from shared.state.runs import start_runs, startable_runs
+from shared.state.runs import StartedRun, start_runs, startable_runs
 from shared.state.steps import (
     AttemptResult,
     ClaimedStep,
@@ -41,7 +41,12 @@ from shared.state.steps import (
 )
 
 log = logging.getLogger(__name__)
+
 RECORD_BATCH = 256
+START_BATCH = 100
+
+# Steps meant for this replica and ready, not yet claimed: how far behind it is.
+_OWN_BACKLOG = text("SELECT count(*) FROM step_runs WHERE status = 'READY' AND affinity = :owner")
 
 
 class Executor:
@@ -65,6 +70,7 @@ class Executor:
         self.step_wake = asyncio.Event()
         self.run_wake = asyncio.Event()
         self.stopping = False
+        self._starter_held = False  # the starter waits for this replica's backlog to shrink
         # Why the engine cancelled a step's task (run cancelled, or past the run's deadline).
         self._stop_reasons: dict[int, tuple[Literal["cancelled", "timed_out"], str]] = {}
         self._loops: list[asyncio.Task[None]] = []
@@ -102,7 +108,9 @@ class Executor:
         if unfinished:
             with contextlib.suppress(Exception):
                 async with self.sessionmaker() as session, session.begin():
-                    await release_leases(session, owner=self.worker, step_ids=unfinished)
+                    await release_leases(
+                        session, owner=self.worker, step_ids=unfinished, schema=self.schema
+                    )
 
     async def _forever(self, loop: Any) -> None:
         # A loop that fails (database restarting, say) starts again after a pause.
@@ -120,7 +128,12 @@ class Executor:
         conn = await asyncpg.connect(asyncpg_dsn(self.settings.database_url))
 
         def on_notify(_c: Any, _pid: int, _channel: str, payload: str) -> None:
-            (self.run_wake if payload == "runs" else self.step_wake).set()
+            if payload == "runs":
+                self.run_wake.set()
+            elif payload in ("steps", self.worker):
+                self.step_wake.set()
+            # Steps meant for another replica: ours only after `sticky_seconds`, found by
+            # the safety poll.
 
         try:
             await conn.add_listener(wakeup_channel(self.schema), on_notify)
@@ -152,7 +165,10 @@ class Executor:
                         limit=limit,
                         lease_s=self.settings.lease_seconds,
                         schema=self.schema,
+                        sticky_s=self.settings.sticky_seconds,
                     )
+                if claimed and self._starter_held:
+                    self.run_wake.set()  # claiming made room for new runs
                 for step in claimed:
                     self.inflight[step.id] = step
                     self.tasks[step.id] = asyncio.create_task(self._execute(step))
@@ -210,7 +226,9 @@ class Executor:
         while True:
             try:
                 async with self.sessionmaker() as session, session.begin():
-                    changes = await record_results(session, batch, schema=self.schema)
+                    changes = await record_results(
+                        session, batch, schema=self.schema, owner=self.worker
+                    )
                 break
             except Exception as exc:  # keep the results and try again: they are not lost
                 log.warning("recording %d results failed (%s); retrying", len(batch), exc)
@@ -246,12 +264,31 @@ class Executor:
     async def _starter(self) -> None:
         while not self.stopping:
             self.run_wake.clear()
-            async with self.sessionmaker() as session, session.begin():
-                run_ids = await startable_runs(session, limit=100)
-                if run_ids:
-                    await start_runs(session, run_ids, schema=self.schema)
-            if len(run_ids) < 100:
+            started, room = await self.start_runs_round()
+            if room <= 0 or started < room:
                 await self._wait(self.run_wake, self.settings.poll_interval_s * 2)
+
+    async def start_runs_round(self) -> tuple[int, int]:
+        """Start admitted runs while this replica keeps up with the steps it already has.
+
+        A started run's steps have this replica's affinity, so a busy replica leaves new runs
+        to idle ones instead of taking them all and having its steps taken over later.
+        Returns (runs started, room there was).
+        """
+        started: list[StartedRun] = []
+        async with self.sessionmaker() as session, session.begin():
+            backlog = (await session.execute(_OWN_BACKLOG, {"owner": self.worker})).scalar()
+            room = min(START_BATCH, self.settings.concurrency - int(backlog or 0))
+            run_ids = await startable_runs(session, limit=room) if room > 0 else []
+            if run_ids:
+                started = await start_runs(session, run_ids, schema=self.schema, owner=self.worker)
+            # Before the commit: its NOTIFY may have the roots claimed before we resume.
+            for run in started:
+                self.runs.put(
+                    run.id, RunContext(run.spec, run.inputs, run.trace_id, run.deadline_at, {})
+                )
+        self._starter_held = room <= 0
+        return len(started), room
 
     # ---- upkeep ---------------------------------------------------------------------------
     async def _upkeep(self) -> None:

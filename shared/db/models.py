@@ -107,6 +107,10 @@ class StepRun(Base):
     attempts: Mapped[int] = mapped_column(Integer, server_default="0")
     max_attempts: Mapped[int] = mapped_column(Integer, server_default="1")
     lease_owner: Mapped[str | None] = mapped_column(String(128))
+    # The engine replica that holds this run's context and records its results: it claims the
+    # step first, others only once the step has waited `ENGINE_STICKY_SECONDS` (as Temporal's
+    # sticky task queues). Keeps one run's steps off two replicas' locks; NULL: anyone.
+    affinity: Mapped[str | None] = mapped_column(String(128))
     lease_expires_at: Mapped[datetime | None]
     next_attempt_at: Mapped[datetime | None]
     output: Mapped[Any | None] = mapped_column(JSONB)

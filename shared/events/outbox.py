@@ -34,7 +34,7 @@ WITH inserted AS (
     RETURNING 1
 )
 SELECT pg_notify(:relay_channel, ''),
-       CASE WHEN :wake_engines THEN pg_notify(:engine_channel, 'steps') END
+       CASE WHEN :wake_engines THEN pg_notify(:engine_channel, :wake_payload) END
 """
 )
 
@@ -62,10 +62,12 @@ async def emit(
     *,
     schema: str | None = None,
     wake_engines: bool = False,
+    wake_owner: str | None = None,
 ) -> None:
     """Add events to the outbox; they commit (or roll back) with the caller's transaction.
 
-    `wake_engines` also notifies the engines (steps became ready) in the same round trip.
+    `wake_engines` also notifies the engines (steps became ready) in the same round trip;
+    `wake_owner` names the one replica the steps are meant for (the others need not look).
     """
     if not events and not wake_engines:
         return
@@ -88,5 +90,6 @@ async def emit(
             "relay_channel": outbox_channel(schema),
             "engine_channel": wakeup_channel(schema),
             "wake_engines": wake_engines,
+            "wake_payload": wake_owner or "steps",
         },
     )

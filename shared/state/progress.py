@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -109,7 +109,8 @@ WITH parents AS (
                AND c.role = 'action' AND c.map_index >= 0 AND c.status = 'PENDING'
              ORDER BY c.map_index LIMIT greatest(parents.free, 0)) ch
 )
-UPDATE step_runs c SET status = 'READY', ready_at = now()
+UPDATE step_runs c SET status = 'READY', ready_at = now(),
+    affinity = coalesce(CAST(:owner AS text), c.affinity)
 FROM picked WHERE c.id = picked.id
 """
 )
@@ -160,7 +161,8 @@ RETURNING p.run_id, p.step_id
 # of the steps downstream of it to end in any way (saga: undo in reverse order, best effort).
 _PROMOTE = text(
     f"""
-UPDATE step_runs p SET status = 'READY', ready_at = now()
+UPDATE step_runs p SET status = 'READY', ready_at = now(),
+    affinity = coalesce(CAST(:owner AS text), p.affinity)
 FROM workflow_runs r
 WHERE r.id = p.run_id AND p.run_id = ANY(:runs) AND p.map_index = -1 AND p.status = 'PENDING'
   AND ((p.role = 'action' AND r.status = 'RUNNING' AND NOT r.cancel_requested)
@@ -217,6 +219,7 @@ async def advance_runs(
     locked: LockedRuns,
     *,
     schema: str | None,
+    owner: str | None = None,
     touched_map: bool = True,
     maybe_broken: bool = True,
     events: list[Event] | None = None,
@@ -225,6 +228,7 @@ async def advance_runs(
 
     `touched_map` and `maybe_broken` (some step failed) let the common case skip statements
     that could not change anything. `events` already gathered are written with these.
+    `owner`, the engine advancing the runs, becomes the affinity of the steps made ready.
     """
     runs = {"runs": locked.ids}
     events = events if events is not None else []
@@ -241,7 +245,7 @@ async def advance_runs(
         maybe_broken = True
     if touched_map:
         step_events(await session.execute(_CANCEL_SIBLINGS, runs), StepStatus.CANCELLED)
-        await session.execute(_OPEN_WINDOW, runs)
+        await session.execute(_OPEN_WINDOW, {**runs, "owner": owner})
         for row in await session.execute(_FINISH_MAP_PARENTS, runs):
             events.append(
                 Event(
@@ -255,26 +259,38 @@ async def advance_runs(
         step_events(skipped, StepStatus.SKIPPED)
         if not skipped:
             break
-    promoted = (await session.execute(_PROMOTE, runs)).all()
+    promoted = (await session.execute(_PROMOTE, {**runs, "owner": owner})).all()
     if locked.compensating:
         step_events(await session.execute(_MARK_COMPENSATED, runs), StepStatus.COMPENSATED)
 
     changed: list[RunChange] = []
+    endings = _RunEndings()
     now = datetime.now(UTC)
     for summary in (await session.execute(_RUN_SUMMARY, runs)).all():
-        new_status = await _settle_run(session, summary, events)
+        new_status = await _settle_run(session, summary, events, endings, owner)
         if new_status is not None:
             started = summary.started_at
             duration = (now - started).total_seconds() if started else None
             changed.append(RunChange(summary.id, new_status, summary.kind, duration))
+    await endings.write(session)
     # Newly READY steps (or compensations created just now) need an engine: wake them.
     await emit(
-        session, events, schema=schema, wake_engines=bool(promoted or changed or touched_map)
+        session,
+        events,
+        schema=schema,
+        wake_engines=bool(promoted or changed or touched_map),
+        wake_owner=owner,
     )
     return changed
 
 
-async def _settle_run(session: AsyncSession, summary: Any, events: list[Event]) -> RunStatus | None:
+async def _settle_run(
+    session: AsyncSession,
+    summary: Any,
+    events: list[Event],
+    endings: _RunEndings,
+    owner: str | None,
+) -> RunStatus | None:
     status = RunStatus(summary.status)
     if status == RunStatus.COMPENSATING:
         if summary.open_compensations:
@@ -284,12 +300,12 @@ async def _settle_run(session: AsyncSession, summary: Any, events: list[Event]) 
             if summary.failed_compensations == 0
             else RunStatus.COMPENSATION_FAILED
         )
-        await _set_run_status(session, summary.id, final, summary.status_reason, events)
+        endings.add(summary.id, final, summary.status_reason, events)
         return final
     if summary.open_actions:
         return None
     if summary.unsuccessful == 0 and not summary.cancel_requested:
-        await _set_run_status(session, summary.id, RunStatus.SUCCEEDED, None, events)
+        endings.add(summary.id, RunStatus.SUCCEEDED, None, events)
         return RunStatus.SUCCEEDED
     failed_step = error = None
     if summary.cancel_requested:
@@ -304,17 +320,15 @@ async def _settle_run(session: AsyncSession, summary: Any, events: list[Event]) 
         detail = (failure.error or {}).get("message") if failure and failure.error else None
         error = f"step {failed_step} {failure.status.lower()}: {detail}" if failure else None
         reason = error or "a step did not succeed"
-    if await _start_compensation(session, summary.id, reason, events):
-        await _set_run_status(
-            session, summary.id, RunStatus.COMPENSATING, reason, events, failed_step, error
-        )
+    if await _start_compensation(session, summary.id, reason, owner):
+        endings.add(summary.id, RunStatus.COMPENSATING, reason, events, failed_step, error)
         return RunStatus.COMPENSATING
-    await _set_run_status(session, summary.id, outcome, reason, events, failed_step, error)
+    endings.add(summary.id, outcome, reason, events, failed_step, error)
     return outcome
 
 
 async def _start_compensation(
-    session: AsyncSession, run_id: uuid.UUID, reason: str, events: list[Event]
+    session: AsyncSession, run_id: uuid.UUID, reason: str, owner: str | None
 ) -> bool:
     """Create compensation rows for succeeded steps that declare `compensate`."""
     spec_json = (
@@ -345,9 +359,9 @@ async def _start_compensation(
         await session.execute(
             text(
                 "INSERT INTO step_runs (run_id, step_id, role, map_index, agent, action, "
-                "depends_on, status, attempts, max_attempts, ready_at, attempt_log) VALUES "
-                "(:run, :step, 'compensation', -1, :agent, :action, :deps, :status, 0, :max, "
-                "CASE WHEN :ready THEN now() END, '[]'::jsonb) "
+                "depends_on, status, attempts, max_attempts, ready_at, attempt_log, affinity) "
+                "VALUES (:run, :step, 'compensation', -1, :agent, :action, :deps, :status, 0, "
+                ":max, CASE WHEN :ready THEN now() END, '[]'::jsonb, :owner) "
                 "ON CONFLICT ON CONSTRAINT uq_step_runs_identity DO NOTHING"
             ),
             {
@@ -359,39 +373,66 @@ async def _start_compensation(
                 "status": StepStatus.PENDING if after else StepStatus.READY,
                 "ready": not after,
                 "max": step.retry.max_attempts,
+                "owner": owner,
             },
         )
     return True
 
 
-async def _set_run_status(
-    session: AsyncSession,
-    run_id: uuid.UUID,
-    status: RunStatus,
-    reason: str | None,
-    events: list[Event],
-    failed_step: str | None = None,
-    error: str | None = None,
-) -> None:
-    terminal = status not in (RunStatus.RUNNING, RunStatus.COMPENSATING)
-    await session.execute(
-        text(
-            "UPDATE workflow_runs SET status = :status, status_reason = :reason, "
-            "failed_step = coalesce(:failed_step, failed_step), error = coalesce(:error, error), "
-            "finished_at = CASE WHEN :terminal THEN now() ELSE finished_at END WHERE id = :id"
-        ),
-        {
-            "status": status,
-            "reason": reason,
-            "failed_step": failed_step,
-            "error": error,
-            "terminal": terminal,
-            "id": run_id,
-        },
-    )
-    data: dict[str, Any] = {"status": status.value, "at": datetime.now(UTC).isoformat()}
-    if reason:
-        data["reason"] = reason
-    if failed_step:
-        data["failed_step"] = failed_step
-    events.append(Event(RUN_EVENT[status], run_id, data))
+@dataclass
+class _RunEndings:
+    """Run status changes gathered while settling, written in one statement."""
+
+    ids: list[uuid.UUID] = field(default_factory=list)
+    statuses: list[str] = field(default_factory=list)
+    reasons: list[str | None] = field(default_factory=list)
+    failed_steps: list[str | None] = field(default_factory=list)
+    errors: list[str | None] = field(default_factory=list)
+
+    def add(
+        self,
+        run_id: uuid.UUID,
+        status: RunStatus,
+        reason: str | None,
+        events: list[Event],
+        failed_step: str | None = None,
+        error: str | None = None,
+    ) -> None:
+        self.ids.append(run_id)
+        self.statuses.append(status.value)
+        self.reasons.append(reason)
+        self.failed_steps.append(failed_step)
+        self.errors.append(error)
+        data: dict[str, Any] = {"status": status.value, "at": datetime.now(UTC).isoformat()}
+        if reason:
+            data["reason"] = reason
+        if failed_step:
+            data["failed_step"] = failed_step
+        events.append(Event(RUN_EVENT[status], run_id, data))
+
+    async def write(self, session: AsyncSession) -> None:
+        if self.ids:
+            await session.execute(
+                _SET_RUN_STATUSES,
+                {
+                    "ids": self.ids,
+                    "statuses": self.statuses,
+                    "reasons": self.reasons,
+                    "failed_steps": self.failed_steps,
+                    "errors": self.errors,
+                },
+            )
+
+
+_SET_RUN_STATUSES = text(
+    """
+UPDATE workflow_runs r SET status = v.status, status_reason = v.reason,
+    failed_step = coalesce(v.failed_step, r.failed_step), error = coalesce(v.error, r.error),
+    finished_at = CASE WHEN v.status IN ('RUNNING', 'COMPENSATING') THEN r.finished_at
+                       ELSE now() END
+FROM unnest(CAST(:ids AS uuid[]), CAST(:statuses AS text[]), CAST(:reasons AS text[]),
+            CAST(:failed_steps AS text[]), CAST(:errors AS text[]))
+     AS v(id, status, reason, failed_step, error)
+WHERE r.id = v.id
+"""
+)

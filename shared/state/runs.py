@@ -90,12 +90,28 @@ async def start_run(session: AsyncSession, run_id: uuid.UUID, *, schema: str | N
     return bool(await start_runs(session, [run_id], schema=schema))
 
 
+@dataclass(frozen=True)
+class StartedRun:
+    """A run just started, with what executing its steps needs (so no one re-reads it)."""
+
+    id: uuid.UUID
+    spec: WorkflowSpec
+    inputs: dict[str, Any]
+    trace_id: str
+    deadline_at: datetime | None
+
+
 async def start_runs(
-    session: AsyncSession, run_ids: list[uuid.UUID], *, schema: str | None
-) -> list[uuid.UUID]:
+    session: AsyncSession,
+    run_ids: list[uuid.UUID],
+    *,
+    schema: str | None,
+    owner: str | None = None,
+) -> list[StartedRun]:
     """PENDING -> RUNNING: create the step rows (roots READY) in one round of statements.
 
     Runs another engine is starting right now are skipped (SKIP LOCKED); returns those started.
+    `owner`, the starting engine, becomes the steps' affinity (it claims them first).
     """
     runs = (
         (
@@ -118,6 +134,7 @@ async def start_runs(
     now = datetime.now(UTC)
     rows: list[dict[str, Any]] = []
     events: list[Event] = []
+    started: list[StartedRun] = []
     for run in runs:
         spec = WorkflowSpec.model_validate(run.spec)
         for step in spec.steps:
@@ -137,6 +154,7 @@ async def start_runs(
                     "max_attempts": step.retry.max_attempts,
                     "ready_at": now if ready else None,
                     "attempt_log": [],
+                    "affinity": owner,
                 }
             )
         run.status = RunStatus.RUNNING
@@ -144,11 +162,11 @@ async def start_runs(
         if spec.timeout_s:
             run.deadline_at = now + timedelta(seconds=spec.timeout_s)
         events.append(Event(RUN_EVENT[RunStatus.RUNNING], run.id, {"workflow": run.workflow_name}))
+        started.append(StartedRun(run.id, spec, run.inputs, run.trace_id, run.deadline_at))
     await session.execute(insert(StepRun), rows)
     await session.flush()
-    await emit(session, events, schema=schema)
-    await notify_engines(session, schema)
-    return [run.id for run in runs]
+    await emit(session, events, schema=schema, wake_engines=True, wake_owner=owner)
+    return started
 
 
 async def startable_runs(session: AsyncSession, *, limit: int) -> list[uuid.UUID]:

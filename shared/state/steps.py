@@ -52,6 +52,8 @@ WITH picked AS (
     SELECT id FROM step_runs
     WHERE status IN ('READY', 'RETRY_WAIT')
       AND (next_attempt_at IS NULL OR next_attempt_at <= now())
+      AND (affinity IS NULL OR affinity = :owner
+           OR coalesce(next_attempt_at, ready_at) <= now() - make_interval(secs => :sticky_s))
     ORDER BY priority DESC, id
     LIMIT :limit
     FOR UPDATE SKIP LOCKED
@@ -75,12 +77,20 @@ FROM claimed c
 
 
 async def claim_steps(
-    session: AsyncSession, *, owner: str, limit: int, lease_s: float, schema: str | None
+    session: AsyncSession,
+    *,
+    owner: str,
+    limit: int,
+    lease_s: float,
+    schema: str | None,
+    sticky_s: float = 0.0,
 ) -> list[ClaimedStep]:
-    """Take up to `limit` runnable steps for `owner`, each with a lease of `lease_s`."""
-    rows = (
-        await session.execute(_CLAIM, {"owner": owner, "limit": limit, "lease_s": lease_s})
-    ).all()
+    """Take up to `limit` runnable steps for `owner`, each with a lease of `lease_s`.
+
+    Steps with another engine's affinity are taken only once they have waited `sticky_s`.
+    """
+    params = {"owner": owner, "limit": limit, "lease_s": lease_s, "sticky_s": sticky_s}
+    rows = (await session.execute(_CLAIM, params)).all()
     claimed = [
         ClaimedStep(
             id=row.id,
@@ -146,10 +156,10 @@ RETURNING id
 _INSERT_CHILDREN = text(
     """
 INSERT INTO step_runs (run_id, step_id, role, map_index, agent, action, depends_on, status,
-                       priority, attempts, max_attempts, ready_at, attempt_log)
+                       priority, attempts, max_attempts, ready_at, attempt_log, affinity)
 SELECT p.run_id, p.step_id, 'action', i, p.agent, p.action, '{}',
        CASE WHEN i < :limit THEN 'READY' ELSE 'PENDING' END, p.priority, 0, p.max_attempts,
-       CASE WHEN i < :limit THEN now() END, '[]'::jsonb
+       CASE WHEN i < :limit THEN now() END, '[]'::jsonb, :owner
 FROM step_runs p, generate_series(0, :count - 1) AS i
 WHERE p.id = :id
 ON CONFLICT ON CONSTRAINT uq_step_runs_identity DO NOTHING
@@ -196,11 +206,16 @@ def _reason_of(result: AttemptResult, status: StepStatus) -> str | None:
 
 
 async def record_results(
-    session: AsyncSession, results: list[AttemptResult], *, schema: str | None
+    session: AsyncSession,
+    results: list[AttemptResult],
+    *,
+    schema: str | None,
+    owner: str | None = None,
 ) -> list[RunChange]:
     """Apply a batch of attempt results in one transaction; return runs that changed status.
 
     A result whose lease was lost (another worker took the step over) changes nothing.
+    Steps this makes ready get `owner` (the recording engine) as their affinity.
     """
     locked = await lock_runs(session, sorted({r.step.run_id for r in results}))
     events: list[Event] = []
@@ -265,6 +280,7 @@ async def record_results(
         session,
         locked,
         schema=schema,
+        owner=owner,
         touched_map=touched_map,
         maybe_broken=maybe_broken,
         events=events,
@@ -298,7 +314,8 @@ async def _expand(session: AsyncSession, result: AttemptResult, events: list[Eve
     if updated.first() is None:
         return
     await session.execute(
-        _INSERT_CHILDREN, {"id": step.id, "limit": result.fanout_limit, "count": len(items)}
+        _INSERT_CHILDREN,
+        {"id": step.id, "limit": result.fanout_limit, "count": len(items), "owner": result.worker},
     )
 
 
@@ -311,7 +328,7 @@ WITH expired AS (
     FOR UPDATE SKIP LOCKED
 )
 UPDATE step_runs s SET status = 'READY', lease_owner = NULL, lease_expires_at = NULL,
-    attempts = greatest(s.attempts - 1, 0), ready_at = now(),
+    attempts = greatest(s.attempts - 1, 0), ready_at = now(), affinity = NULL,
     status_reason = 'lease of ' || coalesce(s.lease_owner, '?') || ' expired; step re-queued',
     attempt_log = s.attempt_log || jsonb_build_array(jsonb_build_object(
         'attempt', s.attempts, 'outcome', 'lease_expired', 'worker', s.lease_owner))
@@ -367,12 +384,16 @@ async def renew_leases(
 
 _RELEASE = text(
     "UPDATE step_runs SET status = 'READY', lease_owner = NULL, lease_expires_at = NULL, "
-    "attempts = greatest(attempts - 1, 0), status_reason = 'released at shutdown' "
+    "attempts = greatest(attempts - 1, 0), status_reason = 'released at shutdown', "
+    "ready_at = now(), affinity = NULL "
     "WHERE id = ANY(:ids) AND status = 'RUNNING' AND lease_owner = :owner"
 )
 
 
-async def release_leases(session: AsyncSession, *, owner: str, step_ids: list[int]) -> None:
+async def release_leases(
+    session: AsyncSession, *, owner: str, step_ids: list[int], schema: str | None
+) -> None:
     """Give back unfinished steps at shutdown so another engine starts them at once."""
     if step_ids:
         await session.execute(_RELEASE, {"ids": step_ids, "owner": owner})
+        await emit(session, [], schema=schema, wake_engines=True)

@@ -29,7 +29,7 @@ async def execute(body: ExecuteRequest, request: Request) -> JSONResponse:
     if missing:
         raise NotFound(f"no workflow run {', '.join(missing)}")
     executor = getattr(request.app.state, "executor", None)
-    if executor is not None:
-        executor.run_wake.set()
+    if executor is not None and "PENDING" in statuses.values():
+        executor.run_wake.set()  # usually a NOTIFY has already had them started
     response = ExecuteResponse(runs=statuses, accepted=True)
     return JSONResponse(response.model_dump(mode="json"), status_code=202)
