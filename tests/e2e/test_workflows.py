@@ -5,22 +5,17 @@ from __future__ import annotations
 
 import asyncio
 import csv
-import socket
-import threading
-import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import asyncpg
 import pyarrow.parquet as pq
-import uvicorn
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse, Response
 
 from tests.conftest import DATABASE_URL
 from tests.e2e.conftest import Platform
+from tests.serving import serve
 
 PG_URL = DATABASE_URL.replace("postgresql+asyncpg://", "postgresql://", 1)
 
@@ -39,24 +34,6 @@ def dataset_rows(output: dict[str, Any], key: str) -> list[dict[str, Any]]:
 
 def step(run: dict[str, Any], step_id: str) -> dict[str, Any]:
     return next(s for s in run["steps"] if s["step_id"] == step_id)
-
-
-@contextmanager
-def serve(app: FastAPI) -> Iterator[str]:
-    """Serve `app` on a free port of 127.0.0.1 in a thread."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(app, log_level="critical", lifespan="off"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    finally:
-        server.should_exit = True
-        thread.join(10)
-        sock.close()
 
 
 def test_standard_from_a_postgresql_table(platform: Platform) -> None:

@@ -16,7 +16,8 @@ from fastapi.responses import JSONResponse
 
 from tests.conftest import REDIS_URL, SERVICE_TOKEN
 from tests.e2e.conftest import ORDERS_TOKEN, Platform
-from tests.e2e.test_workflows import run_workflow, serve, step
+from tests.e2e.test_workflows import run_workflow, step
+from tests.serving import serve
 
 FIRST = ["Ada", "Grace", "Alan", "Edsger", "Barbara", "Donald", "Radia"]
 LAST = ["Lovelace", "Hopper", "Turing", "Dijkstra", "Liskov", "Knuth", "Perlman", "Hamilton"]
