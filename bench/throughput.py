@@ -1,8 +1,12 @@
 """Throughput of the whole platform: N runs of a 6-step diamond of no-op agent actions,
 submitted through /coordinate, executed by 1..K engine replicas against the real agents.
 
-    uv run python bench/throughput.py --runs 300 --engines 1
-    uv run python bench/throughput.py --runs 300 --engines 2
+    uv run python bench/throughput.py --runs 1000 --engines 1
+    uv run python bench/throughput.py --runs 1000 --engines 1,2 --repeat 3 [--drain]
+
+A list of replica counts is compared in one run: rounds alternate between the counts (the
+replicas not in a round are frozen) and each figure is the median of its rounds, so a noisy
+shared machine weighs on every count alike.
 
 Prints runs/s, steps/s, and p50/p99 of submit→first step and of step-to-step dispatch
 overhead (a step's claim minus the moment its last dependency's result was recorded).
@@ -22,10 +26,13 @@ import signal
 import statistics
 import sys
 import time
+import uuid
 from pathlib import Path
+from typing import Any
 
+import aiohttp
 import asyncpg
-import httpx
+import redis.asyncio as aioredis
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -55,22 +62,32 @@ def pct(values: list[float], q: float) -> float:
 
 
 async def submit_all(base: str, runs: int, concurrency: int) -> list[str]:
+    # aiohttp: the load generator shares the machine, and httpx costs ~20x the CPU per request
+    # (bench/agent_client.py).
     limit = asyncio.Semaphore(concurrency)
-    async with httpx.AsyncClient(
-        base_url=base, headers={"Authorization": "Bearer dev-api-key"}, timeout=30
+    async with aiohttp.ClientSession(
+        base_url=base,
+        headers={"Authorization": "Bearer dev-api-key"},
+        timeout=aiohttp.ClientTimeout(total=30),
     ) as api:
 
         async def one(i: int) -> str:
-            async with limit:
-                r = await api.post("/coordinate", json={"spec": DIAMOND, "inputs": {}})
+            async with limit, api.post("/coordinate", json={"spec": DIAMOND, "inputs": {}}) as r:
                 r.raise_for_status()
-                return str(r.json()["run_id"])
+                return str((await r.json())["run_id"])
 
         return await asyncio.gather(*(one(i) for i in range(runs)))
 
 
-async def wait_done(dsn: str, run_ids: list[str], timeout_s: float) -> None:
-    conn = await asyncpg.connect(dsn)
+def connect(env: dict[str, str]) -> Any:
+    """A connection to the platform's database, in its schema."""
+    return asyncpg.connect(
+        asyncpg_dsn(env["DATABASE_URL"]), server_settings={"search_path": env["DB_SCHEMA"]}
+    )
+
+
+async def wait_done(env: dict[str, str], run_ids: list[str], timeout_s: float) -> None:
+    conn = await connect(env)
     try:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
@@ -87,8 +104,10 @@ async def wait_done(dsn: str, run_ids: list[str], timeout_s: float) -> None:
         await conn.close()
 
 
-async def measure(dsn: str, run_ids: list[str], *, executing_only: bool) -> dict[str, float]:
-    conn = await asyncpg.connect(dsn)
+async def measure(
+    env: dict[str, str], run_ids: list[str], *, executing_only: bool
+) -> dict[str, float]:
+    conn = await connect(env)
     try:
         span = await conn.fetchrow(
             "SELECT min(r.created_at) AS t0, max(r.finished_at) AS t1, count(*) AS runs, "
@@ -136,14 +155,30 @@ async def measure(dsn: str, run_ids: list[str], *, executing_only: bool) -> dict
     }
 
 
-async def vacuum(dsn: str) -> None:
+async def vacuum(env: dict[str, str]) -> None:
     """Clear dead rows left by earlier runs (autovacuum may be off or behind on a bench box),
     so every run of the bench starts from the same state whatever ran before it."""
-    conn = await asyncpg.connect(dsn)
+    conn = await connect(env)
     try:
         await conn.execute("VACUUM ANALYZE workflow_runs, step_runs, event_outbox")
     finally:
         await conn.close()
+
+
+async def drop(env: dict[str, str], own: str) -> None:
+    """Remove the run's schema and streams."""
+    conn = await asyncpg.connect(asyncpg_dsn(env["DATABASE_URL"]))
+    try:
+        await conn.execute(f'DROP SCHEMA IF EXISTS "{own}" CASCADE')
+    finally:
+        await conn.close()
+    redis = aioredis.from_url(env["REDIS_URL"])
+    try:
+        keys = [key async for key in redis.scan_iter(match=f"{own}:*")]
+        if keys:
+            await redis.delete(*keys)
+    finally:
+        await redis.aclose()
 
 
 def pause(service: Service, frozen: bool) -> None:
@@ -152,15 +187,50 @@ def pause(service: Service, frozen: bool) -> None:
     service.process.send_signal(signal.SIGSTOP if frozen else signal.SIGCONT)
 
 
+def one_round(
+    platform: Any, engines: list[Service], active: int, args: argparse.Namespace
+) -> dict[str, float]:
+    """Submit `args.runs` runs and let the first `active` engines execute them (the others
+    stay frozen: started, warm, and taking no work)."""
+    asyncio.run(vacuum(platform.env))
+    working = engines[:active]
+    if args.drain:
+        # Frozen, not stopped: the engines are started and warm when the work arrives, so one
+        # replica's start-up does not eat the CPU another one is working with.
+        for engine in working:
+            pause(engine, True)
+    started = time.perf_counter()
+    run_ids = asyncio.run(submit_all(platform.controller_url, args.runs, args.submit_concurrency))
+    submit_s = time.perf_counter() - started
+    if args.drain:
+        for engine in working:
+            pause(engine, False)
+    asyncio.run(wait_done(platform.env, run_ids, timeout_s=600))
+    figures = asyncio.run(measure(platform.env, run_ids, executing_only=args.drain))
+    figures["submitted_runs_per_s"] = args.runs / submit_s
+    if args.drain:  # submit→first step includes the engines' start: not a latency
+        figures.pop("first_step_p50_ms")
+        figures.pop("first_step_p99_ms")
+    if figures["succeeded"] != figures["runs"] and os.environ.get("BENCH_STRICT"):
+        raise SystemExit("some runs did not succeed")
+    return figures
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=300)
-    parser.add_argument("--engines", type=int, default=1)
+    parser.add_argument(
+        "--engines",
+        default="1",
+        help="engine replicas, or a list to compare in one run (1,2): the rounds alternate",
+    )
+    parser.add_argument("--repeat", type=int, default=1, help="rounds per replica count")
     parser.add_argument("--submit-concurrency", type=int, default=32)
     parser.add_argument(
         "--drain", action="store_true", help="submit with engines frozen, then execute"
     )
     args = parser.parse_args()
+    counts = [int(n) for n in args.engines.split(",")]
     var = ROOT / "var" / "bench"
     quiet = {
         "CONTROLLER_SEED_SCHEDULES": "false",  # no scheduled runs inside the measurement
@@ -176,11 +246,28 @@ def main() -> None:
             }
         ),
     }
+    # A schema and stream prefix of this run's own, dropped at the end: figures must not
+    # depend on how much earlier runs left behind (tables that outgrow the cache are slower).
+    own = f"bench_{uuid.uuid4().hex[:8]}"
+    quiet.update(DB_SCHEMA=own, STREAM_PREFIX=f"{own}:")
+    rounds: dict[int, list[dict[str, float]]] = {n: [] for n in counts}
+    run_all(var, quiet, counts, args, rounds)
+    report(counts, rounds, args)
+
+
+def run_all(
+    var: Path,
+    quiet: dict[str, str],
+    counts: list[int],
+    args: argparse.Namespace,
+    rounds: dict[int, list[dict[str, float]]],
+) -> None:
+    """Start the platform (and extra engines) and measure every round."""
     with running_platform(
         var, ports=Ports.random(), say=lambda *_: None, extra_env=quiet
     ) as platform:
         extra = []
-        for i in range(1, args.engines):
+        for i in range(1, max(counts)):
             replica = Service(
                 f"workflow-engine-{i + 1}",
                 "services.workflow_engine.app",
@@ -193,36 +280,43 @@ def main() -> None:
             extra.append(replica)
         engines = [platform.services["workflow-engine"], *extra]
         try:
-            dsn = asyncpg_dsn(platform.env["DATABASE_URL"])
-            asyncio.run(vacuum(dsn))
-            if args.drain:
-                # Frozen, not stopped: the engines are started and warm when the work arrives,
-                # so one replica's start-up does not eat the CPU another one is working with.
-                for engine in engines:
-                    pause(engine, True)
-            started = time.perf_counter()
-            run_ids = asyncio.run(
-                submit_all(platform.controller_url, args.runs, args.submit_concurrency)
-            )
-            submit_s = time.perf_counter() - started
-            if args.drain:
-                for engine in engines:
-                    pause(engine, False)
-            asyncio.run(wait_done(dsn, run_ids, timeout_s=600))
-            figures = asyncio.run(measure(dsn, run_ids, executing_only=args.drain))
-            figures["submitted_runs_per_s"] = args.runs / submit_s
-            if args.drain:  # submit→first step includes the engines' start: not a latency
-                figures.pop("first_step_p50_ms")
-                figures.pop("first_step_p99_ms")
+            # The machine is shared and noisy: alternate the replica counts, round by round,
+            # so that each is measured under the same conditions.
+            for _ in range(args.repeat):
+                for n in counts:
+                    for idle in engines[n:]:
+                        pause(idle, True)
+                    try:
+                        rounds[n].append(one_round(platform, engines, n, args))
+                    finally:
+                        for idle in engines[n:]:
+                            pause(idle, False)
         finally:
-            for replica in extra:
-                replica.stop()
+            for service in [*extra, *platform.services.values()]:
+                service.stop()
+            # The services are stopped: nothing holds the schema any more.
+            asyncio.run(drop(platform.env, quiet["DB_SCHEMA"]))
+
+
+def report(
+    counts: list[int], rounds: dict[int, list[dict[str, float]]], args: argparse.Namespace
+) -> None:
+    """Print each replica count's median figures, and the steps/s ratios."""
     mode = "drain: submitted with engines frozen" if args.drain else "submitted while running"
-    print(f"engines={args.engines} runs={args.runs} (6-step diamond, no-op agents; {mode})")
-    for key, value in figures.items():
-        print(f"  {key:<20} {value:10.2f}" if isinstance(value, float) else f"  {key:<20} {value}")
-    if os.environ.get("BENCH_STRICT") and figures["succeeded"] != figures["runs"]:
-        raise SystemExit("some runs did not succeed")
+    print(f"runs={args.runs} per round (6-step diamond, no-op agents; {mode})")
+    for n in counts:
+        print(f"engines={n}: median of {len(rounds[n])} rounds (each round's value)")
+        for key in rounds[n][0]:
+            values = [r[key] for r in rounds[n]]
+            middle = statistics.median(values)
+            each = " ".join(f"{v:.0f}" for v in values) if len(values) > 1 else ""
+            shown = f"{middle:10.2f}" if isinstance(values[0], float) else f"{middle:10}"
+            print(f"  {key:<20} {shown}   {each}")
+    if len(counts) > 1:
+        base = statistics.median(r["steps_per_s"] for r in rounds[counts[0]])
+        for n in counts[1:]:
+            ratio = statistics.median(r["steps_per_s"] for r in rounds[n]) / base
+            print(f"steps/s with {n} engines / with {counts[0]}: {ratio:.2f}")
 
 
 if __name__ == "__main__":

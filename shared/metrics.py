@@ -26,6 +26,7 @@ class PlatformMetrics:
     workflow_queue_size: Gauge
     agent_coordination_latency: Histogram
     steps_executed: Counter
+    admission_batch_size: Histogram
 
 
 def create_metrics() -> PlatformMetrics:
@@ -71,6 +72,12 @@ def create_metrics() -> PlatformMetrics:
             "workflow_steps_executed_total",
             "Step attempts finished, by outcome",
             ["agent", "outcome"],
+            registry=registry,
+        ),
+        admission_batch_size=Histogram(
+            "admission_batch_size",
+            "Runs accepted by /coordinate in one admission transaction",
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
             registry=registry,
         ),
     )

@@ -17,7 +17,6 @@ from sqlalchemy.exc import DBAPIError
 
 from agents.base.actions import ActionRegistry, AgentError, NoopBody, noop
 from agents.base.context import ActionContext
-from agents.base.disconnect import CallerGone, unless_caller_leaves
 from agents.base.ledger import Claim, Ledger, database_unavailable, request_hash
 from agents.base.settings import AgentSettings
 from shared.auth import require_token
@@ -165,20 +164,7 @@ def create_agent_app(
                 )
         started = time.perf_counter()
         try:
-            result = await unless_caller_leaves(spec.handler(body, ctx), request)
-        except CallerGone:
-            # The engine stopped the step (cancelled run, deadline): nothing to answer, and the
-            # key stays retryable, as the work may not have happened.
-            calls.labels(action, "abandoned").inc()
-            error = {
-                "error": "caller_gone",
-                "message": "the caller closed the connection; the action was stopped",
-                "retryable": True,
-                "status": 499,
-            }
-            if claim:
-                await ledger.fail(claim, error)
-            return JSONResponse(error, status_code=499)
+            result = await spec.handler(body, ctx)
         except AgentError as exc:
             calls.labels(action, "error").inc()
             if not exc.retryable and _caused_by_database_outage(exc):

@@ -18,6 +18,7 @@ from services.orchestrator_controller.handoff import Handoff
 from services.orchestrator_controller.policies.loop import AdmissionLoop
 from services.orchestrator_controller.policies.router import router as orchestrators_router
 from services.orchestrator_controller.policies.service import Policies, utc_now
+from services.orchestrator_controller.runs.admission import AdmissionQueue
 from services.orchestrator_controller.runs.router import router as runs_router
 from services.orchestrator_controller.schedules.router import router as schedules_router
 from services.orchestrator_controller.schedules.seeds import ensure_seed_schedules
@@ -63,6 +64,9 @@ def create_app(settings: ControllerSettings | None = None) -> FastAPI:
             app.state.sessionmaker = sessionmaker
             app.state.redis = redis
             app.state.handoff = Handoff(settings, sessionmaker, http)
+            app.state.admissions = AdmissionQueue(
+                sessionmaker, policies, settings.db_schema, metrics
+            )
             if settings.register_builtin_workflows:
                 await register_builtins(sessionmaker)
             if settings.seed_schedules:
@@ -92,6 +96,7 @@ def create_app(settings: ControllerSettings | None = None) -> FastAPI:
                 loops += [watcher.run(), watcher.run_status_sync()]
             async with background(*loops):
                 yield
+                await app.state.admissions.aclose()
                 await app.state.handoff.aclose()
         await redis.aclose()
         await engine.dispose()

@@ -61,15 +61,14 @@ async def emit(
     events: list[Event],
     *,
     schema: str | None = None,
-    wake_engines: bool = False,
-    wake_owner: str | None = None,
+    wake: str | None = None,
 ) -> None:
     """Add events to the outbox; they commit (or roll back) with the caller's transaction.
 
-    `wake_engines` also notifies the engines (steps became ready) in the same round trip;
-    `wake_owner` names the one replica the steps are meant for (the others need not look).
+    `wake` also notifies the engines in the same round trip: "runs" (a run may be started),
+    "steps" (steps became ready) or one replica's id (steps ready for it alone).
     """
-    if not events and not wake_engines:
+    if not events and wake is None:
         return
     payloads = []
     for event in events:
@@ -89,7 +88,7 @@ async def emit(
             "payloads": payloads,
             "relay_channel": outbox_channel(schema),
             "engine_channel": wakeup_channel(schema),
-            "wake_engines": wake_engines,
-            "wake_payload": wake_owner or "steps",
+            "wake_engines": wake is not None,
+            "wake_payload": wake or "",
         },
     )

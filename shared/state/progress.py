@@ -278,8 +278,7 @@ async def advance_runs(
         session,
         events,
         schema=schema,
-        wake_engines=bool(promoted or changed or touched_map),
-        wake_owner=owner,
+        wake=(owner or "steps") if promoted or changed or touched_map else None,
     )
     return changed
 

@@ -39,38 +39,46 @@ async def notify_engines(session: AsyncSession, schema: str | None, what: str = 
 
 async def create_run(session: AsyncSession, new: NewRun, *, schema: str | None) -> WorkflowRun:
     """Insert a PENDING run and its `ingestion.workflow.pending` event."""
-    now = datetime.now(UTC)
-    run = WorkflowRun(
-        id=new.run_id or uuid.uuid4(),
-        workflow_name=new.spec.name,
-        workflow_version=new.spec.version,
-        kind=new.spec.kind,
-        spec=new.spec.model_dump(mode="json"),
-        inputs=new.inputs,
-        status=RunStatus.PENDING,
-        status_reason=new.status_reason,
-        priority=new.priority,
-        trace_id=uuid.uuid4().hex,
-        cancel_requested=False,
-        created_at=now,
-        admitted_at=now if new.admitted else None,
-    )
-    session.add(run)
-    await session.flush()
-    await emit(
-        session,
-        [
-            Event(
-                RUN_EVENT[RunStatus.PENDING],
-                run.id,
-                {"workflow": run.workflow_name, "version": run.workflow_version, "kind": run.kind},
-            )
-        ],
-        schema=schema,
-    )
-    if new.admitted:
-        await notify_engines(session, schema, "runs")
+    [run] = await create_runs(session, [new], schema=schema)
     return run
+
+
+async def create_runs(
+    session: AsyncSession, news: list[NewRun], *, schema: str | None
+) -> list[WorkflowRun]:
+    """Insert PENDING runs (one INSERT) and their `ingestion.workflow.pending` events."""
+    now = datetime.now(UTC)
+    runs = [
+        WorkflowRun(
+            id=new.run_id or uuid.uuid4(),
+            workflow_name=new.spec.name,
+            workflow_version=new.spec.version,
+            kind=new.spec.kind,
+            spec=new.spec.model_dump(mode="json"),
+            inputs=new.inputs,
+            status=RunStatus.PENDING,
+            status_reason=new.status_reason,
+            priority=new.priority,
+            trace_id=uuid.uuid4().hex,
+            cancel_requested=False,
+            created_at=now,
+            admitted_at=now if new.admitted else None,
+        )
+        for new in news
+    ]
+    session.add_all(runs)
+    await session.flush()
+    events = [
+        Event(
+            RUN_EVENT[RunStatus.PENDING],
+            run.id,
+            {"workflow": run.workflow_name, "version": run.workflow_version, "kind": run.kind},
+        )
+        for run in runs
+    ]
+    admitted = any(new.admitted for new in news)
+    await emit(session, events, schema=schema, wake="runs" if admitted else None)
+    return runs
 
 
 async def admit_run(session: AsyncSession, run_id: uuid.UUID, *, schema: str | None) -> None:
@@ -165,7 +173,7 @@ async def start_runs(
         started.append(StartedRun(run.id, spec, run.inputs, run.trace_id, run.deadline_at))
     await session.execute(insert(StepRun), rows)
     await session.flush()
-    await emit(session, events, schema=schema, wake_engines=True, wake_owner=owner)
+    await emit(session, events, schema=schema, wake=owner or "steps")
     return started
 
 

@@ -396,4 +396,4 @@ async def release_leases(
     """Give back unfinished steps at shutdown so another engine starts them at once."""
     if step_ids:
         await session.execute(_RELEASE, {"ids": step_ids, "owner": owner})
-        await emit(session, [], schema=schema, wake_engines=True)
+        await emit(session, [], schema=schema, wake="steps")

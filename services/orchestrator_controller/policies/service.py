@@ -74,18 +74,19 @@ class Policies:
         return spec.model_copy(update={"steps": steps}), shaped_inputs
 
     async def _round(
-        self, session: AsyncSession, *, schema: str | None, new: Candidate | None
-    ) -> tuple[list[uuid.UUID], str | None]:
+        self, session: AsyncSession, *, schema: str | None, news: list[Candidate]
+    ) -> tuple[list[uuid.UUID], list[str | None]]:
+        """Admit what the gates allow: waiting runs and `news` (runs being accepted, in order).
+
+        Returns the waiting runs admitted and, per new run, why it must wait (None: admitted).
+        """
         await lock_admission(session, schema)
         now = self.clock()
         queue = await waiting_runs(session, limit=self.config.batch_manager.max_waiting_considered)
-        if new is None and not queue:
-            return [], None
-        # A new run goes behind every waiting run of at least its priority.
-        candidates = sorted(
-            [*queue, *([new] if new is not None else [])],
-            key=lambda c: -c.priority,
-        )
+        if not news and not queue:
+            return [], []
+        # A new run goes behind every waiting run of at least its priority (a stable sort).
+        candidates = sorted([*queue, *news], key=lambda c: -c.priority)
         managers = {self.config.manager_of(c.kind) for c in candidates}
         load = await current_load(
             session,
@@ -95,11 +96,12 @@ class Policies:
             queue="stream_manager" in managers,
         )
         admitted: list[uuid.UUID] = []
-        new_reason: str | None = None
+        new_reasons: dict[int, str | None] = {}
+        fresh = {id(c) for c in news}
         for candidate in candidates:
             reason = gate(self.config, load, candidate, now)
-            if candidate is new:
-                new_reason = reason
+            if id(candidate) in fresh:
+                new_reasons[id(candidate)] = reason
             elif reason is None:
                 assert candidate.run_id is not None
                 await admit_run(session, candidate.run_id, schema=schema)
@@ -114,7 +116,7 @@ class Policies:
                 )
             if reason is None:
                 take(self.config, load, candidate)
-        return admitted, new_reason
+        return admitted, [new_reasons[id(c)] for c in news]
 
     async def decide(
         self,
@@ -126,20 +128,39 @@ class Policies:
         schema: str | None,
     ) -> Decision:
         """May a run being accepted start now? (Runs waiting ahead of it are admitted too.)"""
-        new = Candidate(
-            run_id=None,
-            workflow=spec.name,
-            kind=spec.kind,
-            inputs=inputs,
-            priority=priority,
-            created_at=self.clock(),
-        )
-        admitted, reason = await self._round(session, schema=schema, new=new)
-        return Decision(admit=reason is None, reason=reason, also_admitted=admitted)
+        [decision] = await self.decide_many(session, [(spec, inputs, priority)], schema=schema)
+        return decision
+
+    async def decide_many(
+        self,
+        session: AsyncSession,
+        runs: list[tuple[WorkflowSpec, dict[str, Any], int]],
+        *,
+        schema: str | None,
+    ) -> list[Decision]:
+        """`decide` for runs accepted together, in order: each sees the slots the ones before
+        it took, exactly as if they had come one by one."""
+        now = self.clock()
+        news = [
+            Candidate(
+                run_id=None,
+                workflow=spec.name,
+                kind=spec.kind,
+                inputs=inputs,
+                priority=priority,
+                created_at=now,
+            )
+            for spec, inputs, priority in runs
+        ]
+        admitted, reasons = await self._round(session, schema=schema, news=news)
+        decisions = [Decision(admit=reason is None, reason=reason) for reason in reasons]
+        if decisions:
+            decisions[0].also_admitted = admitted
+        return decisions
 
     async def admit_waiting(self, session: AsyncSession, *, schema: str | None) -> list[uuid.UUID]:
         """Admit every waiting run the policies now allow; refresh the others' reasons."""
-        admitted, _ = await self._round(session, schema=schema, new=None)
+        admitted, _ = await self._round(session, schema=schema, news=[])
         return admitted
 
     async def snapshot(self, session: AsyncSession) -> dict[str, dict[str, Any]]:

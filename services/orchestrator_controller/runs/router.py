@@ -29,20 +29,21 @@ async def coordinate(
     body: CoordinateRequest,
     request: Request,
     session: SessionDep,
-    settings: SettingsDep,
     idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
 ) -> JSONResponse:
     """Accept a run: 202 once it is committed; 200 with the same run for a repeated key."""
     if idempotency_key is not None and not idempotency_key.strip():
         raise ValidationFailed("Idempotency-Key: must not be blank")
+    # The lock-free part first, on a connection given back before admission (which is batched
+    # with concurrent requests, on a connection of its own).
     async with session.begin():
-        accepted = await service.accept_run(
+        item = await service.prepare_run(
             session,
             body=body,
             idempotency_key=idempotency_key,
-            schema=settings.db_schema,
             policies=request.app.state.policies,
         )
+    accepted = await request.app.state.admissions.accept(item)
     run = accepted.run
     if accepted.created:
         request.app.state.handoff.kick(run.id)

@@ -5,14 +5,14 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.orchestrator_controller.definitions import service as definitions
-from services.orchestrator_controller.policies.service import Policies
+from services.orchestrator_controller.policies.service import Decision, Policies
 from services.orchestrator_controller.runs.inputs import bind_inputs
 from services.orchestrator_controller.runs.schemas import (
     CoordinateRequest,
@@ -22,9 +22,10 @@ from services.orchestrator_controller.runs.schemas import (
     StepOut,
 )
 from shared.db.models import IdempotencyRecord, StepRun, WorkflowRun
-from shared.errors import Conflict, NotFound, ValidationFailed
+from shared.errors import AppError, Conflict, NotFound, ValidationFailed
+from shared.spec.models import WorkflowSpec
 from shared.state.machine import RunStatus
-from shared.state.runs import NewRun, create_run
+from shared.state.runs import NewRun, create_runs
 
 IDEMPOTENCY_SCOPE = "coordinate"
 
@@ -40,17 +41,26 @@ def _request_hash(body: CoordinateRequest) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-async def accept_run(
+@dataclass
+class Prepared:
+    """A /coordinate request checked and bound, ready to be admitted and stored."""
+
+    spec: WorkflowSpec
+    inputs: dict[str, Any]
+    priority: int
+    idempotency_key: str | None
+    fingerprint: str
+    run_id: uuid.UUID = field(default_factory=uuid.uuid4)
+
+
+async def prepare_run(
     session: AsyncSession,
     *,
     body: CoordinateRequest,
     idempotency_key: str | None,
-    schema: str | None,
     policies: Policies | None = None,
-) -> Accepted:
-    """Validate and store a new PENDING run (or return the run an earlier same key made)."""
-    # A run the orchestrator policies do not admit now waits, PENDING with the reason, for
-    # the admission loop.
+) -> Prepared:
+    """Everything about accepting a run that needs no lock: resolve, shape, bind the inputs."""
     if body.spec is not None:
         spec = body.spec
     else:
@@ -63,51 +73,122 @@ async def accept_run(
     if policies is not None:
         spec, given = policies.shape(spec, given)
     inputs = bind_inputs(spec, given)
-    run_id = uuid.uuid4()
-    if idempotency_key is not None:
-        fingerprint = _request_hash(body)
-        claimed = await session.execute(
-            text(
-                "INSERT INTO idempotency_records (scope, key, request_hash, resource_id) "
-                "VALUES (:scope, :key, :hash, :rid) ON CONFLICT DO NOTHING RETURNING key"
-            ),
-            {
-                "scope": IDEMPOTENCY_SCOPE,
-                "key": idempotency_key,
-                "hash": fingerprint,
-                "rid": str(run_id),
-            },
+    fingerprint = _request_hash(body) if idempotency_key is not None else ""
+    return Prepared(spec, inputs, body.priority, idempotency_key, fingerprint)
+
+
+async def accept_prepared(
+    session: AsyncSession,
+    items: list[Prepared],
+    *,
+    schema: str | None,
+    policies: Policies | None = None,
+) -> list[Accepted | AppError]:
+    """Store new PENDING runs in the caller's transaction, in order, as if one by one.
+
+    A repeated Idempotency-Key gives the run the first request made (or a Conflict when the
+    body differs), also between requests of the same batch. A run the policies do not admit
+    now waits, PENDING with the reason, for the admission loop.
+    """
+    results: list[Accepted | AppError | None] = [None] * len(items)
+    fresh: list[int] = []
+    first_of_key: dict[str, int] = {}
+    later_of_key: list[int] = []
+    for i, item in enumerate(items):
+        key = item.idempotency_key
+        if key is None:
+            fresh.append(i)
+        elif key in first_of_key:
+            later_of_key.append(i)
+        else:
+            first_of_key[key] = i
+            known = await _claim_key(session, item)
+            if known is None:
+                fresh.append(i)
+            else:
+                results[i] = known
+    decisions = [Decision(admit=True)] * len(fresh)
+    if policies is not None and fresh:
+        decisions = await policies.decide_many(
+            session,
+            [(items[i].spec, items[i].inputs, items[i].priority) for i in fresh],
+            schema=schema,
         )
-        if claimed.first() is None:
-            record = await session.get(IdempotencyRecord, (IDEMPOTENCY_SCOPE, idempotency_key))
-            assert record is not None
-            if record.request_hash != fingerprint:
-                raise Conflict(
-                    f"Idempotency-Key {idempotency_key!r} was used for a different request",
-                    code="idempotency_key_reused",
-                )
-            existing = await session.get(WorkflowRun, uuid.UUID(record.resource_id))
-            assert existing is not None
-            return Accepted(existing, created=False)
-    admitted, reason = True, None
-    if policies is not None:
-        decision = await policies.decide(
-            session, spec=spec, inputs=inputs, priority=body.priority, schema=schema
-        )
-        admitted, reason = decision.admit, decision.reason
-    run = await create_run(
+    runs = await create_runs(
         session,
-        NewRun(
-            spec=spec,
-            inputs=inputs,
-            priority=body.priority,
-            admitted=admitted,
-            status_reason=reason,
-            run_id=run_id,
-        ),
+        [
+            NewRun(
+                spec=items[i].spec,
+                inputs=items[i].inputs,
+                priority=items[i].priority,
+                admitted=decision.admit,
+                status_reason=decision.reason,
+                run_id=items[i].run_id,
+            )
+            for i, decision in zip(fresh, decisions, strict=True)
+        ],
         schema=schema,
     )
-    return Accepted(run, created=True)
+    for i, run in zip(fresh, runs, strict=True):
+        results[i] = Accepted(run, created=True)
+    created = set(fresh)
+    for i in later_of_key:
+        first = first_of_key[items[i].idempotency_key or ""]
+        if first not in created:  # the key is older than this batch: its record says
+            results[i] = await _claim_key(session, items[i])
+        elif items[i].fingerprint != items[first].fingerprint:
+            results[i] = _key_reused(items[i].idempotency_key or "")
+        else:
+            results[i] = Accepted(runs[fresh.index(first)], created=False)
+    return [r for r in results if r is not None]
+
+
+async def _claim_key(session: AsyncSession, item: Prepared) -> Accepted | AppError | None:
+    """Record the item's key; None if it is new, else what the earlier request produced."""
+    claimed = await session.execute(
+        text(
+            "INSERT INTO idempotency_records (scope, key, request_hash, resource_id) "
+            "VALUES (:scope, :key, :hash, :rid) ON CONFLICT DO NOTHING RETURNING key"
+        ),
+        {
+            "scope": IDEMPOTENCY_SCOPE,
+            "key": item.idempotency_key,
+            "hash": item.fingerprint,
+            "rid": str(item.run_id),
+        },
+    )
+    if claimed.first() is not None:
+        return None
+    record = await session.get(IdempotencyRecord, (IDEMPOTENCY_SCOPE, item.idempotency_key))
+    assert record is not None
+    if record.request_hash != item.fingerprint:
+        return _key_reused(item.idempotency_key or "")
+    existing = await session.get(WorkflowRun, uuid.UUID(record.resource_id))
+    assert existing is not None
+    return Accepted(existing, created=False)
+
+
+def _key_reused(key: str) -> Conflict:
+    return Conflict(
+        f"Idempotency-Key {key!r} was used for a different request",
+        code="idempotency_key_reused",
+    )
+
+
+async def accept_run(
+    session: AsyncSession,
+    *,
+    body: CoordinateRequest,
+    idempotency_key: str | None,
+    schema: str | None,
+    policies: Policies | None = None,
+) -> Accepted:
+    """Validate and store a new PENDING run (or return the run an earlier same key made)."""
+    item = await prepare_run(session, body=body, idempotency_key=idempotency_key, policies=policies)
+    [result] = await accept_prepared(session, [item], schema=schema, policies=policies)
+    if isinstance(result, AppError):
+        raise result
+    return result
 
 
 def _duration_ms(start: Any, end: Any) -> float | None:

@@ -1,0 +1,81 @@
+"""Group admission: runs accepted at the same time share one transaction.
+
+Admission is serialised (one advisory lock per schema, so replicas agree on the policies'
+counts). One transaction per request made that lock the limit of `/coordinate`: every request
+paid for the lock, the load queries and a commit while the others queued behind it. Requests
+that arrive while a batch is being admitted now go together in the next one, as PostgreSQL
+groups commits: one lock, one read of the load, one INSERT, one commit. Each request still
+gets its own answer, and none before its run is committed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+from sqlalchemy.ext.asyncio import async_sessionmaker
+
+from services.orchestrator_controller.policies.service import Policies
+from services.orchestrator_controller.runs.service import Accepted, Prepared, accept_prepared
+from shared.errors import AppError
+from shared.metrics import PlatformMetrics
+
+MAX_BATCH = 256
+
+
+class AdmissionQueue:
+    def __init__(
+        self,
+        sessionmaker: async_sessionmaker,
+        policies: Policies,
+        schema: str | None,
+        metrics: PlatformMetrics,
+    ) -> None:
+        self.sessionmaker = sessionmaker
+        self.metrics = metrics
+        self.policies = policies
+        self.schema = schema
+        self._queued: list[tuple[Prepared, asyncio.Future[Accepted]]] = []
+        self._worker: asyncio.Task[None] | None = None
+
+    async def accept(self, item: Prepared) -> Accepted:
+        """Admit and store one run with whatever else is waiting; raise its own error."""
+        future: asyncio.Future[Accepted] = asyncio.get_running_loop().create_future()
+        # Its caller may have gone (shield below): the outcome is then nobody's to read.
+        future.add_done_callback(lambda done: done.cancelled() or done.exception())
+        self._queued.append((item, future))
+        if self._worker is None or self._worker.done():
+            self._worker = asyncio.create_task(self._drain())
+        # shield: a client that hangs up must not cancel the batch its run is part of
+        return await asyncio.shield(future)
+
+    async def _drain(self) -> None:
+        while self._queued:
+            batch, self._queued = self._queued[:MAX_BATCH], self._queued[MAX_BATCH:]
+            try:
+                async with self.sessionmaker() as session, session.begin():
+                    results = await accept_prepared(
+                        session,
+                        [item for item, _ in batch],
+                        schema=self.schema,
+                        policies=self.policies,
+                    )
+                self.metrics.admission_batch_size.observe(len(batch))
+            except Exception as exc:  # nothing of this batch was stored: each caller is told
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(exc)
+                continue
+            for (_, future), result in zip(batch, results, strict=True):
+                if future.done():
+                    continue
+                if isinstance(result, AppError):
+                    future.set_exception(result)
+                else:
+                    future.set_result(result)
+
+    async def aclose(self) -> None:
+        """Let the batch in flight finish (its runs are being committed)."""
+        if self._worker is not None:
+            with contextlib.suppress(Exception):
+                await self._worker
