@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.db.models import StepRun, WorkflowRun
 from shared.errors import Conflict, NotFound
-from shared.events.outbox import Event, emit, wakeup_channel
+from shared.events.outbox import Event, emit
 from shared.spec.models import WorkflowSpec
 from shared.state.machine import RUN_EVENT, TERMINAL_RUN, RunStatus, StepStatus
 
@@ -25,16 +25,6 @@ class NewRun:
     admitted: bool = True
     status_reason: str | None = None
     run_id: uuid.UUID | None = None
-
-
-async def notify_engines(session: AsyncSession, schema: str | None, what: str = "steps") -> None:
-    """Wake engines when the transaction commits (NOTIFY is delivered at commit).
-
-    `what` is "runs" when a run became startable, "steps" when steps became ready.
-    """
-    await session.execute(
-        text("SELECT pg_notify(:c, :w)"), {"c": wakeup_channel(schema), "w": what}
-    )
 
 
 async def create_run(session: AsyncSession, new: NewRun, *, schema: str | None) -> WorkflowRun:
@@ -90,7 +80,7 @@ async def admit_run(session: AsyncSession, run_id: uuid.UUID, *, schema: str | N
         ),
         {"id": run_id},
     )
-    await notify_engines(session, schema, "runs")
+    await emit(session, [], schema=schema, wake="runs")
 
 
 async def start_run(session: AsyncSession, run_id: uuid.UUID, *, schema: str | None) -> bool:

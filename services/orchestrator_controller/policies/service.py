@@ -11,7 +11,7 @@ from __future__ import annotations
 import uuid
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -41,11 +41,10 @@ def utc_now() -> datetime:
 
 @dataclass
 class Decision:
-    """Whether the run being accepted starts now; runs admitted alongside it from the queue."""
+    """Whether a run being accepted starts now, or why it waits."""
 
     admit: bool
     reason: str | None = None
-    also_admitted: list[uuid.UUID] = field(default_factory=list)
 
 
 class Policies:
@@ -118,19 +117,6 @@ class Policies:
                 take(self.config, load, candidate)
         return admitted, [new_reasons[id(c)] for c in news]
 
-    async def decide(
-        self,
-        session: AsyncSession,
-        *,
-        spec: WorkflowSpec,
-        inputs: dict[str, Any],
-        priority: int,
-        schema: str | None,
-    ) -> Decision:
-        """May a run being accepted start now? (Runs waiting ahead of it are admitted too.)"""
-        [decision] = await self.decide_many(session, [(spec, inputs, priority)], schema=schema)
-        return decision
-
     async def decide_many(
         self,
         session: AsyncSession,
@@ -138,8 +124,8 @@ class Policies:
         *,
         schema: str | None,
     ) -> list[Decision]:
-        """`decide` for runs accepted together, in order: each sees the slots the ones before
-        it took, exactly as if they had come one by one."""
+        """May runs being accepted start now? In order: each sees the slots the ones before it
+        took, exactly as if they had come one by one (runs waiting ahead are admitted too)."""
         now = self.clock()
         news = [
             Candidate(
@@ -152,11 +138,8 @@ class Policies:
             )
             for spec, inputs, priority in runs
         ]
-        admitted, reasons = await self._round(session, schema=schema, news=news)
-        decisions = [Decision(admit=reason is None, reason=reason) for reason in reasons]
-        if decisions:
-            decisions[0].also_admitted = admitted
-        return decisions
+        _, reasons = await self._round(session, schema=schema, news=news)
+        return [Decision(admit=reason is None, reason=reason) for reason in reasons]
 
     async def admit_waiting(self, session: AsyncSession, *, schema: str | None) -> list[uuid.UUID]:
         """Admit every waiting run the policies now allow; refresh the others' reasons."""
