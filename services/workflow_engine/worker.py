@@ -276,6 +276,9 @@ class Executor:
         Returns (runs started, room there was).
         """
         started: list[StartedRun] = []
+        # Claims made while this round runs must wake the starter again: its count of the
+        # backlog is from before them.
+        self._starter_held = True
         async with self.sessionmaker() as session, session.begin():
             backlog = (await session.execute(_OWN_BACKLOG, {"owner": self.worker})).scalar()
             room = min(START_BATCH, self.settings.concurrency - int(backlog or 0))

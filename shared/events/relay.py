@@ -88,12 +88,12 @@ class OutboxRelay:
     async def _run_holding_lock(self) -> None:
         conn = await asyncpg.connect(asyncpg_dsn(self.settings.database_url))
         try:
-            # Blocks while another process is the active relay (standby until it goes away).
-            await conn.execute(
-                "SELECT pg_advisory_lock($1, hashtext($2))",
-                RELAY_LOCK_ID,
-                self.settings.db_schema or "public",
-            )
+            # Standby until the active relay goes away. Polled, not a blocking
+            # pg_advisory_lock: a statement waiting on a lock keeps its snapshot, and that one
+            # snapshot, held for the life of the process, stops VACUUM from removing any dead
+            # row in the database, so every table the engines update keeps growing.
+            while not await self._try_lead(conn):
+                await self._standby_pause()
             await conn.add_listener(
                 outbox_channel(self.settings.db_schema), lambda *_: self._wake.set()
             )
@@ -110,3 +110,16 @@ class OutboxRelay:
         finally:
             with contextlib.suppress(Exception):
                 await conn.close()
+
+    async def _try_lead(self, conn: asyncpg.Connection) -> bool:
+        """Become the active relay if none is; held until `conn` closes."""
+        return bool(
+            await conn.fetchval(
+                "SELECT pg_try_advisory_lock($1, hashtext($2))",
+                RELAY_LOCK_ID,
+                self.settings.db_schema or "public",
+            )
+        )
+
+    async def _standby_pause(self) -> None:
+        await asyncio.sleep(self.poll_interval_s)

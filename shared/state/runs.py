@@ -168,11 +168,15 @@ async def start_runs(
 
 
 async def startable_runs(session: AsyncSession, *, limit: int) -> list[uuid.UUID]:
-    """Admitted PENDING runs, highest priority and oldest first."""
+    """Admitted PENDING runs, highest priority and oldest first, locked for this transaction.
+
+    Runs another engine's starter holds are skipped rather than waited for: replicas starting
+    runs at once take different ones, instead of one finding nothing and idling.
+    """
     rows = await session.execute(
         text(
             "SELECT id FROM workflow_runs WHERE status = 'PENDING' AND admitted_at IS NOT NULL "
-            "ORDER BY priority DESC, created_at LIMIT :limit"
+            "ORDER BY priority DESC, created_at LIMIT :limit FOR UPDATE SKIP LOCKED"
         ),
         {"limit": limit},
     )

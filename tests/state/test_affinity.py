@@ -20,7 +20,7 @@ from shared.db.session import create_engine, create_sessionmaker
 from shared.metrics import create_metrics
 from shared.settings import CommonSettings
 from shared.spec.models import WorkflowSpec
-from shared.state.runs import NewRun, create_run, start_runs
+from shared.state.runs import NewRun, create_run, start_runs, startable_runs
 from shared.state.steps import (
     AttemptResult,
     ClaimedStep,
@@ -167,3 +167,20 @@ async def test_a_replica_that_is_behind_leaves_new_runs_to_the_others(
         mine = [row.run_id for row in rows]
     assert len(mine) == 2 and all(run_id in idle.runs for run_id in mine)
     assert not any(run_id in busy.runs for run_id in mine)
+
+
+async def test_replicas_starting_runs_at_once_take_different_runs(
+    db: async_sessionmaker, schema: str
+) -> None:
+    async with db() as session, session.begin():
+        for _ in range(4):
+            await create_run(session, NewRun(spec=_diamond(), inputs={}), schema=schema)
+    async with db() as first, first.begin():
+        picked = await startable_runs(first, limit=2)
+        # While the first replica's starter still holds its runs, a second one finds the
+        # other two rather than the same two (which it could not start, and would idle).
+        async with db() as second, second.begin():
+            also = await startable_runs(second, limit=2)
+            assert len(also) == 2 and not set(also) & set(picked)
+            assert len(await start_runs(second, also, schema=schema, owner="engine-b")) == 2
+        assert len(await start_runs(first, picked, schema=schema, owner="engine-a")) == 2
