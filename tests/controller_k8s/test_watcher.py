@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -22,6 +22,7 @@ from kubernetes import client
 from services.orchestrator_controller.kubernetes import WorkflowResourceWatcher
 from shared.errors import ServiceUnavailable, ValidationFailed
 from shared.spec.models import WorkflowSpec
+from tests.polling import eventually
 
 from .fake_kube_api import FakeKubeApi
 
@@ -67,19 +68,6 @@ def make_watcher(
     return WorkflowResourceWatcher(
         api_client, "ingest", registry.register, registry.last_run, **options
     )
-
-
-async def eventually(check: Callable[[], bool | Awaitable[bool]], within_s: float = 10.0) -> None:
-    deadline = time.monotonic() + within_s
-    while True:
-        result = check()
-        if not isinstance(result, bool):
-            result = await result
-        if result:
-            return
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.05)
 
 
 def ready(obj: Mapping[str, Any]) -> dict[str, Any] | None:

@@ -14,12 +14,12 @@ import json
 import time
 import uuid
 from collections import Counter
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 from tests.e2e.chaos import ChaosPlatform
 from tests.e2e.counts import Counts, count_all
+from tests.polling import eventually
 
 # The agent tries once per call: retrying is the engine's job here, per the step's policy.
 FETCH = {"max_attempts": 1, "timeout_s": 30, "breaker": {"fail_max": 1000, "reset_timeout_s": 1}}
@@ -221,7 +221,9 @@ async def cancel_fanout(
             spec, [fanout_inputs(platform, group, items, item_path)]
         )
     for run_id in run_ids.values():  # cancel only once the fan-out is well under way
-        await _until(functools.partial(_succeeded_children, platform, run_id, concurrency))
+        await eventually(
+            functools.partial(_succeeded_children, platform, run_id, concurrency), within_s=120
+        )
     async with platform.api() as api:
         for run_id in run_ids.values():
             response = await api.post(f"/workflows/{run_id}/cancel")
@@ -251,15 +253,6 @@ async def cancel_fanout(
 
 async def _succeeded_children(platform: ChaosPlatform, run_id: str, at_least: int) -> bool:
     return (await children(platform, run_id))["SUCCEEDED"] >= at_least
-
-
-async def _until(check: Callable[[], Awaitable[bool]], timeout_s: float = 120) -> None:
-    """Poll `check` until it holds (the state lives in PostgreSQL: there is nothing to await)."""
-    deadline = time.monotonic() + timeout_s
-    while not await check():
-        if time.monotonic() > deadline:
-            raise TimeoutError("condition not reached")
-        await asyncio.sleep(0.1)
 
 
 async def _finished_after_cancel(platform: ChaosPlatform, run_id: str) -> int:

@@ -20,6 +20,7 @@ from shared.events.outbox import Event, emit
 from shared.events.relay import RELAY_LOCK_ID, OutboxRelay
 from shared.settings import CommonSettings
 from tests.conftest import DATABASE_URL, REDIS_URL, fresh_schema
+from tests.polling import eventually
 
 POLL_S = 0.1
 
@@ -88,13 +89,6 @@ async def _relay_lock_held(schema: str) -> bool:
         await conn.close()
 
 
-async def _until(check: object, timeout_s: float = 10.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout_s
-    while not await check():  # type: ignore[operator]
-        assert asyncio.get_running_loop().time() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.05)
-
-
 async def _unremovable_dead_rows(schema: str) -> int:
     """Make one dead row and VACUUM: how many dead rows VACUUM had to keep."""
     conn = await _connect(schema)
@@ -117,7 +111,7 @@ async def test_a_standby_relay_does_not_keep_vacuum_from_removing_dead_rows(
     schema: str, settings: CommonSettings, db: async_sessionmaker, redis: aioredis.Redis
 ) -> None:
     async with _relay(settings, db, redis), _relay(settings, db, redis):
-        await _until(lambda: _relay_lock_held(schema))
+        await eventually(lambda: _relay_lock_held(schema))
         await asyncio.sleep(5 * POLL_S)  # the second one is standing by by now
         # Another test's short transaction may hold a snapshot for a moment: look a few times.
         for _ in range(20):
@@ -133,7 +127,7 @@ async def test_a_standby_relay_takes_over_when_the_active_one_stops(
 ) -> None:
     stream = f"{settings.stream_prefix}ingestion.test.relay"
     async with _relay(settings, db, redis) as active:
-        await _until(lambda: _relay_lock_held(schema))
+        await eventually(lambda: _relay_lock_held(schema))
         async with _relay(settings, db, redis):
             active.cancel()  # the active relay's connection closes: its lock is released
             with contextlib.suppress(asyncio.CancelledError):
@@ -144,5 +138,5 @@ async def test_a_standby_relay_takes_over_when_the_active_one_stops(
             async def published() -> bool:
                 return bool(await redis.xlen(stream))
 
-            await _until(published)
+            await eventually(published)
             assert await _relay_lock_held(schema)
