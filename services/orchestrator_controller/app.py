@@ -76,7 +76,7 @@ def create_app(settings: ControllerSettings | None = None) -> FastAPI:
                 loops = [
                     app.state.handoff.run(),
                     HealthMonitor(settings, sessionmaker, http, metrics).run(),
-                    OutboxRelay(settings, sessionmaker, redis).run(),
+                    OutboxRelay(settings, redis).run(),
                     AdmissionLoop(
                         settings, sessionmaker, policies, metrics, app.state.handoff
                     ).run(),

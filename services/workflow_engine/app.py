@@ -39,7 +39,7 @@ def create_app(settings: EngineSettings | None = None) -> FastAPI:
         app.state.redis = redis
         executor = Executor(settings, sessionmaker, client, metrics)
         app.state.executor = executor
-        relay = OutboxRelay(settings, sessionmaker, redis)
+        relay = OutboxRelay(settings, redis)
         async with background(relay.run() if settings.start_loops else None):
             if settings.start_loops:
                 executor.start()

@@ -6,9 +6,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import re
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import asyncpg
 import pytest
@@ -61,7 +64,7 @@ async def redis(settings: CommonSettings) -> AsyncIterator[aioredis.Redis]:
 async def _relay(
     settings: CommonSettings, db: async_sessionmaker, redis: aioredis.Redis
 ) -> AsyncIterator[asyncio.Task[None]]:
-    task = asyncio.create_task(OutboxRelay(settings, db, redis, poll_interval_s=POLL_S).run())
+    task = asyncio.create_task(OutboxRelay(settings, redis, poll_interval_s=POLL_S).run())
     try:
         yield task
     finally:
@@ -140,3 +143,9 @@ async def test_a_standby_relay_takes_over_when_the_active_one_stops(
 
             await eventually(published)
             assert await _relay_lock_held(schema)
+    entries: Any = await redis.xrange(stream)
+    assert entries is not None and len(entries) == 1
+    event = json.loads(entries[0][1][b"event"])
+    assert event["type"] == "ingestion.test.relay" and event["schema_version"] == 1
+    assert uuid.UUID(event["id"]) and isinstance(event["sequence"], int)
+    assert abs(datetime.fromisoformat(event["time"]) - datetime.now(UTC)) < timedelta(minutes=1)
