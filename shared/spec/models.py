@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import random
 from typing import Any, Literal
 
@@ -92,3 +93,10 @@ class WorkflowSpec(_Strict):
             if step.id == step_id:
                 return step
         raise KeyError(step_id)
+
+
+@functools.lru_cache(maxsize=256)
+def parse_spec(spec_json: str) -> WorkflowSpec:
+    """A stored spec, parsed and validated once per distinct text: runs of one workflow share
+    it, so starting a batch of them validates the spec once. Treat the result as read-only."""
+    return WorkflowSpec.model_validate_json(spec_json)

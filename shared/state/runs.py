@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import insert, select, text
+from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from shared.db.models import StepRun, WorkflowRun
+from shared.db.models import WorkflowRun
 from shared.errors import Conflict, NotFound
 from shared.events.outbox import Event, emit
-from shared.spec.models import WorkflowSpec
-from shared.state.machine import RUN_EVENT, TERMINAL_RUN, RunStatus, StepStatus
+from shared.spec.models import WorkflowSpec, parse_spec
+from shared.state.machine import RUN_EVENT, TERMINAL_RUN, RunStatus
 
 
 @dataclass
@@ -111,60 +111,97 @@ async def start_runs(
     Runs another engine is starting right now are skipped (SKIP LOCKED); returns those started.
     `owner`, the starting engine, becomes the steps' affinity (it claims them first).
     """
-    runs = (
-        (
-            await session.execute(
-                select(WorkflowRun)
-                .where(
-                    WorkflowRun.id.in_(run_ids),
-                    WorkflowRun.status == RunStatus.PENDING,
-                    WorkflowRun.admitted_at.is_not(None),
-                )
-                .order_by(WorkflowRun.id)
-                .with_for_update(skip_locked=True)
-            )
-        )
-        .scalars()
-        .all()
-    )
+    runs = (await session.execute(_LOCK_STARTABLE, {"ids": run_ids})).all()
     if not runs:
         return []
     now = datetime.now(UTC)
-    rows: list[dict[str, Any]] = []
+    steps = _StepRows()
+    deadlines: list[datetime | None] = []
     events: list[Event] = []
     started: list[StartedRun] = []
     for run in runs:
-        spec = WorkflowSpec.model_validate(run.spec)
+        spec = parse_spec(run.spec)
         for step in spec.steps:
-            ready = not step.depends_on
-            rows.append(
-                {
-                    "run_id": run.id,
-                    "step_id": step.id,
-                    "role": "action",
-                    "map_index": -1,
-                    "agent": step.agent,
-                    "action": step.action,
-                    "depends_on": list(step.depends_on),
-                    "status": StepStatus.READY if ready else StepStatus.PENDING,
-                    "priority": run.priority,
-                    "attempts": 0,
-                    "max_attempts": step.retry.max_attempts,
-                    "ready_at": now if ready else None,
-                    "attempt_log": [],
-                    "affinity": owner,
-                }
-            )
-        run.status = RunStatus.RUNNING
-        run.started_at = now
-        if spec.timeout_s:
-            run.deadline_at = now + timedelta(seconds=spec.timeout_s)
+            steps.add(run.id, step.id, step.agent, step.action, step.depends_on, run.priority)
+            steps.max_attempts.append(step.retry.max_attempts)
+        deadline = now + timedelta(seconds=spec.timeout_s) if spec.timeout_s else None
+        deadlines.append(deadline)
         events.append(Event(RUN_EVENT[RunStatus.RUNNING], run.id, {"workflow": run.workflow_name}))
-        started.append(StartedRun(run.id, spec, run.inputs, run.trace_id, run.deadline_at))
-    await session.execute(insert(StepRun), rows)
-    await session.flush()
+        started.append(StartedRun(run.id, spec, run.inputs, run.trace_id, deadline))
+    await session.execute(
+        _START,
+        {
+            "ids": [run.id for run in runs],
+            "deadlines": deadlines,
+            "now": now,
+            "affinity": owner,
+            **steps.columns(),
+        },
+    )
     await emit(session, events, schema=schema, wake=owner or "steps")
     return started
+
+
+_LOCK_STARTABLE = text(
+    "SELECT id, workflow_name, spec::text AS spec, inputs, trace_id, priority "
+    "FROM workflow_runs WHERE id = ANY(:ids) AND status = 'PENDING' "
+    "AND admitted_at IS NOT NULL ORDER BY id FOR UPDATE SKIP LOCKED"
+)
+
+# One statement for every run of the batch: runs RUNNING, their step rows inserted (roots READY).
+# `depends_on` travels comma-joined, since unnest cannot take an array per row (step ids have no
+# commas: STEP_ID_PATTERN).
+_START = text(
+    """
+WITH started AS (
+    UPDATE workflow_runs r SET status = 'RUNNING', started_at = :now, deadline_at = v.deadline
+    FROM unnest(CAST(:ids AS uuid[]), CAST(:deadlines AS timestamptz[])) AS v(id, deadline)
+    WHERE r.id = v.id
+    RETURNING 1
+)
+INSERT INTO step_runs (run_id, step_id, role, map_index, agent, action, depends_on, status,
+                       priority, attempts, max_attempts, ready_at, attempt_log, affinity)
+SELECT s.run_id, s.step_id, 'action', -1, s.agent, s.action, string_to_array(s.deps, ','),
+       CASE WHEN s.deps = '' THEN 'READY' ELSE 'PENDING' END, s.priority, 0, s.max_attempts,
+       CASE WHEN s.deps = '' THEN CAST(:now AS timestamptz) END, '[]'::jsonb, :affinity
+FROM unnest(CAST(:run_ids AS uuid[]), CAST(:step_ids AS text[]), CAST(:agents AS text[]),
+            CAST(:actions AS text[]), CAST(:deps AS text[]), CAST(:priorities AS int[]),
+            CAST(:max_attempts AS int[]))
+     AS s(run_id, step_id, agent, action, deps, priority, max_attempts)
+"""
+)
+
+
+@dataclass
+class _StepRows:
+    """The step rows of a batch of runs, column by column (as _START's unnest takes them)."""
+
+    run_ids: list[uuid.UUID] = field(default_factory=list)
+    step_ids: list[str] = field(default_factory=list)
+    agents: list[str] = field(default_factory=list)
+    actions: list[str] = field(default_factory=list)
+    deps: list[str] = field(default_factory=list)
+    priorities: list[int] = field(default_factory=list)
+    max_attempts: list[int] = field(default_factory=list)
+
+    def add(
+        self,
+        run_id: uuid.UUID,
+        step_id: str,
+        agent: str,
+        action: str,
+        depends_on: list[str],
+        priority: int,
+    ) -> None:
+        self.run_ids.append(run_id)
+        self.step_ids.append(step_id)
+        self.agents.append(agent)
+        self.actions.append(action)
+        self.deps.append(",".join(depends_on))
+        self.priorities.append(priority)
+
+    def columns(self) -> dict[str, list[Any]]:
+        return dict(self.__dict__)
 
 
 async def startable_runs(session: AsyncSession, *, limit: int) -> list[uuid.UUID]:
