@@ -27,8 +27,10 @@ class EngineSettings(CommonSettings):
     lease_seconds: float = Field(
         15.0, gt=0, description="a step whose lease is not renewed this long is taken over"
     )
+    # Temporal's sticky schedule-to-start timeout is 5 s too. Shorter, a busy replica's steps
+    # are taken over in every burst of fan-out, and each takeover re-reads the run.
     sticky_seconds: float = Field(
-        1.0,
+        5.0,
         ge=0,
         description="a step meant for another replica (its run's affinity) is taken over "
         "once it has waited this long; keeps each run on one replica while that one keeps up",
