@@ -14,7 +14,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from shared.agent_client import AgentCallError, AgentClient
-from shared.spec.models import RetryPolicy, StepSpec, WorkflowSpec
+from shared.spec.models import RetryPolicy, StepSpec, WorkflowSpec, parse_spec
 from shared.spec.templates import TemplateContext, TemplateError, render
 from shared.state.steps import AttemptResult, ClaimedStep
 
@@ -65,14 +65,14 @@ class RunCache:
             row = (
                 await session.execute(
                     text(
-                        "SELECT spec, inputs, trace_id, deadline_at FROM workflow_runs "
-                        "WHERE id = :id"
+                        "SELECT spec::text AS spec, inputs, trace_id, deadline_at "
+                        "FROM workflow_runs WHERE id = :id"
                     ),
                     {"id": run_id},
                 )
             ).one()
         context = RunContext(
-            spec=WorkflowSpec.model_validate(row.spec),
+            spec=parse_spec(row.spec),
             inputs=row.inputs,
             trace_id=row.trace_id,
             deadline_at=row.deadline_at,

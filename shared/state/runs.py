@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from shared.db.models import WorkflowRun
 from shared.errors import Conflict, NotFound
 from shared.events.outbox import Event, emit
-from shared.spec.models import WorkflowSpec, parse_spec
+from shared.spec.models import StepSpec, WorkflowSpec, parse_spec
 from shared.state.machine import RUN_EVENT, TERMINAL_RUN, RunStatus
 
 
@@ -122,8 +122,7 @@ async def start_runs(
     for run in runs:
         spec = parse_spec(run.spec)
         for step in spec.steps:
-            steps.add(run.id, step.id, step.agent, step.action, step.depends_on, run.priority)
-            steps.max_attempts.append(step.retry.max_attempts)
+            steps.add(run.id, step, run.priority)
         deadline = now + timedelta(seconds=spec.timeout_s) if spec.timeout_s else None
         deadlines.append(deadline)
         events.append(Event(RUN_EVENT[RunStatus.RUNNING], run.id, {"workflow": run.workflow_name}))
@@ -184,21 +183,14 @@ class _StepRows:
     priorities: list[int] = field(default_factory=list)
     max_attempts: list[int] = field(default_factory=list)
 
-    def add(
-        self,
-        run_id: uuid.UUID,
-        step_id: str,
-        agent: str,
-        action: str,
-        depends_on: list[str],
-        priority: int,
-    ) -> None:
+    def add(self, run_id: uuid.UUID, step: StepSpec, priority: int) -> None:
         self.run_ids.append(run_id)
-        self.step_ids.append(step_id)
-        self.agents.append(agent)
-        self.actions.append(action)
-        self.deps.append(",".join(depends_on))
+        self.step_ids.append(step.id)
+        self.agents.append(step.agent)
+        self.actions.append(step.action)
+        self.deps.append(",".join(step.depends_on))
         self.priorities.append(priority)
+        self.max_attempts.append(step.retry.max_attempts)
 
     def columns(self) -> dict[str, list[Any]]:
         return dict(self.__dict__)
