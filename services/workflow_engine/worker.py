@@ -45,8 +45,12 @@ log = logging.getLogger(__name__)
 RECORD_BATCH = 256
 START_BATCH = 100
 
-# Steps meant for this replica and ready, not yet claimed: how far behind it is.
-_OWN_BACKLOG = text("SELECT count(*) FROM step_runs WHERE status = 'READY' AND affinity = :owner")
+# Steps meant for this replica and ready, not yet claimed: how far behind it is. Counted up to
+# its concurrency only, which is all the starter needs to know.
+_OWN_BACKLOG = text(
+    "SELECT count(*) FROM (SELECT 1 FROM step_runs WHERE status = 'READY' AND affinity = :owner "
+    "LIMIT :enough) AS backlog"
+)
 
 
 class Executor:
@@ -280,7 +284,11 @@ class Executor:
         # backlog is from before them.
         self._starter_held = True
         async with self.sessionmaker() as session, session.begin():
-            backlog = (await session.execute(_OWN_BACKLOG, {"owner": self.worker})).scalar()
+            backlog = (
+                await session.execute(
+                    _OWN_BACKLOG, {"owner": self.worker, "enough": self.settings.concurrency}
+                )
+            ).scalar()
             room = min(START_BATCH, self.settings.concurrency - int(backlog or 0))
             run_ids = await startable_runs(session, limit=room) if room > 0 else []
             if run_ids:

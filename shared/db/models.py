@@ -80,6 +80,22 @@ class WorkflowRun(Base):
     __table_args__ = (
         Index("ix_workflow_runs_status_created", "status", "created_at"),
         Index("ix_workflow_runs_name_created", "workflow_name", "created_at"),
+        # The starter's pick (highest priority, oldest first) reads only the runs it takes,
+        # however many are waiting.
+        Index(
+            "ix_workflow_runs_startable",
+            text("priority DESC"),
+            "created_at",
+            postgresql_where=text("status = 'PENDING' AND admitted_at IS NOT NULL"),
+        ),
+        # The same for runs a policy holds back (the controller admits them in this order).
+        Index(
+            "ix_workflow_runs_held",
+            text("priority DESC"),
+            "created_at",
+            "id",
+            postgresql_where=text("status = 'PENDING' AND admitted_at IS NULL"),
+        ),
     )
 
 
@@ -135,6 +151,8 @@ class StepRun(Base):
             "lease_expires_at",
             postgresql_where=text("status = 'RUNNING'"),
         ),
+        # A replica's own backlog (the starter asks before every round).
+        Index("ix_step_runs_ready_affinity", "affinity", postgresql_where=text("status = 'READY'")),
     )
 
 
