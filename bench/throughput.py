@@ -86,19 +86,21 @@ def connect(env: dict[str, str]) -> Any:
     )
 
 
-async def wait_done(env: dict[str, str], run_ids: list[str], timeout_s: float) -> None:
+async def wait_done(env: dict[str, str], timeout_s: float) -> None:
+    """Wait until no run is unfinished. The schema is the bench's own and rounds do not overlap,
+    so that is this round's runs; counted through the status index, the poll costs the
+    database next to nothing (matching thousands of ids took 5 ms of its CPU per poll). The
+    figures come from the runs' own timestamps, not from when this poll noticed."""
     conn = await connect(env)
     try:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             open_runs = await conn.fetchval(
-                "SELECT count(*) FROM workflow_runs WHERE id = ANY($1::uuid[]) "
-                "AND status IN ('PENDING', 'RUNNING')",
-                run_ids,
+                "SELECT count(*) FROM workflow_runs WHERE status IN ('PENDING', 'RUNNING')"
             )
             if open_runs == 0:
                 return
-            await asyncio.sleep(0.1)
+            await asyncio.sleep(0.2)
         raise TimeoutError(f"{open_runs} runs unfinished after {timeout_s}s")
     finally:
         await conn.close()
@@ -205,7 +207,7 @@ def one_round(
     if args.drain:
         for engine in working:
             pause(engine, False)
-    asyncio.run(wait_done(platform.env, run_ids, timeout_s=600))
+    asyncio.run(wait_done(platform.env, timeout_s=600))
     figures = asyncio.run(measure(platform.env, run_ids, executing_only=args.drain))
     figures["submitted_runs_per_s"] = args.runs / submit_s
     if args.drain:  # submit→first step includes the engines' start: not a latency
