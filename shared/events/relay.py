@@ -96,8 +96,10 @@ class OutboxRelay:
             # pg_advisory_lock: a statement waiting on a lock keeps its snapshot, and that one
             # snapshot, held for the life of the process, stops VACUUM from removing any dead
             # row in the database, so every table the engines update keeps growing.
-            while not await self._try_lead(conn):
-                await self._standby_pause()
+            while True:
+                if await self._try_lead(conn):
+                    break
+                await asyncio.sleep(self.poll_interval_s)
             await conn.add_listener(
                 outbox_channel(self.settings.db_schema), lambda *_: self._wake.set()
             )
@@ -124,6 +126,3 @@ class OutboxRelay:
                 self.settings.db_schema or "public",
             )
         )
-
-    async def _standby_pause(self) -> None:
-        await asyncio.sleep(self.poll_interval_s)
