@@ -10,6 +10,20 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
+# SQLSTATEs of a server that is going away or not back yet: connection exceptions (class 08),
+# admin/crash shutdown, cannot connect now, too many connections.
+_UNAVAILABLE = ("57P01", "57P02", "57P03", "53300")
+
+
+def database_unavailable(exc: BaseException) -> bool:
+    """Whether `exc` says the database is unreachable for now (worth trying again)."""
+    if isinstance(exc, OSError | TimeoutError | OperationalError | InterfaceError):
+        return True
+    if isinstance(exc, DBAPIError):
+        state = str(getattr(exc.orig, "sqlstate", "") or "")
+        return exc.connection_invalidated or state.startswith("08") or state in _UNAVAILABLE
+    return False
+
 
 class AppError(Exception):
     """A domain error with a stable code; `retryable` tells callers whether to try again."""

@@ -20,6 +20,8 @@ AGENT_NAMES: tuple[str, ...] = (
     "data-merger",
     "data-fetch-retry",
 )
+# The platform's tables live apart from any user data (as DBOS keeps its system schema).
+PLATFORM_SCHEMA = "ingestion_platform"
 AGENT_PORTS: dict[str, int] = {name: 8101 + i for i, name in enumerate(AGENT_NAMES)}
 
 
@@ -53,10 +55,12 @@ class CommonSettings(BaseSettings):
         validation_alias=_alias("REDIS_URL"),
         description="Redis URL for event streams (redis:// or unix://)",
     )
-    db_schema: str | None = Field(
-        None,
+    db_schema: str = Field(
+        PLATFORM_SCHEMA,
+        pattern=r"^[a-z_][a-z0-9_]{0,62}$",
         validation_alias=_alias("DB_SCHEMA"),
-        description="PostgreSQL schema to use (tests isolate by schema); None means public",
+        description="PostgreSQL schema of the platform's own tables, created by the "
+        "migrations; never a merge target (tests and benchmarks isolate by schema)",
     )
     stream_prefix: str = Field(
         "",

@@ -29,6 +29,11 @@ REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 SERVICE_TOKEN = "test-service-token"
 
 
+def target_schema(platform_schema: str) -> str:
+    """The schema PostgreSQL merges of a test session may write to (never the platform's)."""
+    return f"{platform_schema}_data"
+
+
 def fresh_schema() -> Iterator[str]:
     """Create a schema with the migrations applied, yield its name, drop it afterwards."""
     schema = f"t_{uuid.uuid4().hex[:10]}"
@@ -40,6 +45,7 @@ def fresh_schema() -> Iterator[str]:
         conn = await asyncpg.connect(asyncpg_dsn(DATABASE_URL))
         try:
             await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+            await conn.execute(f'DROP SCHEMA IF EXISTS "{target_schema(schema)}" CASCADE')
         finally:
             await conn.close()
 
@@ -68,6 +74,7 @@ def common_env(
         "database_url": DATABASE_URL,
         "redis_url": REDIS_URL,
         "db_schema": db_schema,
+        "target_schemas": [target_schema(db_schema)],
         "stream_prefix": stream_prefix,
         "service_token": SERVICE_TOKEN,
         "data_root": str(data_root),

@@ -22,16 +22,11 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import text
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
-from shared.errors import Conflict
+from shared.errors import Conflict, database_unavailable
 
 log = logging.getLogger(__name__)
-
-# SQLSTATEs of a server that is going away or not back yet: connection exceptions (class 08),
-# admin/crash shutdown, cannot connect now, too many connections.
-_UNAVAILABLE = ("57P01", "57P02", "57P03", "53300")
 
 
 def request_hash(action: str, body: dict[str, Any]) -> str:
@@ -53,16 +48,6 @@ class Claim:
 
     key: str
     until: datetime
-
-
-def database_unavailable(exc: BaseException) -> bool:
-    """Whether `exc` says the database is unreachable for now (worth trying again)."""
-    if isinstance(exc, OSError | TimeoutError | OperationalError | InterfaceError):
-        return True
-    if isinstance(exc, DBAPIError):
-        state = str(getattr(exc.orig, "sqlstate", "") or "")
-        return exc.connection_invalidated or state.startswith("08") or state in _UNAVAILABLE
-    return False
 
 
 class Ledger:

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-from pydantic import AliasChoices, Field
+import re
+
+from pydantic import AliasChoices, Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from shared.settings import CommonSettings
+
+SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
 
 class AgentSettings(CommonSettings):
@@ -19,6 +23,16 @@ class AgentSettings(CommonSettings):
         default_factory=list,
         description="hosts or CIDRs in private ranges that fetches may reach (JSON list)",
     )
+    target_database_url: str | None = Field(
+        None,
+        description="SQLAlchemy async URL of the database PostgreSQL merge targets live in "
+        "(default: the platform database, DATABASE_URL, in the schemas below)",
+    )
+    target_schemas: list[str] = Field(
+        default_factory=lambda: ["ingest"],
+        description="the only schemas a PostgreSQL merge may write to (JSON list; the first is "
+        "the default); the platform schema can never be one of them",
+    )
     ledger_claim_s: float = Field(
         300.0,
         description="how long an in-progress idempotency key blocks a repeat before takeover",
@@ -26,5 +40,24 @@ class AgentSettings(CommonSettings):
     mlflow_tracking_uri: str | None = Field(
         None,
         validation_alias=AliasChoices("mlflow_tracking_uri", "MLFLOW_TRACKING_URI"),
-        description="MLflow registry the agent loads its model from (optional)",
+        description="MLflow tracking/registry URI the agent loads its models' champions from "
+        "(sqlite:///var/mlflow/mlflow.db on a laptop, http://mlflow:5000 in compose); unset: "
+        "the agent decides with its baselines",
     )
+    model_refresh_s: float = Field(
+        60.0, gt=0, description="how often the agent checks for a new champion (hot swap)"
+    )
+
+    @model_validator(mode="after")
+    def _targets_apart_from_platform(self) -> AgentSettings:
+        for schema in self.target_schemas:
+            if not SCHEMA_NAME.match(schema) or schema.startswith("pg_"):
+                raise ValueError(f"target_schemas: {schema!r} is not a usable schema name")
+        if self.target_database_url is None and self.db_schema in self.target_schemas:
+            raise ValueError(
+                f"target_schemas: {self.db_schema!r} is the platform schema (DB_SCHEMA); "
+                "merges may never write there"
+            )
+        if not self.target_schemas:
+            raise ValueError("target_schemas: name at least one schema")
+        return self

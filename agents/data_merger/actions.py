@@ -49,7 +49,8 @@ class Target(BaseModel):
     db_schema: str | None = Field(
         None,
         alias="schema",
-        description="PostgreSQL schema of the table (default: the agent's search_path)",
+        description="PostgreSQL schema of the table: one of AGENT_TARGET_SCHEMAS (default: the "
+        "first of them); never the platform's own schema",
     )
 
 
@@ -186,19 +187,20 @@ async def merge_action(body: MergeBody, ctx: ActionContext) -> dict[str, Any]:
                 raise
         return jsonable_encoder(result)
     table = body.target.table or re.sub(r"[^A-Za-z0-9_]", "_", body.dataset)
+    schema = postgres.target_schema(body.target.db_schema, ctx.settings.target_schemas)
+    postgres.quote(table)  # a bad name is refused before any batch is read
     with scratch_dir(root) as work:
         batch, deletes = await asyncio.to_thread(load_batches, locations, spec, work)
-    resource = f"table:{body.target.db_schema or ''}.{table}"
-    async with _database_errors(), dataset.locked(ctx.db_engine, resource) as conn:
+    resource = f"table:{schema}.{table}"
+    async with _database_errors(), dataset.locked(ctx.target_engine, resource) as conn:
         result = await postgres.load(
             conn,
             table=table,
-            schema=body.target.db_schema,
+            schema=schema,
             batch=batch,
             deletes=deletes,
             spec=spec,
             fingerprint=batch_id,
-            platform_schema=ctx.settings.db_schema,
         )
     return jsonable_encoder({"dataset": body.dataset, **result})
 

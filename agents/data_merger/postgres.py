@@ -22,12 +22,27 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from agents.base.actions import AgentError
 from agents.data_converter.schema import schema_names
 from agents.data_merger.merging import MergeSpec
-from shared.db.models import Base
 
 IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
-# The platform's own tables: a merge must never overwrite the orchestration state.
-PLATFORM_TABLES = frozenset(Base.metadata.tables) | {"alembic_version", "_merger_loads"}
+# The merger's own bookkeeping in each target schema; no dataset may take its name.
+LOADS_TABLE = "_merger_loads"
 _BATCH, _DELETES = "_merger_batch", "_merger_deletes"
+
+
+def target_schema(requested: str | None, allowed: list[str]) -> str:
+    """The schema a load writes to: one named in AGENT_TARGET_SCHEMAS, never anything else.
+
+    An allowlist, not a deny-list of known platform tables: the platform's tables live in a
+    schema of their own that settings refuse to list, so no name a spec sends can reach them.
+    """
+    schema = requested or allowed[0]
+    if schema not in allowed:
+        raise AgentError(
+            f"target.schema: {schema!r} is not a merge target; allowed: {', '.join(allowed)} "
+            "(AGENT_TARGET_SCHEMAS)",
+            code="invalid_target",
+        )
+    return schema
 
 
 def quote(identifier: str) -> str:
@@ -95,11 +110,11 @@ async def _copy(conn: AsyncConnection, table: str, frame: pl.DataFrame) -> None:
     await driver.copy_records_to_table(table, records=_records(frame), columns=frame.columns)
 
 
-async def _existing_columns(conn: AsyncConnection, schema: str | None, table: str) -> list[str]:
+async def _existing_columns(conn: AsyncConnection, schema: str, table: str) -> list[str]:
     rows = await conn.execute(
         text(
             "SELECT column_name FROM information_schema.columns "
-            "WHERE table_schema = coalesce(:schema, current_schema()) AND table_name = :table "
+            "WHERE table_schema = :schema AND table_name = :table "
             "ORDER BY ordinal_position"
         ),
         {"schema": schema, "table": table},
@@ -107,16 +122,14 @@ async def _existing_columns(conn: AsyncConnection, schema: str | None, table: st
     return [r[0] for r in rows]
 
 
-async def _has_unique_key(
-    conn: AsyncConnection, schema: str | None, table: str, key: list[str]
-) -> bool:
+async def _has_unique_key(conn: AsyncConnection, schema: str, table: str, key: list[str]) -> bool:
     rows = await conn.execute(
         text(
             "SELECT array_agg(a.attname::text ORDER BY a.attname) FROM pg_index i "
             "JOIN pg_class c ON c.oid = i.indrelid "
             "JOIN pg_namespace n ON n.oid = c.relnamespace "
             "JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = ANY(i.indkey) "
-            "WHERE c.relname = :table AND n.nspname = coalesce(:schema, current_schema()) "
+            "WHERE c.relname = :table AND n.nspname = :schema "
             "AND i.indisunique GROUP BY i.indexrelid"
         ),
         {"schema": schema, "table": table},
@@ -141,19 +154,25 @@ async def load(
     conn: AsyncConnection,
     *,
     table: str,
-    schema: str | None,
+    schema: str,
     batch: pl.DataFrame,
     deletes: pl.DataFrame | None,
     spec: MergeSpec,
     fingerprint: str,
-    platform_schema: str | None,
 ) -> dict[str, Any]:
-    """Apply `batch` to the table inside the caller's transaction; the load's result."""
-    if table in PLATFORM_TABLES and schema in (None, platform_schema, "public"):
-        raise AgentError(f"{table!r} is a platform table; choose another", code="invalid_target")
-    target = f"{quote(schema)}.{quote(table)}" if schema else quote(table)
-    qualifier = f"{quote(schema)}." if schema else ""
-    label = f"{schema}.{table}" if schema else table
+    """Apply `batch` to `schema.table` inside the caller's transaction; the load's result.
+
+    `schema` is one `target_schema` allowed; every statement names it, so the connection's
+    search_path plays no part in where rows go.
+    """
+    if table == LOADS_TABLE:
+        raise AgentError(
+            f"{table!r} is the merger's own ledger; choose another", code="invalid_target"
+        )
+    target = f"{quote(schema)}.{quote(table)}"
+    qualifier = f"{quote(schema)}."
+    label = f"{schema}.{table}"
+    await conn.execute(text(f"CREATE SCHEMA IF NOT EXISTS {quote(schema)}"))
     await conn.execute(
         text(
             f"CREATE TABLE IF NOT EXISTS {qualifier}_merger_loads (target text NOT NULL, "

@@ -51,6 +51,13 @@ class ControllerSettings(CommonSettings):
         description="a fire found later than this (controller down) counts as missed and "
         "follows the schedule's catch-up policy",
     )
+    max_nesting_depth: int = Field(
+        32,
+        ge=2,
+        le=256,
+        description="deepest nesting of JSON objects and lists accepted in a spec's params, "
+        "its input defaults and a run's inputs; deeper is a 422 before anything is stored",
+    )
     seed_schedules: bool = Field(
         True, description="create the four seed schedules at first start (never duplicated)"
     )

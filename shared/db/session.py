@@ -16,9 +16,7 @@ def create_engine(
     anyway (the engine's loops) can do without: the first failure after a database restart
     invalidates the whole pool.
     """
-    server_settings = {"application_name": "ingestion-platform"}
-    if settings.db_schema:
-        server_settings["search_path"] = settings.db_schema
+    server_settings = {"application_name": "ingestion-platform", "search_path": settings.db_schema}
     return create_async_engine(
         settings.database_url,
         pool_pre_ping=pre_ping,

@@ -122,3 +122,21 @@ def _check_references(
             )
         if ref.root == "item" and (map_over is None or field.endswith(".map_over")):
             raise SpecError(field, "${item} is only available in the params of a map_over step")
+
+
+def deepest_path(value: object, *, limit: int) -> str | None:
+    """The path of the first JSON node nested deeper than `limit`, or None.
+
+    Iterative on purpose: a recursive walk over a hostile 100,000-level document would hit
+    Python's recursion limit, which is the failure this check exists to prevent.
+    """
+    stack: list[tuple[object, str, int]] = [(value, "", 0)]
+    while stack:
+        node, path, depth = stack.pop()
+        if depth > limit:
+            return path
+        if isinstance(node, dict):
+            stack.extend((v, f"{path}.{k}" if path else str(k), depth + 1) for k, v in node.items())
+        elif isinstance(node, list | tuple):
+            stack.extend((v, f"{path}[{i}]", depth + 1) for i, v in enumerate(node))
+    return None

@@ -260,7 +260,7 @@ async def test_merges_into_a_postgres_table_in_one_transaction(
 
     conn = await asyncpg.connect(asyncpg_dsn(DATABASE_URL))
     try:
-        schema = common_env["db_schema"]
+        schema = common_env["target_schemas"][0]
         stored = await conn.fetch(f'SELECT id, name, tags FROM "{schema}"."{table}" ORDER BY id')
     finally:
         await conn.close()
@@ -274,7 +274,11 @@ async def test_merges_into_a_postgres_table_in_one_transaction(
         "merge",
         {
             **body,
-            "target": {"kind": "postgres", "table": "workflow_runs"},
+            "target": {
+                "kind": "postgres",
+                "table": "workflow_runs",
+                "schema": common_env["db_schema"],
+            },
             "batches": [batch(tmp_path, "pg3", rows)],
         },
     )
@@ -311,7 +315,9 @@ async def test_postgres_append_and_replace(
     assert (replaced["rows"], replaced["deleted"], replaced["inserted"]) == (1, 3, 1)
     conn = await asyncpg.connect(asyncpg_dsn(DATABASE_URL))
     try:
-        rows = await conn.fetch(f'SELECT n, note FROM "{common_env["db_schema"]}"."{table}"')
+        rows = await conn.fetch(
+            f'SELECT n, note FROM "{common_env["target_schemas"][0]}"."{table}"'
+        )
     finally:
         await conn.close()
     assert [(r["n"], r["note"]) for r in rows] == [(3, "late")]

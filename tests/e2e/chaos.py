@@ -22,7 +22,7 @@ import redis.asyncio as aioredis
 from launcher.processes import Ports, Service, free_port, platform_env, platform_services
 from shared.db.session import asyncpg_dsn
 from shared.state.machine import RUN_EVENT, STEP_EVENT, TERMINAL_RUN
-from tests.conftest import DATABASE_URL, SERVICE_TOKEN, fresh_schema
+from tests.conftest import DATABASE_URL, SERVICE_TOKEN, fresh_schema, target_schema
 from tests.e2e.faults import ExternalServer, RedisServer, TcpProxy
 
 API_KEY = "chaos-api-key"
@@ -176,6 +176,7 @@ def start_platform(base: Path, *, extra_env: dict[str, str] | None = None) -> Ch
         service_token=SERVICE_TOKEN,
         extra={
             "DB_SCHEMA": schema,
+            "AGENT_TARGET_SCHEMAS": json.dumps([target_schema(schema)]),
             "STREAM_PREFIX": f"chaos-{uuid.uuid4().hex[:8]}:",
             "CONTROLLER_API_KEYS": json.dumps([API_KEY]),
             "CONTROLLER_HEALTH_INTERVAL_S": "2",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import time
 from collections.abc import Iterator
@@ -13,7 +14,7 @@ import httpx
 import pytest
 
 from launcher.processes import Ports, Service, platform_env, platform_services, sample_server
-from tests.conftest import DATABASE_URL, REDIS_URL, SERVICE_TOKEN, fresh_schema
+from tests.conftest import DATABASE_URL, REDIS_URL, SERVICE_TOKEN, fresh_schema, target_schema
 
 API_KEY = "e2e-api-key"
 ORDERS_TOKEN = "e2e-0rders-t0ken-5ecret-91f2"
@@ -86,6 +87,7 @@ def platform(
         service_token=SERVICE_TOKEN,
         extra={
             "DB_SCHEMA": db_schema,
+            "AGENT_TARGET_SCHEMAS": json.dumps([target_schema(db_schema)]),
             "STREAM_PREFIX": stream_prefix,
             "CONTROLLER_API_KEYS": f'["{API_KEY}"]',
             "CONTROLLER_HEALTH_INTERVAL_S": "1",

@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 
 from launcher.processes import Service
-from tests.conftest import DATABASE_URL
+from tests.conftest import DATABASE_URL, target_schema
 from tests.e2e.chaos import ChaosPlatform
 from tests.e2e.counts import Counts, count_all
 from tests.e2e.faults import restart_postgres
@@ -65,7 +65,11 @@ def pipeline_spec(platform: ChaosPlatform, table: str) -> dict[str, Any]:
                 "params": {
                     "batches": "${steps.convert.output.files}",
                     "dataset": table,
-                    "target": {"kind": "postgres", "table": table, "schema": platform.schema},
+                    "target": {
+                        "kind": "postgres",
+                        "table": table,
+                        "schema": target_schema(platform.schema),
+                    },
                 },
                 "retry": RETRY,
                 "timeout_s": 30,
@@ -92,7 +96,7 @@ async def count_pipeline_data(
 ) -> None:
     """Rows in the merged table per run: one copy of each source row for a succeeded run."""
     rows = await platform.query(
-        f'SELECT tag, count(*) AS n FROM "{platform.schema}"."{table}" GROUP BY tag'
+        f'SELECT tag, count(*) AS n FROM "{target_schema(platform.schema)}"."{table}" GROUP BY tag'
     )
     per_tag = {row["tag"]: int(row["n"]) for row in rows}
     runs = await platform.query(

@@ -7,15 +7,19 @@ from fastapi.responses import JSONResponse
 
 from services.orchestrator_controller.definitions import service
 from services.orchestrator_controller.definitions.schemas import DefinitionList, DefinitionOut
-from services.orchestrator_controller.deps import ApiKey, SessionDep
+from services.orchestrator_controller.deps import ApiKey, SessionDep, SettingsDep
+from services.orchestrator_controller.runs.service import check_nesting
 from shared.spec.models import WorkflowSpec
 
 router = APIRouter(prefix="/workflows/definitions", tags=["definitions"])
 
 
 @router.post("", dependencies=[ApiKey], status_code=201, response_model=DefinitionOut)
-async def register_definition(spec: WorkflowSpec, session: SessionDep) -> JSONResponse:
+async def register_definition(
+    spec: WorkflowSpec, session: SessionDep, settings: SettingsDep
+) -> JSONResponse:
     """Register a workflow spec (201 new, 200 when the same content is already stored)."""
+    check_nesting(spec, {}, limit=settings.max_nesting_depth)
     async with session.begin():
         definition, is_new = await service.register(session, spec=spec)
     body = DefinitionOut.model_validate(definition, from_attributes=True)

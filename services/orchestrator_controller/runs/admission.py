@@ -12,15 +12,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from services.orchestrator_controller.policies.service import Policies
 from services.orchestrator_controller.runs.service import Accepted, Prepared, accept_prepared
-from shared.errors import AppError
+from shared.errors import AppError, ValidationFailed, database_unavailable
 from shared.metrics import PlatformMetrics
 
 MAX_BATCH = 256
+log = logging.getLogger(__name__)
 
 
 class AdmissionQueue:
@@ -53,29 +56,62 @@ class AdmissionQueue:
         while self._queued:
             batch, self._queued = self._queued[:MAX_BATCH], self._queued[MAX_BATCH:]
             try:
-                async with self.sessionmaker() as session, session.begin():
-                    results = await accept_prepared(
-                        session,
-                        [item for item, _ in batch],
-                        schema=self.schema,
-                        policies=self.policies,
-                    )
-                self.metrics.admission_batch_size.observe(len(batch))
-            except Exception as exc:  # nothing of this batch was stored: each caller is told
-                for _, future in batch:
-                    if not future.done():
-                        future.set_exception(exc)
+                results = await self._admit([item for item, _ in batch])
+            except Exception as exc:
+                if len(batch) == 1 or database_unavailable(exc):
+                    _settle(batch[0][1], _as_request_error(exc))
+                    continue
+                # Nothing of the batch was stored. One request's unforeseen failure must stay
+                # its own: admit each alone, so the others are stored and answered as usual.
+                log.warning(
+                    "admission of %d runs failed (%r); admitting one by one", len(batch), exc
+                )
+                for item, future in batch:
+                    outcome: Accepted | BaseException
+                    try:
+                        [outcome] = await self._admit([item])
+                    except Exception as alone:
+                        outcome = _as_request_error(alone)
+                    _settle(future, outcome)
                 continue
             for (_, future), result in zip(batch, results, strict=True):
-                if future.done():
-                    continue
-                if isinstance(result, AppError):
-                    future.set_exception(result)
-                else:
-                    future.set_result(result)
+                _settle(future, result)
+
+    async def _admit(self, items: list[Prepared]) -> list[Accepted | AppError]:
+        async with self.sessionmaker() as session, session.begin():
+            results = await accept_prepared(
+                session, items, schema=self.schema, policies=self.policies
+            )
+        self.metrics.admission_batch_size.observe(len(items))
+        return results
 
     async def aclose(self) -> None:
         """Let the batch in flight finish (its runs are being committed)."""
         if self._worker is not None:
             with contextlib.suppress(Exception):
                 await self._worker
+
+
+def _settle(future: asyncio.Future[Accepted], result: Accepted | BaseException) -> None:
+    if future.done():
+        return
+    if isinstance(result, BaseException):
+        future.set_exception(result)
+    else:
+        future.set_result(result)
+
+
+def _as_request_error(exc: Exception) -> Exception:
+    """A failure of one request alone: data PostgreSQL refuses is the request's fault (422).
+
+    SQLSTATE class 22 (data exception: a NUL in a string, a number out of range) is about the
+    values sent; anything else (the database away, a bug) keeps its own handling.
+    """
+    sqlstate = getattr(getattr(exc, "orig", None), "sqlstate", None)
+    if isinstance(exc, DBAPIError) and isinstance(sqlstate, str) and sqlstate.startswith("22"):
+        reason = str(exc.orig).strip().splitlines()[0][:300]
+        return ValidationFailed(
+            f"the database refused a value of this run ({reason}); nothing was stored",
+            code="value_refused",
+        )
+    return exc

@@ -42,6 +42,7 @@ async def coordinate(
             body=body,
             idempotency_key=idempotency_key,
             policies=request.app.state.policies,
+            max_nesting_depth=request.app.state.settings.max_nesting_depth,
         )
     accepted = await request.app.state.admissions.accept(item)
     run = accepted.run

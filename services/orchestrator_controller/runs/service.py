@@ -24,6 +24,7 @@ from services.orchestrator_controller.runs.schemas import (
 from shared.db.models import IdempotencyRecord, StepRun, WorkflowRun
 from shared.errors import AppError, Conflict, NotFound, ValidationFailed
 from shared.spec.models import WorkflowSpec
+from shared.spec.validation import deepest_path
 from shared.state.machine import RunStatus
 from shared.state.runs import NewRun, create_runs
 
@@ -53,15 +54,41 @@ class Prepared:
     run_id: uuid.UUID = field(default_factory=uuid.uuid4)
 
 
+def check_nesting(spec: WorkflowSpec, inputs: dict[str, Any], *, limit: int) -> None:
+    """Refuse params, input defaults or inputs nested deeper than `limit` (422, nothing stored).
+
+    Run before a request joins an admission batch: a value too deep to serialise must fail
+    its own request, not the transaction it would share with others.
+    """
+    places: list[tuple[str, Any]] = [("inputs", inputs)]
+    for name, declared in spec.inputs.items():
+        places.append((f"spec.inputs.{name}.default", declared.default))
+    for i, step in enumerate(spec.steps):
+        places.append((f"spec.steps[{i}].params", step.params))
+        if step.compensate is not None:
+            places.append((f"spec.steps[{i}].compensate.params", step.compensate.params))
+    for field_name, value in places:
+        too_deep = deepest_path(value, limit=limit)
+        if too_deep is not None:
+            where = f"{field_name}.{too_deep}" if too_deep else field_name
+            raise ValidationFailed(
+                f"{field_name}: nested deeper than {limit} levels (at {where[:200]}); the limit "
+                "is CONTROLLER_MAX_NESTING_DEPTH",
+                code="too_deep",
+            )
+
+
 async def prepare_run(
     session: AsyncSession,
     *,
     body: CoordinateRequest,
     idempotency_key: str | None,
     policies: Policies | None = None,
+    max_nesting_depth: int = 32,
 ) -> Prepared:
     """Everything about accepting a run that needs no lock: resolve, shape, bind the inputs."""
     if body.spec is not None:
+        check_nesting(body.spec, body.inputs, limit=max_nesting_depth)
         spec = body.spec
     else:
         assert body.workflow is not None
@@ -69,6 +96,7 @@ async def prepare_run(
             spec = await definitions.resolve(session, name=body.workflow, version=body.version)
         except NotFound as exc:
             raise ValidationFailed(f"workflow: {exc.message}", code="unknown_workflow") from exc
+        check_nesting(spec, body.inputs, limit=max_nesting_depth)
     given = body.inputs
     if policies is not None:
         spec, given = policies.shape(spec, given)
