@@ -17,11 +17,17 @@ from sqlalchemy.exc import DBAPIError
 
 from agents.base.actions import ActionRegistry, AgentError, NoopBody, noop
 from agents.base.context import ActionContext
-from agents.base.ledger import Claim, Ledger, database_unavailable, request_hash
+from agents.base.ledger import Claim, Ledger, request_hash
+from agents.base.models import ModelSlot
 from agents.base.settings import AgentSettings
 from shared.auth import require_token
 from shared.db.session import create_engine, create_sessionmaker
-from shared.errors import NotFound, ValidationFailed, register_exception_handlers
+from shared.errors import (
+    NotFound,
+    ValidationFailed,
+    database_unavailable,
+    register_exception_handlers,
+)
 from shared.metrics import LATENCY_BUCKETS, mount_metrics
 from shared.spec.catalog import AGENT_ACTIONS
 
@@ -34,9 +40,23 @@ def create_agent_app(
     settings: AgentSettings | None = None,
     *,
     health_checks: dict[str, HealthCheck] | None = None,
+    models: dict[str, Any] | None = None,
 ) -> FastAPI:
-    """Build the FastAPI app of one agent from its registered actions."""
+    """Build the FastAPI app of one agent from its registered actions.
+
+    `models` maps a registered model's name to the baseline the agent falls back to; each
+    becomes a `ModelSlot` loading the registry's champion (see agents/base/models.py).
+    """
     settings = settings or AgentSettings()
+    slots = {
+        name: ModelSlot(
+            name,
+            baseline,
+            tracking_uri=settings.mlflow_tracking_uri,
+            refresh_s=settings.model_refresh_s,
+        )
+        for name, baseline in (models or {}).items()
+    }
     registry.actions.setdefault("noop", _noop_action(registry))
     expected = AGENT_ACTIONS[registry.agent]
     if set(registry.actions) != expected:
@@ -59,21 +79,37 @@ def create_agent_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = create_engine(settings, pool_size=5)
+        target = engine
+        if settings.target_database_url is not None:
+            target = create_engine(
+                settings.model_copy(update={"database_url": settings.target_database_url}),
+                pool_size=2,
+            )
         async with httpx.AsyncClient(timeout=30.0, follow_redirects=False) as http:
             app.state.engine = engine
+            app.state.target_engine = target
             app.state.sessionmaker = create_sessionmaker(engine)
             app.state.http = http
             app.state.ledger = Ledger(
                 registry.agent, app.state.sessionmaker, settings.ledger_claim_s
             )
-            yield
+            for slot in slots.values():
+                await slot.start()
+            try:
+                yield
+            finally:
+                for slot in slots.values():
+                    await slot.stop()
         await engine.dispose()
+        if target is not engine:
+            await target.dispose()
 
     app = FastAPI(title=registry.agent, lifespan=lifespan)
     register_exception_handlers(app)
     mount_metrics(app, metrics)
     app.state.settings = settings
     app.state.registry = registry
+    app.state.models = slots
 
     def context(request: Request) -> ActionContext:
         return ActionContext(
@@ -81,11 +117,13 @@ def create_agent_app(
             settings=settings,
             http=app.state.http,
             db_engine=app.state.engine,
+            target_engine=app.state.target_engine,
             sessionmaker=app.state.sessionmaker,
             idempotency_key=request.headers.get("idempotency-key"),
             run_id=request.headers.get("x-run-id"),
             step_id=request.headers.get("x-step-id"),
             trace_id=request.headers.get("x-trace-id"),
+            models=slots,
         )
 
     @app.get("/health")
@@ -99,6 +137,11 @@ def create_agent_app(
         except Exception as exc:  # reported, not raised: /health must answer
             checks["database"] = f"down: {type(exc).__name__}"
             status = "unhealthy"
+        for name, slot in slots.items():
+            state, detail = slot.health()
+            checks[f"model:{name}"] = detail if state == "ok" else {"status": state, **detail}
+            if state != "ok" and status == "healthy":
+                status = "degraded"
         for name, check in (health_checks or {}).items():
             state, detail = await check(context(request))
             checks[name] = detail if state == "ok" else {"status": state, "detail": detail}
