@@ -6,7 +6,7 @@ TOOLS := .venv-tools
 UV := $(TOOLS)/bin/uv
 RUN := $(UV) run --frozen
 
-.PHONY: install airflow demo up test check lint format chaos bench clean
+.PHONY: install airflow demo up test check lint format chaos bench models clean
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -49,6 +49,9 @@ format: install
 
 chaos: install ## the fault harness at full size: kills, outages, restarts; prints the counts
 	$(RUN) python bench/chaos.py
+
+models: install ## train, evaluate and register the five models in MLflow; writes ml/README.md
+	$(RUN) python -m ml.train
 
 bench: install ## throughput benchmark (prints figures; not a test)
 	$(RUN) python bench/throughput.py

@@ -11,6 +11,7 @@ import threading
 from pathlib import Path
 
 from launcher.demo import run_demo
+from launcher.models import loaded_models
 from launcher.platform import running_platform
 from launcher.processes import ROOT
 
@@ -21,7 +22,9 @@ def main() -> int:
     parser.add_argument("--var", type=Path, default=ROOT / "var", help="state folder")
     args = parser.parse_args()
     print("starting the platform…")
-    with running_platform(args.var) as platform:
+    with running_platform(args.var, models=True) as platform:
+        print("models the agents loaded:")
+        print("\n".join(loaded_models(platform.ports.agent_urls())) or "  none")
         if args.command == "demo":
             return run_demo(platform)
         print(f"\nplatform up: controller {platform.controller_url} (Ctrl-C to stop)")

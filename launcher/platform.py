@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from launcher.embedded import Infrastructure, provide
+from launcher.models import ensure_models, registry_uri
 from launcher.processes import (
     ROOT,
     Ports,
@@ -53,18 +54,26 @@ def running_platform(
     ports: Ports | None = None,
     say: object = print,
     extra_env: dict[str, str] | None = None,
+    models: bool = False,
 ) -> Iterator[RunningPlatform]:
-    """Start everything, yield it, stop everything (services first, then embedded servers)."""
+    """Start everything, yield it, stop everything (services first, then embedded servers).
+
+    With `models`, the agents load their models from a registry (trained first if empty).
+    """
     ports = ports or Ports()
     infra = provide(var_dir)
     data_root = var_dir / "data"
     log_dir = var_dir / "logs"
+    extra = dict(extra_env or {})
+    if models:
+        extra.setdefault("MLFLOW_TRACKING_URI", registry_uri(var_dir))
+        ensure_models(extra["MLFLOW_TRACKING_URI"], say)  # type: ignore[arg-type]
     env = platform_env(
         database_url=infra.database_url,
         redis_url=infra.redis_url,
         ports=ports,
         data_root=data_root,
-        extra=extra_env,
+        extra=extra,
     )
     if infra.embedded:
         say(f"embedded {' and '.join(infra.embedded)} under {var_dir}")  # type: ignore[operator]

@@ -82,4 +82,10 @@ class CommonSettings(BaseSettings):
         validation_alias=_alias("AGENT_URLS"),
         description="JSON map of agent name to base URL",
     )
+    max_body_bytes: int = Field(
+        2 * 1024 * 1024,
+        ge=1024,
+        description="largest request body accepted (413 beyond, checked before the body is "
+        "read or authenticated); read with the service's prefix, e.g. CONTROLLER_MAX_BODY_BYTES",
+    )
     log_level: str = Field("info", validation_alias=_alias("LOG_LEVEL"), description="log level")

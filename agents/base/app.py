@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -28,6 +29,7 @@ from shared.errors import (
     database_unavailable,
     register_exception_handlers,
 )
+from shared.limits import limit_body
 from shared.metrics import LATENCY_BUCKETS, mount_metrics
 from shared.spec.catalog import AGENT_ACTIONS
 
@@ -106,12 +108,14 @@ def create_agent_app(
 
     app = FastAPI(title=registry.agent, lifespan=lifespan)
     register_exception_handlers(app)
+    limit_body(app, settings)
     mount_metrics(app, metrics)
     app.state.settings = settings
     app.state.registry = registry
     app.state.models = slots
 
     def context(request: Request) -> ActionContext:
+        run_id, step_id = _id_header(request, "x-run-id"), _id_header(request, "x-step-id")
         return ActionContext(
             agent=registry.agent,
             settings=settings,
@@ -120,8 +124,8 @@ def create_agent_app(
             target_engine=app.state.target_engine,
             sessionmaker=app.state.sessionmaker,
             idempotency_key=request.headers.get("idempotency-key"),
-            run_id=request.headers.get("x-run-id"),
-            step_id=request.headers.get("x-step-id"),
+            run_id=run_id,
+            step_id=step_id,
             trace_id=request.headers.get("x-trace-id"),
             models=slots,
         )
@@ -235,6 +239,21 @@ def create_agent_app(
         return JSONResponse(result)
 
     return app
+
+
+# Run and step ids name folders under DATA_ROOT (runs/<run>/<step>/): letters, digits, '-' and
+# '_' only, so a header such as `../datasets` can never point a step's writes elsewhere.
+_ID_HEADER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+
+
+def _id_header(request: Request, name: str) -> str | None:
+    value = request.headers.get(name)
+    if value is not None and not _ID_HEADER.match(value):
+        raise ValidationFailed(
+            f"{name}: {value[:80]!r} is not an id (letters, digits, '-' and '_', at most 64)",
+            code="invalid_header",
+        )
+    return value
 
 
 def _caused_by_database_outage(exc: BaseException) -> bool:

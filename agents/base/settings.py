@@ -23,6 +23,12 @@ class AgentSettings(CommonSettings):
         default_factory=list,
         description="hosts or CIDRs in private ranges that fetches may reach (JSON list)",
     )
+    max_body_bytes: int = Field(
+        64 * 1024 * 1024,
+        ge=1024,
+        description="largest action body accepted (413 beyond): the engine sends rendered "
+        "params, e.g. the file manifests of a large collect",
+    )
     target_database_url: str | None = Field(
         None,
         description="SQLAlchemy async URL of the database PostgreSQL merge targets live in "

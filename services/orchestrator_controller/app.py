@@ -28,6 +28,7 @@ from shared.db.session import create_engine, create_sessionmaker
 from shared.errors import register_exception_handlers
 from shared.events.relay import OutboxRelay
 from shared.health import mount_health
+from shared.limits import limit_body
 from shared.metrics import create_metrics, mount_metrics
 from shared.spec.loader import builtin_specs
 from shared.tasks import background
@@ -106,6 +107,7 @@ def create_app(settings: ControllerSettings | None = None) -> FastAPI:
     app.state.clock = utc_now
     app.state.policies = policies
     register_exception_handlers(app)
+    limit_body(app, settings)
     mount_metrics(app, metrics.registry)
     # definitions first: /workflows/definitions must not be taken for a run id
     app.include_router(definitions_router)

@@ -16,6 +16,7 @@ from shared.db.session import create_engine, create_sessionmaker
 from shared.errors import register_exception_handlers
 from shared.events.relay import OutboxRelay
 from shared.health import mount_health
+from shared.limits import limit_body
 from shared.metrics import create_metrics, mount_metrics
 from shared.tasks import background
 
@@ -54,6 +55,7 @@ def create_app(settings: EngineSettings | None = None) -> FastAPI:
     app = FastAPI(title="workflow-engine", lifespan=lifespan)
     app.state.settings = settings
     register_exception_handlers(app)
+    limit_body(app, settings)
     mount_metrics(app, metrics.registry)
     app.include_router(runs_router)
 

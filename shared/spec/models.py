@@ -12,6 +12,7 @@ WorkflowKind = Literal[
     "standard", "secure_api", "bulk_file", "realtime_stream", "resilient_fetch", "test"
 ]
 STEP_ID_PATTERN = r"^[a-z][a-z0-9_]{0,62}$"
+MAX_INT32 = 2**31 - 1  # the platform's integer columns (versions) are PostgreSQL integers
 
 
 class _Strict(BaseModel):
@@ -72,7 +73,7 @@ class StepSpec(_Strict):
 
 class WorkflowSpec(_Strict):
     name: str = Field(pattern=r"^[a-z][a-z0-9_\-]{0,99}$")
-    version: int = Field(1, ge=1)
+    version: int = Field(1, ge=1, le=MAX_INT32)
     kind: WorkflowKind = "standard"
     description: str = ""
     inputs: dict[str, InputSpec] = Field(default_factory=dict)

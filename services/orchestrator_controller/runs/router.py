@@ -16,6 +16,7 @@ from services.orchestrator_controller.runs.schemas import (
     RunPage,
 )
 from shared.errors import ValidationFailed
+from shared.spec.models import MAX_INT32
 from shared.state.machine import RunStatus
 from shared.state.runs import request_cancel
 
@@ -69,7 +70,8 @@ async def workflows_status(
     status: RunStatus | None = None,
     workflow: str | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    # Bounded so no value reaches PostgreSQL out of its integer range (a 500 before).
+    offset: Annotated[int, Query(ge=0, le=MAX_INT32)] = 0,
 ) -> RunPage:
     """Runs, newest first; filter by status and workflow; paginate with limit/offset."""
     return await service.list_runs(

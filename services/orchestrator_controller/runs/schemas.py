@@ -8,7 +8,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from shared.spec.models import WorkflowSpec
+from shared.spec.models import MAX_INT32, WorkflowSpec
 
 
 class CoordinateRequest(BaseModel):
@@ -17,7 +17,9 @@ class CoordinateRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     workflow: str | None = Field(None, description="name of a registered workflow")
-    version: int | None = Field(None, ge=1, description="its version; newest when omitted")
+    version: int | None = Field(
+        None, ge=1, le=MAX_INT32, description="its version; newest when omitted"
+    )
     spec: WorkflowSpec | None = Field(None, description="an inline spec instead of a name")
     inputs: dict[str, Any] = Field(default_factory=dict)
     priority: int = Field(0, ge=-100, le=100, description="higher runs first")
