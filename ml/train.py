@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import json
 import logging
 import pkgutil
 import sys
@@ -68,7 +69,25 @@ def train_and_register(
             flush=True,
         )
         status = "champion" if registered.promoted else "kept baseline/champion"
-        rows.append({"trained": trained, "registered": f"v{registered.version} ({status})"})
+        result = {
+            "model": name,
+            "version": registered.version,
+            "promoted": registered.promoted,
+            "reason": registered.reason,
+            "metric": trained.metric,
+            "model_score": trained.model_score,
+            "baseline_score": trained.baseline_score,
+            "champion_score": registered.champion_score,
+            "params": {k: str(v) for k, v in trained.params.items()},
+            "seconds": round(took, 2),
+        }
+        rows.append(
+            {
+                "trained": trained,
+                "registered": f"v{registered.version} ({status})",
+                "result": result,
+            }
+        )
     return rows
 
 
@@ -81,15 +100,38 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--database-url", help="platform database with run history")
     parser.add_argument("--db-schema", help="platform schema (default: ingestion_platform)")
     parser.add_argument("--no-readme", action="store_true", help="do not rewrite ml/README.md")
+    parser.add_argument(
+        "--if-missing",
+        action="store_true",
+        help="train only the models with no champion yet (a fresh install's registry)",
+    )
+    parser.add_argument("--json", action="store_true", help="print one JSON result per model")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     ctx = TrainingContext(
         seed=args.seed, database_url=args.database_url, db_schema=args.db_schema, quick=args.quick
     )
-    rows = train_and_register(args.models or None, ctx, uri=args.tracking_uri)
-    if not args.no_readme and not args.models and not args.quick:
+    names = args.models or None
+    if args.if_missing:
+        names = [n for n in (names or model_modules()) if not _has_champion(n, args.tracking_uri)]
+        if not names:
+            print("every model has a champion; nothing to train")
+            return
+    rows = train_and_register(names, ctx, uri=args.tracking_uri)
+    if args.json:
+        for row in rows:
+            print(json.dumps(row["result"]), flush=True)
+    if not args.no_readme and not args.models and not args.quick and not args.if_missing:
         write_readme(rows, command="make models")
         print(f"wrote {Path('ml/README.md')}")
+
+
+def _has_champion(name: str, uri: str | None) -> bool:
+    try:
+        registry.champion_version(name, uri=uri)
+    except registry.ModelUnavailable:
+        return False
+    return True
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ SERVICES: dict[str, tuple[list[str], int]] = {
     },
 }
 MIGRATE_COMMAND = ["python", "-m", "shared.db.migrate"]
+TRAIN_MODELS_COMMAND = ["python", "-m", "ml.train", "--if-missing"]
 AGENTS = AGENT_NAMES
 
 COMMON_VARIABLES = {

@@ -19,7 +19,7 @@ from dotenv import dotenv_values
 from shared.settings import AGENT_PORTS, CommonSettings
 
 from .conftest import ROOT, render
-from .contract import AGENTS, ALL_VARIABLES, MIGRATE_COMMAND, SERVICES
+from .contract import AGENTS, ALL_VARIABLES, MIGRATE_COMMAND, SERVICES, TRAIN_MODELS_COMMAND
 from .service_settings import settings_from_env
 
 COMPOSE_FILE = ROOT / "docker-compose.yml"
@@ -91,10 +91,14 @@ def test_the_validator_catches_a_broken_file(tmp_path: Path) -> None:
 
 def test_every_service_is_there_with_its_command(config: dict[str, Any]) -> None:
     services = config["services"]
-    assert set(services) == set(SERVICES) | INFRA | {"migrate"}
+    assert set(services) == set(SERVICES) | INFRA | {"migrate", "train-models"}
     for name, (command, _) in SERVICES.items():
         assert services[name]["command"] == command, name
     assert services["migrate"]["command"] == MIGRATE_COMMAND
+    # One-shot: trains what the registry lacks once MLflow answers, then exits.
+    assert services["train-models"]["command"] == TRAIN_MODELS_COMMAND
+    assert services["train-models"]["restart"] == "no"
+    assert services["train-models"]["depends_on"]["mlflow"]["condition"] == "service_healthy"
 
 
 def test_ports_match_the_readme(config: dict[str, Any]) -> None:
@@ -131,7 +135,7 @@ def test_every_long_running_service_has_a_health_check(config: dict[str, Any]) -
     services = config["services"]
     for name, service in services.items():
         check = service.get("healthcheck", {})
-        if name == "migrate":
+        if name in ("migrate", "train-models"):  # one-shot jobs
             assert check.get("disable") is True
             continue
         assert check.get("test"), name
@@ -141,7 +145,7 @@ def test_every_long_running_service_has_a_health_check(config: dict[str, Any]) -
 
 def test_one_image_built_once_and_named_volumes_only(config: dict[str, Any]) -> None:
     services = config["services"]
-    app = [services[name] for name in [*SERVICES, "migrate"]]
+    app = [services[name] for name in [*SERVICES, "migrate", "train-models"]]
     assert len({s["image"] for s in app}) == 1
     assert [s for s in app if "build" in s] == [services["migrate"]]
     assert services["migrate"]["build"]["dockerfile"] == "Dockerfile"
@@ -150,7 +154,7 @@ def test_one_image_built_once_and_named_volumes_only(config: dict[str, Any]) -> 
         for volume in service.get("volumes", []):
             assert volume["type"] == "volume", (name, volume)
             assert volume["source"] in config["volumes"]
-    for name in [*SERVICES, "migrate"]:
+    for name in [*SERVICES, "migrate", "train-models"]:
         service = services[name]
         assert service["read_only"] is True and service["cap_drop"] == ["ALL"], name
         assert "/tmp" in service["tmpfs"]
@@ -159,7 +163,7 @@ def test_one_image_built_once_and_named_volumes_only(config: dict[str, Any]) -> 
 
 def test_environment_comes_from_env_example(config: dict[str, Any]) -> None:
     example = dotenv_values(ENV_EXAMPLE)
-    for name in [*SERVICES, "migrate"]:
+    for name in [*SERVICES, "migrate", "train-models"]:
         environment = config["services"][name]["environment"]
         missing = ALL_VARIABLES - set(environment)
         assert not missing, (name, missing)

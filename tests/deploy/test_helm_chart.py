@@ -11,7 +11,14 @@ import helm_python
 import pytest
 
 from .conftest import CHART, NAMESPACE, RELEASE, production_values, render
-from .contract import AGENTS, ALL_VARIABLES, MIGRATE_COMMAND, SECRET_VARIABLES, SERVICES
+from .contract import (
+    AGENTS,
+    ALL_VARIABLES,
+    MIGRATE_COMMAND,
+    SECRET_VARIABLES,
+    SERVICES,
+    TRAIN_MODELS_COMMAND,
+)
 from .service_settings import settings_from_env
 
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
@@ -244,7 +251,7 @@ def test_chart_created_secret_is_a_hook_before_the_migrations(
     default_manifests: list[dict[str, Any]],
 ) -> None:
     (secret,) = of_kind(default_manifests, "Secret")
-    (job,) = of_kind(default_manifests, "Job")
+    job = by_component(default_manifests, "Job")["migrations"]
     assert set(secret["data"]) == SECRET_VARIABLES
     decoded = {k: base64.b64decode(v).decode() for k, v in secret["data"].items()}
     assert decoded["DATABASE_URL"].startswith(
@@ -264,7 +271,7 @@ def test_chart_created_secret_is_a_hook_before_the_migrations(
 def test_migrations_run_as_a_pre_install_and_pre_upgrade_hook(
     manifests: list[dict[str, Any]],
 ) -> None:
-    (job,) = of_kind(manifests, "Job")
+    job = by_component(manifests, "Job")["migrations"]
     annotations = job["metadata"]["annotations"]
     assert set(annotations["helm.sh/hook"].split(",")) == {"pre-install", "pre-upgrade"}
     spec = pod_spec(job)
@@ -274,6 +281,19 @@ def test_migrations_run_as_a_pre_install_and_pre_upgrade_hook(
     # Hooks run before the release's ConfigMap exists: only the (hook) Secret may be referenced.
     assert [list(s) for s in container["envFrom"]] == [["secretRef"]]
     assert "DATABASE_URL" in env_sources(manifests, container)
+
+
+def test_models_are_trained_after_install_when_the_registry_lacks_them(
+    manifests: list[dict[str, Any]],
+) -> None:
+    job = by_component(manifests, "Job")["model-training"]
+    annotations = job["metadata"]["annotations"]
+    # After the services exist (MLflow answers, history is in PostgreSQL), not before.
+    assert set(annotations["helm.sh/hook"].split(",")) == {"post-install", "post-upgrade"}
+    (container,) = pod_spec(job)["containers"]
+    assert container["command"] == TRAIN_MODELS_COMMAND
+    seen = env_sources(manifests, container)
+    assert {"MLFLOW_TRACKING_URI", "DATABASE_URL"} <= set(seen)
 
 
 def test_existing_secret_is_used_and_none_is_created(
