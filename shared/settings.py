@@ -19,6 +19,7 @@ AGENT_NAMES: tuple[str, ...] = (
     "data-scheduler",
     "data-merger",
     "data-fetch-retry",
+    "data-ml",
 )
 # The platform's tables live apart from any user data (as DBOS keeps its system schema).
 PLATFORM_SCHEMA = "ingestion_platform"

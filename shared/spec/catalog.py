@@ -10,4 +10,5 @@ AGENT_ACTIONS: dict[str, frozenset[str]] = {
     "data-scheduler": frozenset({"validate", "next_runs", "recommend", "noop"}),
     "data-merger": frozenset({"merge", "quality_check", "noop"}),
     "data-fetch-retry": frozenset({"fetch", "noop"}),
+    "data-ml": frozenset({"history", "train", "report", "noop"}),
 }

@@ -9,7 +9,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 WorkflowKind = Literal[
-    "standard", "secure_api", "bulk_file", "realtime_stream", "resilient_fetch", "test"
+    "standard", "secure_api", "bulk_file", "realtime_stream", "resilient_fetch", "test", "training"
 ]
 STEP_ID_PATTERN = r"^[a-z][a-z0-9_]{0,62}$"
 MAX_INT32 = 2**31 - 1  # the platform's integer columns (versions) are PostgreSQL integers
