@@ -8,7 +8,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
-import httpx
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from prometheus_client import CollectorRegistry, Counter, Histogram
@@ -20,6 +19,7 @@ from agents.base.actions import ActionRegistry, AgentError, NoopBody, noop
 from agents.base.context import ActionContext
 from agents.base.ledger import Claim, Ledger, request_hash
 from agents.base.models import ModelSlot
+from agents.base.security import pinned_client
 from agents.base.settings import AgentSettings
 from shared.auth import require_token
 from shared.db.session import create_engine, create_sessionmaker
@@ -87,7 +87,7 @@ def create_agent_app(
                 settings.model_copy(update={"database_url": settings.target_database_url}),
                 pool_size=2,
             )
-        async with httpx.AsyncClient(timeout=30.0, follow_redirects=False) as http:
+        async with pinned_client(timeout=30.0, follow_redirects=False) as http:
             app.state.engine = engine
             app.state.target_engine = target
             app.state.sessionmaker = create_sessionmaker(engine)

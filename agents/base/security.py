@@ -9,15 +9,17 @@
 - Credentials: bodies carry the NAME of an environment variable, never the secret; the value
   is read here, and `scrub` keeps it out of outputs and error messages.
 
-Known limit: a hostname is resolved here and again by the HTTP client, so a DNS answer that
-changes in between (DNS rebinding) is not caught; pin hosts by IP in `allow_private_hosts`
-for sensitive networks.
+- The address that passed the check is the one connected to: `pinned_client` connects
+  through a network backend that takes the checked address for the host (TLS still verifies
+  the host's name), so a DNS answer that changes between check and connect (DNS rebinding)
+  changes nothing. Allowlist entries are a host, `host:port`, a CIDR or `CIDR:port`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import contextvars
 import ipaddress
 import os
 import posixpath
@@ -31,6 +33,7 @@ from typing import Annotated, Any, Literal
 from urllib.parse import parse_qsl, quote, quote_plus, urlencode, urlsplit, urlunsplit
 
 import fsspec
+import httpcore
 import httpx
 from fsspec import AbstractFileSystem
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
@@ -80,10 +83,23 @@ def _always_blocked(ip: IPAddress) -> bool:
     return ip.is_link_local or ip.is_unspecified or ip.is_multicast or ip in _METADATA
 
 
-def _allowlisted(host: str, ip: IPAddress, allow: Iterable[str]) -> bool:
-    for entry in allow:
-        entry = entry.strip().lower().rstrip(".")
-        if not entry:
+def _split_entry(entry: str) -> tuple[str, int | None]:
+    """An allowlist entry as (host or CIDR, port or None): `h`, `h:p`, `[v6]:p`, `cidr:p`."""
+    entry = entry.strip().lower().rstrip(".")
+    if entry.startswith("["):
+        host, _, rest = entry[1:].partition("]")
+        return host, int(rest[1:]) if rest.startswith(":") and rest[1:].isdigit() else None
+    if entry.count(":") == 1:  # one colon: host:port (an IPv6 literal has several)
+        host, port = entry.split(":")
+        if port.isdigit():
+            return host, int(port)
+    return entry, None
+
+
+def _allowlisted(host: str, ip: IPAddress, port: int, allow: Iterable[str]) -> bool:
+    for raw in allow:
+        entry, entry_port = _split_entry(raw)
+        if not entry or (entry_port is not None and entry_port != port):
             continue
         try:
             if ip in ipaddress.ip_network(entry, strict=False):
@@ -127,16 +143,21 @@ async def check_host(host: str, port: int, settings: AgentSettings) -> list[IPAd
                 f"host {name!r} resolves to {raw}, a link-local or cloud-metadata address; "
                 "such addresses are never fetched"
             )
-        if not ip.is_global and not _allowlisted(name, ip, settings.allow_private_hosts):
+        if not ip.is_global and not _allowlisted(name, ip, port, settings.allow_private_hosts):
             raise HostNotAllowed(
-                f"host {name!r} resolves to the private address {raw}; add the host or a CIDR "
-                "holding it to AGENT_ALLOW_PRIVATE_HOSTS to allow it"
+                f"host {name!r} port {port} resolves to the private address {raw}; add the "
+                "host, host:port or a CIDR holding it to AGENT_ALLOW_PRIVATE_HOSTS to allow it"
             )
     return addresses
 
 
 async def check_url(url: str, settings: AgentSettings) -> httpx.URL:
     """Parse an http(s) URL without inline credentials and check its host; return it."""
+    checked, _ = await _check_url(url, settings)
+    return checked
+
+
+async def _check_url(url: str, settings: AgentSettings) -> tuple[httpx.URL, list[IPAddress]]:
     try:
         parsed = httpx.URL(url)
     except (httpx.InvalidURL, TypeError) as exc:
@@ -150,8 +171,57 @@ async def check_url(url: str, settings: AgentSettings) -> httpx.URL:
             code="inline_secret",
         )
     default_port = 443 if parsed.scheme == "https" else 80
-    await check_host(parsed.host, parsed.port or default_port, settings)
-    return parsed
+    return parsed, await check_host(parsed.host, parsed.port or default_port, settings)
+
+
+# (host, port) -> the address the SSRF check passed, for connections opened in this context.
+_PINS: contextvars.ContextVar[dict[tuple[str, int], str] | None] = contextvars.ContextVar(
+    "ssrf_pins", default=None
+)
+
+
+class _PinnedBackend(httpcore.AsyncNetworkBackend):
+    """Connects to the checked address of a host instead of resolving its name again."""
+
+    def __init__(self, inner: httpcore.AsyncNetworkBackend) -> None:
+        self._inner = inner
+
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,  # noqa: ASYNC109 (httpcore's interface)
+        local_address: str | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        pins = _PINS.get() or {}
+        address = pins.get((host.strip("[]").lower().rstrip("."), port), host)
+        return await self._inner.connect_tcp(
+            address, port, timeout=timeout, local_address=local_address,
+            socket_options=socket_options,
+        )  # fmt: skip
+
+    async def connect_unix_socket(
+        self,
+        path: str,
+        timeout: float | None = None,  # noqa: ASYNC109 (httpcore's interface)
+        socket_options: Any = None,
+    ) -> httpcore.AsyncNetworkStream:
+        return await self._inner.connect_unix_socket(
+            path, timeout=timeout, socket_options=socket_options
+        )
+
+    async def sleep(self, seconds: float) -> None:
+        await self._inner.sleep(seconds)
+
+
+def pinned_client(**kwargs: Any) -> httpx.AsyncClient:
+    """An httpx client whose connections go to the addresses `guarded_stream` checked."""
+    transport = httpx.AsyncHTTPTransport(verify=kwargs.pop("verify", True))
+    # httpx has no public hook for the network backend; its pool keeps it in this attribute.
+    pool: Any = transport._pool
+    pool._network_backend = _PinnedBackend(pool._network_backend)
+    return httpx.AsyncClient(transport=transport, **kwargs)
 
 
 def redact_url(url: str | httpx.URL, secrets: Iterable[str] = ()) -> str:
@@ -187,7 +257,7 @@ async def guarded_stream(
 
     The auth headers and params go to the first origin only, like a browser's.
     """
-    target = await check_url(url, settings)
+    target, addresses = await _check_url(url, settings)
     first = origin(target)
     query = {**(params or {})}
     for _hop in range(max_redirects + 1):
@@ -199,7 +269,13 @@ async def guarded_stream(
             params={**query, **((auth_params or {}) if same else {})} or None,
             timeout=timeout_s if timeout_s is not None else httpx.USE_CLIENT_DEFAULT,
         )
-        response = await client.send(request, stream=True)
+        port = target.port or (443 if target.scheme == "https" else 80)
+        checked = {(target.host.lower().rstrip("."), port): str(addresses[0])}
+        pins = _PINS.set({**(_PINS.get() or {}), **checked})
+        try:
+            response = await client.send(request, stream=True)
+        finally:
+            _PINS.reset(pins)
         location = response.headers.get("location")
         if response.status_code not in _REDIRECTS or not location:
             try:
@@ -208,7 +284,7 @@ async def guarded_stream(
                 await response.aclose()
             return
         await response.aclose()
-        target = await check_url(str(target.join(location)), settings)
+        target, addresses = await _check_url(str(target.join(location)), settings)
         query = {}  # the Location carries its own query
     raise AgentError(f"more than {max_redirects} redirects", code="too_many_redirects")
 
@@ -221,7 +297,7 @@ async def http_client(
     if verify_tls:
         yield shared
         return
-    async with httpx.AsyncClient(verify=False, follow_redirects=False, timeout=30.0) as client:
+    async with pinned_client(verify=False, follow_redirects=False, timeout=30.0) as client:
         yield client
 
 
