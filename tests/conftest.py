@@ -27,6 +27,21 @@ DATABASE_URL = os.environ.get(
 )
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 SERVICE_TOKEN = "test-service-token"
+LOCAL = ["127.0.0.1", "localhost"]
+# The credentials the tests name in their specs, each declared for the hosts the tests serve
+# (AGENT_CREDENTIALS); salts are never sent anywhere.
+CREDENTIALS: dict[str, list[str]] = {
+    **dict.fromkeys(
+        ["ORDERS_API_KEY", "ORDERS_API_TOKEN", "ORDERS_BASIC_PASSWORD", "ORDERS_DB_URL",
+         "BROKEN_DB_URL", "TICKS_REDIS_URL", "E2E_ORDERS_TOKEN", "E2E_STREAM_REDIS_URL",
+         # declared but never set: the tests of a missing credential
+         "NOT_SET_ANYWHERE_42", "NOPE_X", "X_URL"],
+        LOCAL,
+    ),
+    **dict.fromkeys(
+        ["PII_SALT_A", "PII_SALT_B", "PII_SALT_SHORT", "PII_SALT_PROD", "PII_SALT_UNSET"], []
+    ),
+}  # fmt: skip
 
 
 def target_schema(platform_schema: str) -> str:
@@ -75,6 +90,7 @@ def common_env(
         "redis_url": REDIS_URL,
         "db_schema": db_schema,
         "target_schemas": [target_schema(db_schema)],
+        "credentials": CREDENTIALS,
         "stream_prefix": stream_prefix,
         "service_token": SERVICE_TOKEN,
         "data_root": str(data_root),

@@ -329,13 +329,29 @@ CredentialName = Annotated[
 ]
 
 
-def resolve_credential(name: str) -> str:
-    """The value of the environment variable `name`; errors name the variable, not the value."""
+def resolve_credential(
+    name: str, settings: AgentSettings, *, host: str | None = None, port: int | None = None
+) -> str:
+    """The value of the environment variable `name`, if declared for `host`.
+
+    Only names listed in AGENT_CREDENTIALS are read, and a credential sent to a host (`host`
+    given here, or checked with `credential_may_reach` once a URL it holds is parsed) only to
+    the hosts listed for it: a spec can send no other secret of the agent anywhere. Errors name
+    the variable, never the value.
+    """
     if name in _RESERVED or name.startswith(_RESERVED_PREFIXES):
         raise AgentError(
             f"credential {name!r} is reserved for the platform and cannot be used by a source",
             code="credential_not_allowed",
         )
+    if name not in settings.credentials:
+        raise AgentError(
+            f"credential {name!r} is not declared in AGENT_CREDENTIALS (name -> hosts it may "
+            "be sent to); an agent reads no other environment variable for a spec",
+            code="credential_not_allowed",
+        )
+    if host is not None:
+        credential_may_reach(name, settings, host, port)
     value = os.environ.get(name)
     if not value:
         raise AgentError(
@@ -343,6 +359,35 @@ def resolve_credential(name: str) -> str:
             code="credential_missing",
         )
     return value
+
+
+def credential_may_reach(name: str, settings: AgentSettings, host: str, port: int | None) -> None:
+    """Refuse to send credential `name` to `host:port` unless AGENT_CREDENTIALS lists it."""
+    allowed = settings.credentials.get(name, [])
+    name_of_host = host.strip("[]").lower().rstrip(".")
+    try:
+        ip: IPAddress | None = ipaddress.ip_address(name_of_host)
+    except ValueError:
+        ip = None
+    for raw in allowed:
+        if raw.strip() == "*":
+            return
+        entry, entry_port = _split_entry(raw)
+        if entry_port is not None and entry_port != port:
+            continue
+        if entry == name_of_host:
+            return
+        try:
+            if ip is not None and ip in ipaddress.ip_network(entry, strict=False):
+                return
+        except ValueError:
+            continue
+    shown = f"{name_of_host}:{port}" if port else name_of_host
+    raise AgentError(
+        f"credential {name!r} may not be sent to {shown}; AGENT_CREDENTIALS allows it for "
+        f"{', '.join(allowed) or 'no host'}",
+        code="credential_not_allowed",
+    )
 
 
 def scrub(text: str, secrets: Iterable[str]) -> str:
@@ -405,11 +450,16 @@ class AppliedAuth:
     secrets: list[str] = field(default_factory=list)
 
 
-def apply_auth(auth: HttpAuth | None) -> AppliedAuth:
-    """Read the credential and turn `auth` into headers or query params."""
+def apply_auth(auth: HttpAuth | None, settings: AgentSettings, url: str) -> AppliedAuth:
+    """Read the credential (if declared for `url`'s host) and turn `auth` into request parts."""
     if auth is None:
         return AppliedAuth()
-    secret = resolve_credential(auth.credential)
+    try:
+        target = httpx.URL(url)
+    except (httpx.InvalidURL, TypeError) as exc:
+        raise AgentError(f"invalid URL: {exc}", code="invalid_url") from exc
+    port = target.port or (443 if target.scheme == "https" else 80)
+    secret = resolve_credential(auth.credential, settings, host=target.host, port=port)
     if auth.type == "bearer":
         return AppliedAuth(headers={"Authorization": f"Bearer {secret}"}, secrets=[secret])
     if auth.type == "basic":

@@ -39,6 +39,11 @@ class AgentSettings(CommonSettings):
         description="the only schemas a PostgreSQL merge may write to (JSON list; the first is "
         "the default); the platform schema can never be one of them",
     )
+    credentials: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description="the environment variables a spec may name as a credential (JSON: name -> "
+        "hosts it may be sent to: host, host:port, CIDR, or '*'; [] for a salt sent nowhere)",
+    )
     ledger_claim_s: float = Field(
         300.0,
         description="how long an in-progress idempotency key blocks a repeat before takeover",

@@ -9,6 +9,7 @@ from pydantic import Field
 
 from agents.base.actions import ActionBody, ActionRegistry, AgentError
 from agents.base.context import ActionContext
+from agents.data_collector.autodetect import AUTO, first_page_hook
 from agents.data_collector.cursor import CursorState
 from agents.data_collector.files import collect_files
 from agents.data_collector.postgres import collect_postgres
@@ -59,11 +60,15 @@ class CollectBody(ActionBody):
     incremental: Incremental | None = Field(
         None, description="incremental collection; files default to {field: mtime}"
     )
-    pagination: Pagination = Field(
-        default_factory=lambda: Pagination(), description="http: how the API paginates"
+    pagination: Pagination | Literal["auto"] = Field(
+        default_factory=lambda: Pagination(),
+        description="http: how the API paginates; `auto`: detected from the first page by the "
+        "source-detection model (the rules without a registry), reported under `autodetect`",
     )
     records_path: str | None = Field(
-        None, description="http: dotted path of the record list in each page (default: detect)"
+        None,
+        description="http: dotted path of the record list in each page (default: the rules' "
+        "guess); `auto`: detected from the first page like `pagination: auto`",
     )
     format: Literal["ndjson", "parquet"] = Field(
         "ndjson",
@@ -137,11 +142,14 @@ async def _collect(
             max_files=body.max_files,
         )
     if isinstance(source, HttpSource):
-        return await collect_rest(
+        hook = first_page_hook(source, ctx, body.pagination, body.records_path)
+        pagination = body.pagination if isinstance(body.pagination, Pagination) else Pagination()
+        out = await collect_rest(
             source,
             ctx,
-            pagination=body.pagination,
-            records_path=body.records_path,
+            pagination=pagination,
+            records_path=None if body.records_path == AUTO else body.records_path,
+            on_first_page=hook,
             incremental=body.incremental,
             previous=previous,
             rate_limit=body.rate_limit,
@@ -149,6 +157,9 @@ async def _collect(
             max_attempts=body.max_attempts,
             output_format=body.format,
         )
+        if hook is not None:
+            out["autodetect"] = hook.report
+        return out
     return await collect_postgres(
         source,
         ctx,

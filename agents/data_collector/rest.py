@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import posixpath
+from collections.abc import Awaitable, Callable
 from typing import Any, Literal
 
 import httpx
@@ -25,6 +26,7 @@ from agents.base.security import (
     redact_url,
 )
 from agents.base.storage import DataRoot
+from agents.data_collector import pacing as pacing_
 from agents.data_collector import staging
 from agents.data_collector.cursor import CursorState, IncrementalWindow, record_key, to_json
 from agents.data_connector.payloads import find_records, get_path
@@ -82,6 +84,13 @@ class Incremental(ActionBody):
     initial_value: str | int | float | None = Field(
         None, description="lower bound of the first run (no previous cursor)"
     )
+
+
+# Called with the first page (response, payload, pagination, records_path); returns the
+# pagination and records path for the whole collect.
+FirstPageHook = Callable[
+    [httpx.Response, Any, Pagination, str | None], Awaitable[tuple[Pagination, str | None]]
+]
 
 
 def _bound_param(value: Any) -> str:
@@ -142,6 +151,7 @@ async def _get_page(
     *,
     limiter: AsyncLimiter | None,
     attempts: int,
+    pacing: pacing_.CollectPacing | None = None,
 ) -> tuple[Any, httpx.Response, int]:
     """One page as decoded JSON, retried on transient failures; with the attempts it took."""
     tries = 0
@@ -152,6 +162,9 @@ async def _get_page(
             tries += 1
             if limiter is not None:
                 await limiter.acquire()
+            sent = await pacing.acquire() if pacing is not None else 0.0
+            if pacing is not None:
+                params = {**params, **pacing.page_params()}
             try:
                 async with guarded_stream(
                     client,
@@ -163,9 +176,13 @@ async def _get_page(
                     auth_params=auth.params,
                     timeout_s=source.timeout_s,
                 ) as response:
+                    if pacing is not None:
+                        pacing.answered(sent, response.status_code, response.headers)
                     check_status(response, redact_url(response.url, auth.secrets))
                     raw = await response.aread()
             except (httpx.HTTPError, HostUnresolvable) as exc:
+                if pacing is not None:
+                    pacing.answered(sent, 0)
                 raise classify_exception(exc, auth.secrets) from exc
             try:
                 payload = await asyncio.to_thread(json.loads, raw)
@@ -188,10 +205,15 @@ async def collect_rest(
     max_pages: int,
     max_attempts: int,
     output_format: str,
+    on_first_page: FirstPageHook | None = None,
 ) -> dict[str, Any]:
-    """Walk the pages, keep the new records, write one file per page; return manifests."""
+    """Walk the pages, keep the new records, write one file per page; return manifests.
+
+    `on_first_page(response, payload, pagination, records_path)` may replace the pagination
+    and records path once the first page is in (`auto`, see autodetect.py).
+    """
     await check_url(source.url, ctx.settings)
-    auth = apply_auth(source.auth)
+    auth = apply_auth(source.auth, ctx.settings, source.url)
     window = (
         IncrementalWindow(
             previous,
@@ -212,6 +234,13 @@ async def collect_rest(
     elif pagination.type == "offset":
         params[pagination.offset_param] = 0
     limiter = AsyncLimiter(rate_limit.requests, rate_limit.per_s) if rate_limit else None
+    pacing = pacing_.for_collect(
+        ctx,
+        page_size=pagination.page_size,
+        size_param=pagination.size_param,
+        pagination_type=pagination.type,
+        rate_limit_per_s=rate_limit.requests / rate_limit.per_s if rate_limit else None,
+    )
     root = DataRoot.from_setting(ctx.settings.data_root)
     out = root.run_dir(ctx.run_id, ctx.step_id)
     await asyncio.to_thread(staging.reset_dir, root, out)
@@ -228,12 +257,25 @@ async def collect_rest(
             query = page_params if url != source.url else {**base_params, **page_params}
             try:
                 payload, response, tries = await _get_page(
-                    client, source, url, query, auth, ctx, limiter=limiter, attempts=max_attempts
+                    client,
+                    source,
+                    url,
+                    query,
+                    auth,
+                    ctx,
+                    limiter=limiter,
+                    attempts=max_attempts,
+                    pacing=pacing,
                 )
             except (TransientError, PermanentError) as exc:
                 raise as_agent_error(exc, pages_done=pages) from exc
             requests += tries
             pages += 1
+            if on_first_page is not None and pages == 1:
+                pagination, records_path = await on_first_page(
+                    response, payload, pagination, records_path
+                )
+                state["page"] = pagination.start_page
             try:
                 records, _ = find_records(payload, records_path)
             except ValueError as exc:
@@ -259,6 +301,7 @@ async def collect_rest(
         "requests": requests,
         "complete": complete,
         "cursor": window.state() if window else None,
+        "pacing": pacing.report(),
     }
 
 

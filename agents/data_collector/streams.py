@@ -34,7 +34,13 @@ from redis.backoff import NoBackoff
 
 from agents.base.actions import ActionBody, AgentError
 from agents.base.context import ActionContext
-from agents.base.security import CredentialName, check_host, resolve_credential, scrub
+from agents.base.security import (
+    CredentialName,
+    check_host,
+    credential_may_reach,
+    resolve_credential,
+    scrub,
+)
 from agents.base.settings import AgentSettings
 from agents.base.storage import DataRoot
 from agents.data_collector import staging
@@ -141,13 +147,16 @@ class RedisStreamSource(ActionBody):
         return self
 
 
-def redis_target(source: RedisStreamSource) -> tuple[RedisTarget, list[str]]:
+def redis_target(
+    source: RedisStreamSource, settings: AgentSettings
+) -> tuple[RedisTarget, list[str]]:
     """The connection target of `source` and the secrets to scrub from messages."""
     if source.url_env:
         try:
-            target = parse_redis_url(resolve_credential(source.url_env))
+            target = parse_redis_url(resolve_credential(source.url_env, settings))
         except ValueError as exc:
             raise AgentError(f"{source.url_env}: {exc}", code="invalid_source") from exc
+        credential_may_reach(source.url_env, settings, target.host, target.port)
     else:
         assert source.url is not None
         target = parse_redis_url(source.url)
@@ -159,7 +168,7 @@ async def stream_client(
     source: RedisStreamSource, settings: AgentSettings
 ) -> AsyncIterator[tuple[Redis, list[str]]]:
     """A short-lived client on a Redis whose host passed the SSRF policy; errors mapped."""
-    target, secrets = redis_target(source)
+    target, secrets = redis_target(source, settings)
     await check_host(target.host, target.port, settings)
     client = Redis(
         host=target.host,

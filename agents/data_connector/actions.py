@@ -10,6 +10,7 @@ from pydantic import Field
 from agents.base.actions import ActionBody, ActionRegistry
 from agents.base.context import ActionContext
 from agents.base.security import confine_path
+from agents.data_connector.detection import detect
 from agents.data_connector.files import describe_files, test_files
 from agents.data_connector.http_probe import describe_http, test_http
 from agents.data_connector.postgres import describe_postgres, test_postgres
@@ -57,7 +58,9 @@ async def test_connection(body: TestConnectionBody, ctx: ActionContext) -> dict[
     if isinstance(source, FileSource):
         confined = confine_path(source.url, ctx.settings)
         return await asyncio.to_thread(test_files, confined, source.url)
-    return await test_postgres(source, ctx, probes=body.probes)
+    result = await test_postgres(source, ctx, probes=body.probes)
+    # A database has no probe body: the detection reads the (password-free) connection URL.
+    return {**result, "detection": detect(ctx, result["url"], None, {}, b"")}
 
 
 @registry.action(
@@ -83,4 +86,5 @@ async def describe(body: DescribeBody, ctx: ActionContext) -> dict[str, Any]:
         return await asyncio.to_thread(
             describe_files, confined, source.url, source.glob, body.max_entries
         )
-    return await describe_postgres(source, ctx, max_tables=body.max_entries)
+    result = await describe_postgres(source, ctx, max_tables=body.max_entries)
+    return {**result, "detection": detect(ctx, result["url"], None, {}, b"")}

@@ -20,6 +20,7 @@ from agents.base.security import (
     scrub,
 )
 from agents.data_connector import payloads
+from agents.data_connector.detection import PROBE_BYTES, detect
 from agents.data_connector.heuristics import (
     latency_summary,
     rate_limit_from_headers,
@@ -88,12 +89,23 @@ def _stream(
 
 
 async def _probe(
-    client: httpx.AsyncClient, source: HttpSource, auth: AppliedAuth, ctx: ActionContext
-) -> tuple[httpx.Response, float]:
-    """One GET up to the response headers (the body is not read); its latency in ms."""
+    client: httpx.AsyncClient,
+    source: HttpSource,
+    auth: AppliedAuth,
+    ctx: ActionContext,
+    head_bytes: int = 0,
+) -> tuple[httpx.Response, float, bytes]:
+    """One GET up to the response headers, its latency in ms, and the body's first bytes."""
     started = time.perf_counter()
     async with _stream(client, source, auth, ctx) as response:
-        return response, (time.perf_counter() - started) * 1000.0
+        latency = (time.perf_counter() - started) * 1000.0
+        head = bytearray()
+        if head_bytes:
+            async for chunk in response.aiter_bytes():
+                head.extend(chunk)
+                if len(head) >= head_bytes:
+                    break
+        return response, latency, bytes(head[:head_bytes])
 
 
 async def test_http(source: HttpSource, ctx: ActionContext, *, probes: int) -> dict[str, Any]:
@@ -103,14 +115,17 @@ async def test_http(source: HttpSource, ctx: ActionContext, *, probes: int) -> d
         await check_url(source.url, ctx.settings)
     except HostUnresolvable as exc:
         return unreachable("http", target, exc.message, 0.0)
-    auth = apply_auth(source.auth)
+    auth = apply_auth(source.auth, ctx.settings, source.url)
     samples: list[float] = []
     response: httpx.Response | None = None
     started = time.perf_counter()
+    head = b""
     async with http_client(ctx.http, verify_tls=source.verify_tls) as client:
-        for _ in range(probes):
+        for i in range(probes):
+            # The last probe also reads the body's head: what the source detection looks at.
+            wanted = PROBE_BYTES if i == probes - 1 else 0
             try:
-                response, latency = await _probe(client, source, auth, ctx)
+                response, latency, head = await _probe(client, source, auth, ctx, wanted)
             except (httpx.HTTPError, HostUnresolvable) as exc:
                 elapsed = (time.perf_counter() - started) * 1000.0
                 return unreachable("http", target, _failure(exc, auth.secrets), elapsed)
@@ -133,6 +148,7 @@ async def test_http(source: HttpSource, ctx: ActionContext, *, probes: int) -> d
         "capabilities": _capabilities(response, source.auth is not None),
         "rate_limit": rate_limit.as_dict() if rate_limit else None,
         "recommended": recommend_http(summary["median_ms"], rate_limit),
+        "detection": detect(ctx, source.url, status, response.headers, head),
     }
 
 
@@ -145,7 +161,7 @@ async def describe_http(
         await check_url(source.url, ctx.settings)
     except HostUnresolvable as exc:
         return unreachable("http", target, exc.message, 0.0)
-    auth = apply_auth(source.auth)
+    auth = apply_auth(source.auth, ctx.settings, source.url)
     started = time.perf_counter()
     async with http_client(ctx.http, verify_tls=source.verify_tls) as client:
         try:
@@ -178,6 +194,9 @@ async def describe_http(
         "sample_records": 0,
         "fields": [],
         "pagination": {"type": "link_header"} if "next" in response.links else {"type": "none"},
+        "detection": detect(
+            ctx, source.url, response.status_code, response.headers, sample[:PROBE_BYTES]
+        ),
     }
     if response.status_code >= 400:
         result["reason"] = f"HTTP {response.status_code}"

@@ -18,13 +18,25 @@ OFFSET_KEYS = ("offset", "meta.offset", "pagination.offset")
 
 
 def get_path(payload: Any, dotted: str) -> Any:
-    """The value at `a.b.c` inside nested dicts (list items by index), or None."""
+    """The value at `a.b.c` inside nested dicts (list items by index), or None.
+
+    A key may itself hold dots (OData's `@odata.nextLink`): when a part is not a key, the
+    longest run of parts that is one wins.
+    """
     node = payload
-    for part in dotted.split("."):
+    parts = dotted.split(".")
+    i = 0
+    while i < len(parts):
         if isinstance(node, dict):
-            node = node.get(part)
-        elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
-            node = node[int(part)]
+            if parts[i] in node:
+                node, i = node[parts[i]], i + 1
+                continue
+            joined = [j for j in range(len(parts), i + 1, -1) if ".".join(parts[i:j]) in node]
+            if not joined:
+                return None
+            node, i = node[".".join(parts[i : joined[0]])], joined[0]
+        elif isinstance(node, list) and parts[i].isdigit() and int(parts[i]) < len(node):
+            node, i = node[int(parts[i])], i + 1
         else:
             return None
     return node

@@ -107,7 +107,7 @@ async def test_postgres(
     source: PostgresSource, ctx: ActionContext, *, probes: int
 ) -> dict[str, Any]:
     """Connect, time round trips, read the server's limits; recommend chunking."""
-    url, _ = postgres_url(source)
+    url, _ = postgres_url(source, ctx.settings)
     shown = display_url(url)
     started = time.perf_counter()
     secrets: list[str] = []
@@ -161,7 +161,7 @@ async def describe_postgres(
     source: PostgresSource, ctx: ActionContext, *, max_tables: int
 ) -> dict[str, Any]:
     """Tables and views with their columns, primary keys, estimated rows and sizes."""
-    url, _ = postgres_url(source)
+    url, _ = postgres_url(source, ctx.settings)
     secrets: list[str] = []
     try:
         async with (

@@ -21,6 +21,7 @@ from agents.base.security import (
     CredentialName,
     HttpAuth,
     check_host,
+    credential_may_reach,
     refuse_secret_headers,
     refuse_secret_params,
     refuse_secret_query,
@@ -79,11 +80,11 @@ class PostgresSource(ActionBody):
 Source = Annotated[HttpSource | FileSource | PostgresSource, Field(discriminator="kind")]
 
 
-def postgres_url(source: PostgresSource) -> tuple[URL, list[str]]:
+def postgres_url(source: PostgresSource, settings: AgentSettings) -> tuple[URL, list[str]]:
     """The asyncpg SQLAlchemy URL of `source` and the secrets to scrub from messages."""
     if (source.url is None) == (source.url_env is None):
         raise AgentError("give exactly one of source.url and source.url_env", code="invalid_source")
-    raw = resolve_credential(source.url_env) if source.url_env else source.url
+    raw = resolve_credential(source.url_env, settings) if source.url_env else source.url
     assert raw is not None
     try:
         url = make_url(raw)
@@ -100,6 +101,8 @@ def postgres_url(source: PostgresSource) -> tuple[URL, list[str]]:
         raise AgentError("only postgresql:// URLs are supported", code="invalid_source")
     if "host" in url.query:
         raise AgentError("socket hosts in the URL query are not accepted", code="invalid_source")
+    if source.url_env:
+        credential_may_reach(source.url_env, settings, url.host or "localhost", url.port or 5432)
     secrets = [url.password] if url.password else []
     return url.set(drivername="postgresql+asyncpg"), [str(s) for s in secrets]
 
@@ -109,7 +112,7 @@ async def postgres_engine(
     source: PostgresSource, settings: AgentSettings
 ) -> AsyncIterator[tuple[AsyncEngine, list[str]]]:
     """A short-lived engine on a source database whose host passed the SSRF policy."""
-    url, secrets = postgres_url(source)
+    url, secrets = postgres_url(source, settings)
     await check_host(url.host or "localhost", url.port or 5432, settings)
     connect_args: dict[str, Any] = {"timeout": source.connect_timeout_s}
     engine = create_async_engine(url, poolclass=NullPool, connect_args=connect_args)

@@ -27,7 +27,10 @@ registry = ActionRegistry("data-converter")
 # Each conversion streams in bounded memory; bounding how many run at once bounds the process.
 CONCURRENT_CONVERSIONS = threading.BoundedSemaphore(2)
 
-InputFormat = Literal["auto", "csv", "tsv", "json", "ndjson", "parquet", "xml", "avro", "excel"]
+InputFormat = Literal[
+    "auto", "csv", "tsv", "json", "ndjson", "parquet", "xml", "avro", "excel", "arrow", "orc"
+]
+MODEL = "format_recognition"  # the registered model that recognises formats
 
 
 class DetectBody(ActionBody):
@@ -133,10 +136,13 @@ async def detect_action(body: DetectBody, ctx: ActionContext) -> dict[str, Any]:
     """Detect the format of one file.
 
     Returns `{"uri", "format", "encoding", "dialect": {"delimiter", "quotechar", "header"} | None,
-    "evidence"}`; format is one of csv, tsv, json, ndjson, parquet, xml, avro, excel.
+    "evidence", "confidence", "top": [{"format", "confidence"}], "decided_by": {"model",
+    "version", "source"}}`; format is one of csv, tsv, json, ndjson, parquet, xml, avro, excel,
+    arrow, orc. A file the model is unsure of, or names as something else, is a 422.
     """
     location = await asyncio.to_thread(resolve_input, body.file, ctx.settings)
-    detection = await asyncio.to_thread(detect, location, "auto")
+    decider = ctx.models[MODEL].current
+    detection = await asyncio.to_thread(detect, location, "auto", None, decider)
     return {"uri": body.file, **detection.to_dict()}
 
 
@@ -145,8 +151,10 @@ async def convert_action(body: ConvertBody, ctx: ActionContext) -> dict[str, Any
     """Convert each file to Parquet in this step's folder under DATA_ROOT.
 
     Returns `{"files": [{"uri", "rows", "bytes", "sha256", "schema", "source_uri",
-    "source_format", "rejected_rows", "coercion_failures", "schema_changes"}], "rows",
-    "rejected_rows", "schema"}`; rows are never returned, only manifests.
+    "source_format", "format_decided_by", "rejected_rows", "coercion_failures",
+    "schema_changes"}], "rows", "rejected_rows", "schema"}`; rows are never returned, only
+    manifests. `format_decided_by` names the model version that recognised the format (None
+    when the caller named it).
     """
     if not body.files:
         return {"files": [], "rows": 0, "rejected_rows": 0, "schema": {}}
@@ -161,6 +169,7 @@ async def convert_action(body: ConvertBody, ctx: ActionContext) -> dict[str, Any
         infer_types=body.infer_types,
         sheet=body.sheet,
         compression=body.compression,
+        decider=ctx.models[MODEL].current,  # one decider for the whole call
     )
     files = []
     # One file at a time: each conversion streams in bounded memory, and so does the whole call.
@@ -211,9 +220,7 @@ async def mask_action(body: MaskBody, ctx: ActionContext) -> dict[str, Any]:
     """
     if not body.files:
         return {"files": [], "rows": 0, "protected": {}, "classification": None, "salt": None}
-    hasher, salt = (
-        resolve_salt(body.salt_env, ctx.settings.environment) if body.hashes() else (None, None)
-    )
+    hasher, salt = resolve_salt(body.salt_env, ctx.settings) if body.hashes() else (None, None)
     root = DataRoot.from_setting(ctx.settings.data_root)
     files = await _resolve_all(body.files, ctx)
     out_dir = step_output_dir(root, ctx, "mask", body.model_dump(mode="json"))

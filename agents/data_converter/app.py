@@ -8,7 +8,8 @@ from fastapi import FastAPI
 
 from agents.base.app import create_agent_app
 from agents.base.settings import AgentSettings
-from agents.data_converter.actions import registry
+from agents.data_converter.actions import MODEL, registry
+from ml.format_recognition.rules import RulesRecognizer
 
 # polars reads these once, at its first scan. Its defaults read text in chunks big enough to
 # cost ~300 MB of buffers; 4 MiB chunks keep a conversion near 150 MB at about the same speed.
@@ -20,4 +21,6 @@ def create_app(settings: AgentSettings | None = None) -> FastAPI:
     """Build the data-converter app."""
     for name, value in POLARS_CHUNKS.items():
         os.environ.setdefault(name, value)
-    return create_agent_app(registry, settings)
+    # The baseline is the rule-based recogniser; the registry's champion replaces it when there
+    # is one (agents.base.models).
+    return create_agent_app(registry, settings, models={MODEL: RulesRecognizer()})

@@ -16,6 +16,7 @@ import polars as pl
 import pyarrow.parquet as pq
 
 from agents.base.actions import AgentError
+from agents.base.models import Decider
 from agents.base.storage import DataRoot, sha256_of
 from agents.data_converter.contracts import (
     ContractMode,
@@ -24,7 +25,13 @@ from agents.data_converter.contracts import (
     describe_coercion,
     plan_columns,
 )
-from agents.data_converter.detection import Detection, delimited_dialect, detect_file
+from agents.data_converter.detection import (
+    BASELINE,
+    Detection,
+    delimited_dialect,
+    detect_file,
+    text_encoding,
+)
 from agents.data_converter.inputs import local_copy, publish, scratch_dir
 from agents.data_converter.readers import CSV_INFER_ROWS, open_lazy
 from agents.data_converter.schema import schema_names, type_name
@@ -42,24 +49,20 @@ class ConvertOptions:
     infer_types: bool
     sheet: str | None
     compression: Compression
+    decider: Decider = BASELINE  # what recognises a file's format when `format` is "auto"
 
 
-def detect(location: str, fmt: str, sheet: str | None = None) -> Detection:
+def detect(
+    location: str, fmt: str, sheet: str | None = None, decider: Decider = BASELINE
+) -> Detection:
     """The detection for `location`, honouring a format the caller names."""
     if fmt == "auto":
-        return detect_file(location)
+        return detect_file(location, decider)
     if fmt in ("csv", "tsv"):
         return delimited_dialect(location, fmt)
-    encoding = None if fmt in ("parquet", "avro", "excel") else detect_file_encoding(location)
+    binary = ("parquet", "avro", "excel", "arrow", "orc")
+    encoding = None if fmt in binary else text_encoding(location)
     return Detection(fmt, encoding, None, "caller")
-
-
-def detect_file_encoding(location: str) -> str | None:
-    """The text encoding of `location` (None when the file is not text)."""
-    try:
-        return detect_file(location).encoding
-    except AgentError:
-        return None
 
 
 def _parse_error(source_uri: str, exc: BaseException) -> AgentError:
@@ -148,7 +151,7 @@ def convert_file(
     with scratch_dir(root) as work, local_copy(location, work) as local:
         if os.path.getsize(local) == 0:
             raise AgentError(f"{source_uri!r} is empty", code="empty_input")
-        detection = detect(local, options.format, options.sheet)
+        detection = detect(local, options.format, options.sheet, options.decider)
         out = os.path.join(work, "out.parquet")
         plan, counts, soft_failures = _write(local, detection, work, out, options, source_uri)
         report = _report(plan, counts, options.mode, soft_failures)
@@ -180,6 +183,7 @@ def convert_file(
         "schema": names,
         "source_uri": source_uri,
         "source_format": detection.format,
+        "format_decided_by": detection.decided_by,
         "rejected_rows": rejected,
         **report,
     }

@@ -1,44 +1,52 @@
-"""Recognising a file's format from its first bytes, and the dialect of delimited text."""
+"""Recognising a file's format from its first and last bytes, and the dialect of delimited text.
+
+The decision is the format-recognition model's (`ctx.models["format_recognition"].current`:
+the registry's champion, or the rule-based baseline in ml.format_recognition.rules); this
+module reads the file's ends, asks the decider, and turns its answer into what the readers
+need, or into a clear 422: a file the decider cannot name with confidence, or names as
+something that is not a data file the converter reads, is refused with the top guesses.
+"""
 
 from __future__ import annotations
 
-import codecs
-import csv
-import io
-import json
-import zipfile
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import fsspec
 
 from agents.base.actions import AgentError
+from agents.base.models import Decider
+from ml.format_recognition.recognition import COMPRESSED, UNKNOWN, Recognition
+from ml.format_recognition.rules import RulesRecognizer
+from ml.format_recognition.sniff import decode, dialect_of, encoding_of
 
 SAMPLE_BYTES = 64 * 1024
-_SNIFF_CHARS = 16 * 1024
-FORMATS = ("csv", "tsv", "json", "ndjson", "parquet", "xml", "avro", "excel")
-
-_BOMS = (
-    (codecs.BOM_UTF32_LE, "utf-32"),
-    (codecs.BOM_UTF32_BE, "utf-32"),
-    (codecs.BOM_UTF8, "utf-8-sig"),
-    (codecs.BOM_UTF16_LE, "utf-16"),
-    (codecs.BOM_UTF16_BE, "utf-16"),
-)
-_EXTENSIONS = {
-    ".csv": "csv",
-    ".tsv": "tsv",
-    ".tab": "tsv",
-    ".json": "json",
-    ".ndjson": "ndjson",
-    ".jsonl": "ndjson",
-    ".parquet": "parquet",
-    ".pq": "parquet",
-    ".xml": "xml",
-    ".avro": "avro",
-    ".xlsx": "excel",
-    ".xlsm": "excel",
+TAIL_BYTES = 1024
+FORMATS = ("csv", "tsv", "json", "ndjson", "parquet", "xml", "avro", "excel", "arrow", "orc")
+# The recogniser's classes the readers take, under the converter's format names.
+_READABLE = {
+    "csv": "csv",
+    "tsv": "tsv",
+    "delimited": "csv",  # delimited text is read by the CSV reader with its own delimiter
+    "json": "json",
+    "ndjson": "ndjson",
+    "parquet": "parquet",
+    "xml": "xml",
+    "avro": "avro",
+    "xlsx": "excel",
+    "arrow": "arrow",
+    "orc": "orc",
 }
+_REFUSALS = {
+    "zip": "a zip archive, not a data file; unpack it first",
+    "xls": "a legacy .xls workbook; save it as .xlsx",
+    "ods": "an OpenDocument spreadsheet; save it as .xlsx or CSV",
+    "html": "an HTML page, not a data file",
+    "yaml": "YAML, which the converter does not read as a table",
+    "text": "plain text, not a table",
+    "other": "not a data file (code, an image, a document or binary data)",
+}
+BASELINE = Decider(RulesRecognizer(), "format_recognition", None, "baseline")
 
 
 @dataclass
@@ -53,131 +61,103 @@ class Detection:
     format: str
     encoding: str | None
     dialect: Dialect | None
-    evidence: str  # "magic bytes", "content" or "extension"
+    evidence: str  # "model", "magic bytes", "content" or "caller"
+    confidence: float | None = None
+    top: list[dict[str, Any]] = field(default_factory=list)  # the decider's best guesses
+    decided_by: dict[str, Any] | None = None  # the decider's {"model", "version", "source"}
+    cr_lines: bool = False  # old Mac line endings (\r only): the readers translate them
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form returned by `detect`."""
-        return asdict(self)
+        out = asdict(self)
+        out.pop("cr_lines")
+        return out
 
 
-def _encoding(sample: bytes) -> str:
-    for bom, name in _BOMS:
-        if sample.startswith(bom):
-            return name
-    try:
-        # The sample may end mid-character: an incremental decoder tolerates that.
-        codecs.getincrementaldecoder("utf-8")().decode(sample, final=False)
-        return "utf-8"
-    except UnicodeDecodeError:
-        pass
-    try:
-        sample.decode("cp1252")
-        return "cp1252"
-    except UnicodeDecodeError:
-        return "latin-1"
-
-
-def _text(sample: bytes, encoding: str) -> str:
-    decoder = codecs.getincrementaldecoder(encoding)(errors="replace")
-    return decoder.decode(sample, final=False).lstrip("\ufeff")
-
-
-def _first_line_is_json(text: str) -> bool:
-    line = text.split("\n", 1)[0].strip()
-    try:
-        return isinstance(json.loads(line), dict)
-    except ValueError:
-        return False
-
-
-def _dialect(text: str, extension_format: str | None) -> Dialect:
-    # Sniff whole lines only (a cut-off last line would mislead the sniffer), and not too many:
-    # the sniffer's regular expressions slow down on long samples.
-    text = text[:_SNIFF_CHARS]
-    lines = text[: text.rfind("\n")] if "\n" in text else text
-    sniffer = csv.Sniffer()
-    try:
-        sniffed = sniffer.sniff(lines, delimiters=",\t;|")
-        delimiter, quotechar = sniffed.delimiter, sniffed.quotechar or '"'
-    except csv.Error:
-        # One column, or too little text to tell: trust the extension.
-        delimiter, quotechar = ("\t" if extension_format == "tsv" else ","), '"'
-    try:
-        header = sniffer.has_header(lines)
-    except csv.Error:
-        header = True
-    first = next(csv.reader(io.StringIO(lines), delimiter=delimiter, quotechar=quotechar), [])
-    if not header and first and all(cell and not _numeric(cell) for cell in first):
-        # Sniffer's header test needs typed columns; all-text files usually have a header too.
-        header = True
-    return Dialect(delimiter=delimiter, quotechar=quotechar, header=header)
-
-
-def _numeric(cell: str) -> bool:
-    try:
-        float(cell)
-    except ValueError:
-        return False
-    return True
-
-
-def _zip_format(location: str) -> str | None:
-    with fsspec.open(location, "rb") as handle, zipfile.ZipFile(handle) as archive:
-        names = set(archive.namelist())
-    return "excel" if "xl/workbook.xml" in names else None
-
-
-def detect_sample(sample: bytes, location: str) -> Detection:
-    """The format of a file from its first bytes (`location` gives the extension hint)."""
-    suffix = "." + location.rsplit(".", 1)[-1].lower() if "." in location.rsplit("/", 1)[-1] else ""
-    by_extension = _EXTENSIONS.get(suffix)
-    if sample.startswith(b"PAR1"):
-        return Detection("parquet", None, None, "magic bytes")
-    if sample.startswith(b"Obj\x01"):
-        return Detection("avro", None, None, "magic bytes")
-    if sample.startswith(b"PK\x03\x04"):
-        if _zip_format(location) == "excel":
-            return Detection("excel", None, None, "magic bytes")
-        raise AgentError(
-            f"{location!r} is a zip archive, not a data file", code="unsupported_format"
-        )
-    if sample.startswith(b"\xd0\xcf\x11\xe0"):
-        raise AgentError(
-            f"{location!r} is a legacy .xls workbook; save it as .xlsx", code="unsupported_format"
-        )
-    if sample.startswith(b"\x1f\x8b"):
-        raise AgentError(
-            f"{location!r} is gzip-compressed; unpack it first", code="unsupported_format"
-        )
-    if not sample.strip():
-        raise AgentError(f"{location!r} is empty", code="empty_input")
-    encoding = _encoding(sample)
-    text = _text(sample, encoding).lstrip()
-    if text.startswith("<"):
-        return Detection("xml", encoding, None, "content")
-    if text.startswith("["):
-        return Detection("json", encoding, None, "content")
-    if text.startswith("{"):
-        fmt = "ndjson" if _first_line_is_json(text) else "json"
-        return Detection(fmt, encoding, None, "content")
-    dialect = _dialect(text, by_extension)
-    fmt = "tsv" if dialect.delimiter == "\t" else "csv"
-    return Detection(fmt, encoding, dialect, "content")
-
-
-def detect_file(location: str) -> Detection:
-    """Read the head of `location` and recognise its format."""
+def read_ends(location: str) -> tuple[bytes, bytes]:
+    """The first SAMPLE_BYTES and last TAIL_BYTES of `location` (the tail empty if it is small)."""
     with fsspec.open(location, "rb") as handle:
-        sample = handle.read(SAMPLE_BYTES)
-    return detect_sample(sample, location)
+        head = handle.read(SAMPLE_BYTES)
+        tail = b""
+        if len(head) == SAMPLE_BYTES:
+            size = handle.seek(0, 2)
+            handle.seek(max(size - TAIL_BYTES, SAMPLE_BYTES))
+            tail = handle.read(TAIL_BYTES)
+    return head, tail or head[-TAIL_BYTES:]
+
+
+def _cr_lines(head: bytes) -> bool:
+    return b"\r" in head and b"\n" not in head
+
+
+def _guesses(recognition: Recognition) -> str:
+    return ", ".join(f"{f} {p:.2f}" for f, p in recognition.top) or "none"
+
+
+def detect_sample(
+    head: bytes, tail: bytes, location: str, decider: Decider = BASELINE
+) -> Detection:
+    """The format of a file from its ends, as `decider` recognises it; AgentError (422) if
+    it is unsure or the file is not one the converter reads."""
+    if not head.strip():
+        raise AgentError(f"{location!r} is empty", code="empty_input")
+    recognition: Recognition = decider.predictor.recognize(head, tail, location)
+    top = [{"format": f, "confidence": round(p, 4)} for f, p in recognition.top]
+    details = {"top": top, "decided_by": decider.provenance()}
+    if recognition.format == UNKNOWN:
+        raise AgentError(
+            f"{location!r}: the format is not recognised with confidence "
+            f"({recognition.confidence:.2f}); top guesses: {_guesses(recognition)}",
+            code="unrecognized_format",
+            details=details,
+        )
+    fmt = _READABLE.get(recognition.format)
+    if fmt is None:
+        if recognition.format in COMPRESSED:
+            inside = f" {recognition.inner}" if recognition.inner else ""
+            reason = f"{recognition.format}-compressed{inside}; unpack it first"
+        else:
+            reason = _REFUSALS.get(recognition.format, recognition.format)
+        raise AgentError(
+            f"{location!r} is {reason} (top guesses: {_guesses(recognition)})",
+            code="unsupported_format",
+            details=details,
+        )
+    dialect = recognition.dialect
+    return Detection(
+        format=fmt,
+        encoding=recognition.encoding,
+        dialect=Dialect(dialect.delimiter, dialect.quotechar, dialect.header) if dialect else None,
+        evidence=recognition.evidence,
+        confidence=round(recognition.confidence, 4),
+        top=top,
+        decided_by=decider.provenance(),
+        cr_lines=fmt in ("csv", "tsv", "ndjson") and _cr_lines(head),
+    )
+
+
+def detect_file(location: str, decider: Decider = BASELINE) -> Detection:
+    """Read the ends of `location` and recognise its format with `decider`."""
+    head, tail = read_ends(location)
+    return detect_sample(head, tail, location, decider)
+
+
+def text_encoding(location: str) -> str | None:
+    """The text encoding of `location` by its head (None when the file is empty)."""
+    head, _ = read_ends(location)
+    return encoding_of(head) if head else None
 
 
 def delimited_dialect(location: str, fmt: str) -> Detection:
     """The dialect of a file the caller says is csv or tsv (the delimiter follows the format)."""
-    detection = detect_file(location)
-    dialect = detection.dialect or Dialect(",", '"', True)
+    head, _ = read_ends(location)
+    if not head.strip():
+        raise AgentError(f"{location!r} is empty", code="empty_input")
+    encoding = encoding_of(head)
+    guess, _ = dialect_of(decode(head, encoding))
+    dialect = Dialect(guess.delimiter, guess.quotechar, guess.header)
     if fmt == "tsv":
         dialect.delimiter = "\t"
     elif dialect.delimiter == "\t":
         dialect.delimiter = ","
-    return Detection(fmt, detection.encoding or "utf-8", dialect, "caller")
+    return Detection(fmt, encoding, dialect, "caller", cr_lines=_cr_lines(head))

@@ -29,6 +29,7 @@ import pyarrow.parquet as pq
 
 from agents.base.actions import AgentError
 from agents.base.security import resolve_credential
+from agents.base.settings import AgentSettings
 from agents.base.storage import DataRoot, sha256_of
 from agents.data_converter.conversion import Compression, detect
 from agents.data_converter.inputs import local_copy, publish, scratch_dir
@@ -74,10 +75,10 @@ class Hasher:
         return values.replace_strict(distinct, hashed, default=None, return_dtype=pl.String)
 
 
-def resolve_salt(salt_env: str | None, environment: str) -> tuple[Hasher, dict[str, Any]]:
+def resolve_salt(salt_env: str | None, settings: AgentSettings) -> tuple[Hasher, dict[str, Any]]:
     """The hasher for `salt_env` and a description of the salt's source (never its value)."""
     if salt_env is None:
-        if environment == "production":
+        if settings.environment == "production":
             raise AgentError(
                 "salt_env: hashing in production needs a salt; set salt_env to the NAME of an "
                 "environment variable holding it",
@@ -85,7 +86,7 @@ def resolve_salt(salt_env: str | None, environment: str) -> tuple[Hasher, dict[s
                 details={"field": "salt_env"},
             )
         return Hasher(DEV_SALT), {"source": "development_default"}
-    salt = resolve_credential(salt_env)  # names the variable, never the value
+    salt = resolve_credential(salt_env, settings)  # names the variable, never the value
     if len(salt) < MIN_SALT_CHARS:
         raise AgentError(
             f"salt_env: the salt in {salt_env!r} is shorter than {MIN_SALT_CHARS} characters",

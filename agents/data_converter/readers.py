@@ -18,6 +18,11 @@ import duckdb
 import fastavro
 import openpyxl
 import polars as pl
+import pyarrow as pa
+import pyarrow.feather as feather
+import pyarrow.ipc as ipc
+import pyarrow.orc as orc
+import pyarrow.parquet as pq
 from lxml import etree
 
 from agents.base.actions import AgentError
@@ -28,10 +33,15 @@ CSV_INFER_ROWS = 10_000
 _UTF8 = ("utf-8", "utf-8-sig", "utf8", "ascii")
 
 
-def to_utf8(path: str, encoding: str | None, workdir: str) -> str:
-    """`path` itself if it is UTF-8, else a streamed UTF-8 copy (polars and DuckDB read UTF-8)."""
-    if not encoding or encoding.lower() in _UTF8:
+def to_utf8(path: str, encoding: str | None, workdir: str, *, cr_lines: bool = False) -> str:
+    """`path` itself if it is UTF-8, else a streamed UTF-8 copy (polars and DuckDB read UTF-8).
+
+    `cr_lines`: the file ends its lines with `\r` alone (old Mac files), which polars does not
+    take for line ends; the copy ends them with `\n`.
+    """
+    if (not encoding or encoding.lower() in _UTF8) and not cr_lines:
         return path
+    encoding = encoding or "utf-8"
     target = os.path.join(workdir, f"utf8-{uuid.uuid4().hex}-{os.path.basename(path)}")
     with (
         open(path, encoding=encoding, errors="strict", newline="") as source,
@@ -39,7 +49,7 @@ def to_utf8(path: str, encoding: str | None, workdir: str) -> str:
     ):
         try:
             while chunk := source.read(1 << 20):
-                sink.write(chunk)
+                sink.write(chunk.replace("\r", "\n") if cr_lines else chunk)
         except UnicodeDecodeError as exc:
             raise AgentError(
                 f"the file is not valid {encoding}: {exc}", code="bad_encoding"
@@ -189,6 +199,39 @@ def _json_array(path: str, workdir: str, stem: str) -> pl.LazyFrame:
     return pl.scan_parquet(staged)
 
 
+def _batches(path: str, fmt: str) -> tuple[pa.Schema, Iterator[pa.RecordBatch]]:
+    if fmt == "orc":
+        orc_file = orc.ORCFile(path)
+        stripes = (orc_file.read_stripe(i) for i in range(orc_file.nstripes))
+        return orc_file.schema, (
+            b for s in stripes for b in pa.Table.from_batches([s]).to_batches()
+        )
+    try:  # the Arrow IPC file format (and Feather v2), read one record batch at a time
+        reader = ipc.open_file(path)
+        return reader.schema, (reader.get_batch(i) for i in range(reader.num_record_batches))
+    except pa.ArrowInvalid:
+        pass
+    try:
+        stream = ipc.open_stream(path)
+        return stream.schema, iter(stream)
+    except pa.ArrowInvalid:
+        table = feather.read_table(path)  # Feather v1
+        return table.schema, iter(table.to_batches())
+
+
+def _columnar(path: str, fmt: str, workdir: str, stem: str) -> pl.LazyFrame:
+    """Arrow IPC / Feather and ORC, staged batch by batch into one Parquet file."""
+    staged = os.path.join(workdir, f"{stem}-{fmt}.parquet")
+    try:
+        schema, batches = _batches(path, fmt)
+        with pq.ParquetWriter(staged, schema) as writer:
+            for batch in batches:
+                writer.write_batch(batch)
+    except (pa.ArrowException, OSError) as exc:
+        raise AgentError(f"cannot read {fmt}: {exc}", code="parse_error") from exc
+    return pl.scan_parquet(staged)
+
+
 def open_lazy(
     path: str,
     detection: Detection,
@@ -201,11 +244,10 @@ def open_lazy(
     fmt = detection.format
     stem = uuid.uuid4().hex  # staged parts of several files may share `workdir`
     if fmt in ("csv", "tsv"):
-        return scan_delimited(
-            to_utf8(path, detection.encoding, workdir), detection, infer_rows=infer_rows
-        )
+        utf8 = to_utf8(path, detection.encoding, workdir, cr_lines=detection.cr_lines)
+        return scan_delimited(utf8, detection, infer_rows=infer_rows)
     if fmt == "ndjson":
-        utf8 = to_utf8(path, detection.encoding, workdir)
+        utf8 = to_utf8(path, detection.encoding, workdir, cr_lines=detection.cr_lines)
         return pl.scan_ndjson(utf8, infer_schema_length=infer_rows)
     if fmt == "parquet":
         return pl.scan_parquet(path)
@@ -215,6 +257,8 @@ def open_lazy(
         return _stage_records(_xml_records(path), workdir, stem)
     if fmt == "avro":
         return _stage_records(_avro_records(path), workdir, stem)
+    if fmt in ("arrow", "orc"):
+        return _columnar(path, fmt, workdir, stem)
     if fmt == "excel":
         header = detection.dialect.header if detection.dialect else True
         return _stage_records(_excel_records(path, sheet, header), workdir, stem)

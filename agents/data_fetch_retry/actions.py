@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import math
 import posixpath
 import re
 import shutil
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import unquote
 
 import httpx
@@ -22,6 +23,7 @@ from pydantic import Field, field_validator
 
 from agents.base.actions import ActionBody, ActionRegistry, AgentError
 from agents.base.context import ActionContext
+from agents.base.models import Decider
 from agents.base.security import (
     AppliedAuth,
     HostUnresolvable,
@@ -36,6 +38,7 @@ from agents.base.storage import DataRoot
 from agents.data_fetch_retry.download import Completed, Partial, attempt_download, finish
 from agents.data_fetch_retry.policy import (
     BreakerSpec,
+    HostStats,
     PermanentError,
     RateLimitSpec,
     TransientError,
@@ -43,8 +46,10 @@ from agents.data_fetch_retry.policy import (
     breaker_for,
     breaker_retry_after,
     classify_exception,
+    host_stats,
     limiter_for,
 )
+from ml.retry_strategy.policy import FailureContext, clamp
 
 registry = ActionRegistry("data-fetch-retry")
 
@@ -85,6 +90,12 @@ class FetchBody(ActionBody):
     breaker: BreakerSpec = Field(
         default_factory=lambda: BreakerSpec(), description="per-host circuit breaker"
     )
+    strategy: Literal["static", "adaptive"] = Field(
+        "static",
+        description="static: the backoff above; adaptive: the retry_strategy model decides "
+        "each retry and its delay, within max_attempts, wait_max_s/max_retry_after_s and "
+        "deadline_s",
+    )
 
     _headers = field_validator("headers")(refuse_secret_headers)
 
@@ -120,6 +131,7 @@ class Tally:
     attempts: int = 0
     waited_s: float = 0.0
     limited_s: float = 0.0
+    decisions: list[dict[str, Any]] = field(default_factory=list)
 
 
 async def _download(
@@ -132,6 +144,7 @@ async def _download(
     breaker: pybreaker.CircuitBreaker,
     limiter: AsyncLimiter | None,
     tally: Tally,
+    stats: HostStats,
 ) -> Completed:
     """Attempt the download until it completes, fails for good, or the attempts run out."""
     failed_at: float | None = None
@@ -151,13 +164,95 @@ async def _download(
                 await limiter.acquire()
                 tally.limited_s += time.monotonic() - started
             tally.attempts += 1
+            called = time.monotonic()
             try:
                 with breaker.calling():
-                    return await _attempt(client, ctx, body, partial, auth)
+                    done = await _attempt(client, ctx, body, partial, auth)
             except TransientError:
                 failed_at = time.monotonic()
+                stats.record(ok=False, latency_s=failed_at - called)
                 raise
+            stats.record(ok=True, latency_s=time.monotonic() - called)
+            return done
     raise AssertionError("unreachable: stamina re-raises the last failure")
+
+
+def _failure(
+    exc: TransientError | PermanentError,
+    body: FetchBody,
+    attempt: int,
+    elapsed: float,
+    stats: HostStats,
+) -> FailureContext:
+    """The retry model's input for a failed attempt of this call."""
+    timeout = exc.status_code is None and "Timeout" in exc.message
+    retry_after = exc.retry_after_s if isinstance(exc, TransientError) else None
+    return FailureContext(
+        status=exc.status_code,
+        error_class="http" if exc.status_code else ("timeout" if timeout else "connect"),
+        retry_after_s=retry_after,
+        attempt=attempt,
+        elapsed_s=elapsed,
+        host_error_rate=stats.error_rate,
+        host_latency_ms=stats.latency_ms,
+        remaining_s=body.deadline_s - elapsed if body.deadline_s else math.inf,
+        attempts_left=body.max_attempts - attempt,
+        # The longest wait this call allows: a Retry-After up to max_retry_after_s, else
+        # wait_max_s (the same bounds the static backoff keeps).
+        max_interval_s=max(body.wait_max_s, body.max_retry_after_s if retry_after else 0.0),
+        retryable=isinstance(exc, TransientError),
+    )
+
+
+async def _download_adaptive(
+    client: httpx.AsyncClient,
+    ctx: ActionContext,
+    body: FetchBody,
+    partial: Partial,
+    auth: AppliedAuth,
+    *,
+    breaker: pybreaker.CircuitBreaker,
+    limiter: AsyncLimiter | None,
+    tally: Tally,
+    stats: HostStats,
+    decider: Decider,
+) -> Completed:
+    """Attempt the download, asking the retry model after each failure whether and when."""
+    started = time.monotonic()
+    while True:
+        if limiter is not None:
+            waited = time.monotonic()
+            await limiter.acquire()
+            tally.limited_s += time.monotonic() - waited
+        tally.attempts += 1
+        called = time.monotonic()
+        try:
+            with breaker.calling():
+                done = await _attempt(client, ctx, body, partial, auth)
+        except (TransientError, PermanentError) as exc:
+            now = time.monotonic()
+            if isinstance(exc, TransientError):
+                stats.record(ok=False, latency_s=now - called)
+            failure = _failure(exc, body, tally.attempts, now - started, stats)
+            # The spec's limits are enforced here, outside the model, whatever it says.
+            decision = clamp(decider.predictor.decide(failure), failure)
+            tally.decisions.append(
+                {
+                    "attempt": tally.attempts,
+                    "status_code": exc.status_code,
+                    "retry": decision.retry,
+                    "delay_s": round(decision.delay_s, 3),
+                    "reason": decision.reason,
+                    **decider.provenance(),
+                }
+            )
+            if not decision.retry:
+                raise
+            await asyncio.sleep(decision.delay_s)
+            tally.waited_s += decision.delay_s
+            continue
+        stats.record(ok=True, latency_s=time.monotonic() - called)
+        return done
 
 
 @registry.action("fetch", FetchBody, description="download a URL with retries and resume")
@@ -170,7 +265,7 @@ async def fetch(body: FetchBody, ctx: ActionContext) -> dict[str, Any]:
     `retry_after_s`, so the engine's retry policy can take over.
     """
     target = await check_url(body.url, ctx.settings)
-    auth = apply_auth(body.auth)
+    auth = apply_auth(body.auth, ctx.settings, body.url)
     host = f"{target.host}:{target.port or (443 if target.scheme == 'https' else 80)}"
     breaker = breaker_for(host, body.breaker.fail_max, body.breaker.reset_timeout_s)
     rate = body.rate_limit
@@ -182,12 +277,21 @@ async def fetch(body: FetchBody, ctx: ActionContext) -> dict[str, Any]:
     await asyncio.to_thread(spool.mkdir, parents=True, exist_ok=True)
     partial = Partial(spool / f"{name}.part")
     tally = Tally()
-    progress = {"url": redact_url(body.url, auth.secrets), "host": host}
+    progress: dict[str, Any] = {"url": redact_url(body.url, auth.secrets), "host": host}
+    decider = ctx.models["retry_strategy"].current if body.strategy == "adaptive" else None
+    if decider is not None:
+        progress["retry_decider"] = decider.provenance()
+        progress["decisions"] = tally.decisions  # filled in as the attempts go
+    guards: dict[str, Any] = {"breaker": breaker, "limiter": limiter, "tally": tally}
+    guards["stats"] = host_stats(host)
     try:
         async with http_client(ctx.http, verify_tls=body.verify_tls) as client:
-            done = await _download(
-                client, ctx, body, partial, auth, breaker=breaker, limiter=limiter, tally=tally
-            )
+            if decider is None:
+                done = await _download(client, ctx, body, partial, auth, **guards)
+            else:
+                done = await _download_adaptive(
+                    client, ctx, body, partial, auth, decider=decider, **guards
+                )
     except pybreaker.CircuitBreakerError as exc:
         raise AgentError(
             f"the circuit for {host} is open after repeated failures",
@@ -240,6 +344,10 @@ async def fetch(body: FetchBody, ctx: ActionContext) -> dict[str, Any]:
         "resumed_from": done.resumed_from,
         "etag": done.etag,
         "last_modified": done.last_modified,
+        "retry_strategy": body.strategy,
+        **(
+            {"retry_decider": decider.provenance(), "decisions": tally.decisions} if decider else {}
+        ),
     }
 
 

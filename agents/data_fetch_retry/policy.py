@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ssl
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from functools import lru_cache
@@ -165,6 +166,25 @@ def breaker_for(host: str, fail_max: int, reset_timeout_s: float) -> pybreaker.C
         name=host,
         throw_new_error_on_trip=False,
     )
+
+
+@dataclass
+class HostStats:
+    """A host's recent health as this agent saw it: EWMAs of failures and latency."""
+
+    error_rate: float = 0.0
+    latency_ms: float = 100.0
+
+    def record(self, *, ok: bool, latency_s: float) -> None:
+        """Fold one call in (weight 0.2: about the last five calls)."""
+        self.error_rate += 0.2 * ((0.0 if ok else 1.0) - self.error_rate)
+        self.latency_ms += 0.2 * (latency_s * 1000 - self.latency_ms)
+
+
+@lru_cache(maxsize=1024)
+def host_stats(host: str) -> HostStats:
+    """The recent health of one host (the retry model's host features)."""
+    return HostStats()
 
 
 @lru_cache(maxsize=1024)

@@ -165,3 +165,64 @@ async def recommend_action(body: RecommendBody, ctx: ActionContext) -> dict[str,
             "changes_by_hour": recommend.changes_by_hour(polls, tz),
         },
     }
+
+
+class Collected(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    at: datetime = Field(description="when the collect ran (naive means UTC)")
+    rows: int | None = Field(None, ge=0, description="rows it found new since the previous one")
+    cursor: float | None = Field(
+        None, description="a numeric cursor (rows written so far): its advance counts as rows"
+    )
+
+    def row(self) -> tuple[datetime, int | None, float | None]:
+        """(aware time, rows, cursor)."""
+        return (self.at if self.at.tzinfo else self.at.replace(tzinfo=UTC)), self.rows, self.cursor
+
+
+class NextIntervalBody(ActionBody):
+    history: list[Collected] = Field(
+        default_factory=list,
+        max_length=10_000,
+        description="the schedule's past collects, any order: [{'at', 'rows'} or {'at', 'cursor'}]",
+    )
+    min_interval_s: float = Field(ge=1, le=366 * 86400, description="never sooner than this")
+    max_interval_s: float = Field(ge=1, le=366 * 86400, description="never later than this")
+    budget_interval_s: float | None = Field(
+        None, gt=0, description="the mean interval to spend (default: geometric mid of the bounds)"
+    )
+
+    @model_validator(mode="after")
+    def _bounds(self) -> NextIntervalBody:
+        if self.min_interval_s > self.max_interval_s:
+            raise ValueError("min_interval_s is above max_interval_s")
+        return self
+
+
+@registry.action(
+    "next_interval", NextIntervalBody, description="the next poll interval", read_only=True
+)
+async def next_interval_action(body: NextIntervalBody, ctx: ActionContext) -> dict[str, Any]:
+    """How long to wait after the newest collect, by the scheduling model (or its baseline).
+
+    Returns `{"interval_s", "next_at", "reason", "decider": {"model", "version", "source"},
+    "observations"}`; `next_at` is the newest collect's time plus the interval (null without
+    history).
+    """
+    history = recommend.collect_observations([c.row() for c in body.history])
+    bounds = recommend.Bounds(body.min_interval_s, body.max_interval_s, body.budget_interval_s)
+    decider = ctx.models[recommend.MODEL].current
+    decision = recommend.next_interval(decider.predictor, history, bounds)
+    next_at = (
+        datetime.fromtimestamp(history[-1].at + decision.interval_s, UTC).isoformat()
+        if history
+        else None
+    )
+    return {
+        "interval_s": round(decision.interval_s, 3),
+        "next_at": next_at,
+        "reason": decision.reason,
+        "decider": decider.provenance(),
+        "observations": len(history),
+    }

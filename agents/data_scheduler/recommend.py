@@ -7,6 +7,9 @@ handles irregular polling (Cho & Garcia-Molina, "Estimating frequency of change"
 every poll saw a change the MLE is unbounded and their bias-reduced estimator is used instead.
 The recommended interval is the mean time between changes, rounded down to a cron-friendly step
 and kept within the caller's bounds.
+
+`next_interval` is the adaptive schedules' decision: the scheduling-intelligence model (or its
+baseline) picks the wait after the newest collect from rows per collect.
 """
 
 from __future__ import annotations
@@ -15,7 +18,20 @@ import math
 from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 from zoneinfo import ZoneInfo
+
+from ml.scheduling_intelligence.policy import (
+    Bounds,
+    ChoGarciaMolina,
+    IntervalDecision,
+    Observation,
+)
+
+# The baseline the agent serves without a champion: the stronger of the two baselines on the
+# held-out scenarios (see ml/README.md), with the rate limits `make models` picked for it.
+BASELINE = ChoGarciaMolina(floor=0.5, ceiling=16.0)
+MODEL = "scheduling_intelligence"
 
 # Steps a cron expression can express evenly: divisors of an hour, of a day, a day, a week.
 NICE_STEPS_S = (
@@ -115,3 +131,29 @@ def changes_by_hour(polls: list[Poll], tz: ZoneInfo) -> dict[str, int]:
     """How many polls saw a change, per local hour of day (evidence of a daily rhythm)."""
     hours = Counter(p.at.astimezone(tz).hour for p in polls[1:] if p.changed)
     return {f"{h:02d}": hours[h] for h in sorted(hours)}
+
+
+def collect_observations(
+    history: list[tuple[datetime, int | None, float | None]],
+) -> list[Observation]:
+    """Collects as (time, rows, cursor), oldest first; rows from the cursor's advance if absent.
+
+    A collect reporting neither rows nor a numeric cursor is left out: it says nothing about
+    how much changed.
+    """
+    out: list[Observation] = []
+    previous_cursor: float | None = None
+    for at, rows, cursor in sorted(history, key=lambda h: h[0]):
+        if rows is None and cursor is not None and previous_cursor is not None:
+            rows = max(int(cursor - previous_cursor), 0)
+        if cursor is not None:
+            previous_cursor = cursor
+        if rows is not None:
+            out.append(Observation(at=at.timestamp(), rows=rows))
+    return out
+
+
+def next_interval(predictor: Any, history: list[Observation], bounds: Bounds) -> IntervalDecision:
+    """The decider's interval after the newest collect (any predictor of the same interface)."""
+    decision: IntervalDecision = predictor.next_interval(history, bounds)
+    return decision

@@ -41,6 +41,8 @@ def create_app(settings: EngineSettings | None = None) -> FastAPI:
         executor = Executor(settings, sessionmaker, client, metrics)
         app.state.executor = executor
         relay = OutboxRelay(settings, redis)
+        # Off the hot path: the retry model is loaded here and refreshed in the background.
+        await executor.advisor.start()
         async with background(relay.run() if settings.start_loops else None):
             if settings.start_loops:
                 executor.start()
@@ -48,6 +50,7 @@ def create_app(settings: EngineSettings | None = None) -> FastAPI:
                 yield
             finally:
                 await executor.stop()
+                await executor.advisor.stop()
         await client.aclose()
         await redis.aclose()
         await engine.dispose()
@@ -60,4 +63,11 @@ def create_app(settings: EngineSettings | None = None) -> FastAPI:
     app.include_router(runs_router)
 
     mount_health(app, "workflow-engine", worker_id=settings.worker_id)
+
+    @app.get("/models")
+    async def models() -> dict[str, object]:
+        """The retry_strategy decider adaptive steps use (version, source, any problem)."""
+        executor = getattr(app.state, "executor", None)
+        return {"retry_strategy": executor.advisor.health() if executor else None}
+
     return app

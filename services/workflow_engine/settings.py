@@ -6,7 +6,7 @@ import os
 import socket
 import uuid
 
-from pydantic import Field
+from pydantic import AliasChoices, Field
 from pydantic_settings import SettingsConfigDict
 
 from shared.settings import CommonSettings
@@ -35,6 +35,17 @@ class EngineSettings(CommonSettings):
         description="a step meant for another replica (its run's affinity) is taken over "
         "once it has waited this long; keeps each run on one replica while that one keeps up",
     )
+    max_map_items: int = Field(
+        100_000,
+        ge=1,
+        description="most items a map_over step fans out over (a bulk_file of 100,000 files "
+        "fits); more fails the step with a message naming this setting",
+    )
+    max_rendered_chars: int = Field(
+        1024 * 1024,
+        ge=1024,
+        description="most characters a step's params may gain by template interpolation",
+    )
     poll_interval_s: float = Field(
         1.0, gt=0, description="safety-net poll; wake-ups normally come by LISTEN/NOTIFY"
     )
@@ -42,3 +53,12 @@ class EngineSettings(CommonSettings):
         10.0, ge=0, description="on SIGTERM, how long in-flight steps may finish before release"
     )
     start_loops: bool = Field(True, description="run the worker loops (off for API-only tests)")
+    mlflow_tracking_uri: str | None = Field(
+        None,
+        validation_alias=AliasChoices("mlflow_tracking_uri", "MLFLOW_TRACKING_URI"),
+        description="MLflow registry the engine loads retry_strategy's champion from (for "
+        "`strategy: adaptive` steps); unset: adaptive steps use the static backoff baseline",
+    )
+    model_refresh_s: float = Field(
+        60.0, gt=0, description="how often the engine checks for a new retry_strategy champion"
+    )

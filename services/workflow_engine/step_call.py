@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
+from services.workflow_engine.retry_model import RetryAdvisor
 from shared.agent_client import AgentCallError, AgentClient
 from shared.spec.models import RetryPolicy, StepSpec, WorkflowSpec, parse_spec
 from shared.spec.templates import TemplateContext, TemplateError, render
@@ -104,28 +105,59 @@ def retry_delay(policy: RetryPolicy, step: ClaimedStep, error: AgentCallError) -
     return delay
 
 
-def _template_context(run: RunContext, step: ClaimedStep) -> TemplateContext:
-    return TemplateContext(inputs=run.inputs, step_outputs=step.outputs, run_id=str(step.run_id))
+@dataclass(frozen=True)
+class StepLimits:
+    """Caps applied before a call is made (ENGINE_MAX_MAP_ITEMS, ENGINE_MAX_RENDERED_CHARS)."""
+
+    max_map_items: int = 100_000
+    max_rendered_chars: int = 1024 * 1024
 
 
-def _map_items(run: RunContext, spec: StepSpec, step: ClaimedStep) -> list[Any]:
+def _template_context(
+    run: RunContext, step: ClaimedStep, limits: StepLimits = StepLimits()
+) -> TemplateContext:
+    return TemplateContext(
+        inputs=run.inputs,
+        step_outputs=step.outputs,
+        run_id=str(step.run_id),
+        max_text_chars=limits.max_rendered_chars,
+    )
+
+
+def _map_items(
+    run: RunContext, spec: StepSpec, step: ClaimedStep, limits: StepLimits = StepLimits()
+) -> list[Any]:
     cached = run.map_items.get(spec.id)
     if cached is None:
         assert spec.map_over is not None
-        value = render(spec.map_over, _template_context(run, step))
+        value = render(spec.map_over, _template_context(run, step, limits))
         if not isinstance(value, list):
             raise TemplateError(
                 f"map_over of {spec.id!r} resolved to {type(value).__name__}, not a list"
+            )
+        if len(value) > limits.max_map_items:
+            raise TemplateError(
+                f"map_over of {spec.id!r} has {len(value)} items, over the limit of "
+                f"{limits.max_map_items} (ENGINE_MAX_MAP_ITEMS)"
             )
         cached = run.map_items[spec.id] = value
     return cached
 
 
 async def run_step(
-    step: ClaimedStep, run: RunContext, client: AgentClient, *, worker: str
+    step: ClaimedStep,
+    run: RunContext,
+    client: AgentClient,
+    *,
+    worker: str,
+    limits: StepLimits = StepLimits(),
+    advisor: RetryAdvisor | None = None,
 ) -> tuple[AttemptResult, float | None]:
     """Execute one claimed attempt; return its result and the agent call latency."""
     spec = run.spec.step(step.step_id)
+    # Only adaptive steps meet the retry model; a static step's path is unchanged.
+    if spec.retry.strategy != "adaptive":
+        advisor = None
     started = time.perf_counter()
 
     def result(**kwargs: Any) -> AttemptResult:
@@ -137,18 +169,18 @@ async def run_step(
         )
 
     try:
-        context = _template_context(run, step)
+        context = _template_context(run, step, limits)
         if step.role == "compensation":
             assert spec.compensate is not None
             # A compensation also sees the output of the step it undoes.
             params = render(spec.compensate.params, context)
         elif spec.map_over is not None and step.map_index < 0:
-            items = _map_items(run, spec, step)
+            items = _map_items(run, spec, step, limits)
             return result(
                 outcome="succeeded", map_items=items, fanout_limit=spec.map_concurrency
             ), None
         elif spec.map_over is not None:
-            items = _map_items(run, spec, step)
+            items = _map_items(run, spec, step, limits)
             context.item, context.has_item = items[step.map_index], True
             params = render(spec.params, context)
         else:
@@ -184,10 +216,56 @@ async def run_step(
         error_obj = AgentCallError(
             f"step exceeded timeout_s={timeout:g}", code="timeout", retryable=True
         )
-        return _failure(result, spec.retry, step, error_obj, bounded_by_run), None
+        failed = _failure(result, spec.retry, step, error_obj, bounded_by_run)
+        return _adapt(failed, advisor, spec.retry, run, time.perf_counter() - started), None
     except AgentCallError as exc:
-        return _failure(result, spec.retry, step, exc, bounded_by_run), None
+        failed = _failure(result, spec.retry, step, exc, bounded_by_run)
+        failed = _adapt(failed, advisor, spec.retry, run, time.perf_counter() - started, exc)
+        return failed, None
+    if advisor is not None:
+        advisor.observe(step.agent, ok=True, latency_s=reply.latency_s)
+        advisor.forget(step.id)
     return result(outcome="succeeded", output=reply.output), reply.latency_s
+
+
+def _adapt(
+    failed: AttemptResult,
+    advisor: RetryAdvisor | None,
+    policy: RetryPolicy,
+    run: RunContext,
+    latency_s: float,
+    error: AgentCallError | None = None,
+) -> AttemptResult:
+    """An adaptive step's failure: the model chooses the delay or gives up (limits clamped).
+
+    Only a retry the static policy allows (retryable, attempts left) is put to the model, so
+    it can wait differently or give up earlier, never retry more than the spec says.
+    """
+    if advisor is None:
+        return failed
+    step = failed.step
+    advisor.observe(step.agent, ok=False, latency_s=latency_s)
+    if failed.retry_in_s is None:
+        advisor.forget(step.id)
+        return failed
+    remaining = None
+    if run.deadline_at is not None:
+        remaining = (run.deadline_at - datetime.now(UTC)).total_seconds()
+    decision, record = advisor.decide(
+        step_row=step.id,
+        agent=step.agent,
+        attempt=step.attempts,
+        attempts_left=policy.max_attempts - step.attempts,
+        max_interval_s=policy.max_interval_s,
+        remaining_s=remaining,
+        error=failed.error or {},
+        retry_after_s=error.retry_after_s if error is not None else None,
+    )
+    failed.retry_in_s = decision.delay_s if decision.retry else None
+    failed.decision = record
+    if not decision.retry:
+        advisor.forget(step.id)
+    return failed
 
 
 def _failure(

@@ -22,8 +22,9 @@ import asyncpg
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
+from services.workflow_engine.retry_model import RetryAdvisor
 from services.workflow_engine.settings import EngineSettings
-from services.workflow_engine.step_call import RunCache, RunContext, run_step
+from services.workflow_engine.step_call import RunCache, RunContext, StepLimits, run_step
 from shared.agent_client import AgentClient
 from shared.db.session import asyncpg_dsn
 from shared.events.outbox import wakeup_channel
@@ -66,8 +67,10 @@ class Executor:
         self.client = client
         self.metrics = metrics
         self.schema = settings.db_schema
+        self.limits = StepLimits(settings.max_map_items, settings.max_rendered_chars)
         self.worker = settings.worker_id
         self.runs = RunCache(sessionmaker)
+        self.advisor = RetryAdvisor(settings.mlflow_tracking_uri, settings.model_refresh_s)
         self.inflight: dict[int, ClaimedStep] = {}
         self.tasks: dict[int, asyncio.Task[None]] = {}
         self.results: asyncio.Queue[AttemptResult] = asyncio.Queue()
@@ -183,7 +186,14 @@ class Executor:
     async def _execute(self, step: ClaimedStep) -> None:
         try:
             run = await self.runs.get(step.run_id)
-            result, latency = await run_step(step, run, self.client, worker=self.worker)
+            result, latency = await run_step(
+                step,
+                run,
+                self.client,
+                worker=self.worker,
+                limits=self.limits,
+                advisor=self.advisor,
+            )
             if latency is not None:
                 self.metrics.agent_coordination_latency.labels(step.agent, step.action).observe(
                     latency

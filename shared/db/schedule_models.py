@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import Boolean, Float, ForeignKey, Index, Integer, String, Text, func, text
-from sqlalchemy.dialects.postgresql import UUID
+from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.orm import Mapped, mapped_column
 
 from shared.db.models import Base, Json, StepRun, WorkflowRun
@@ -24,12 +25,16 @@ class Schedule(Base):
     workflow_version: Mapped[int | None] = mapped_column(Integer)
     inputs: Mapped[Json]
     priority: Mapped[int] = mapped_column(Integer, server_default="0")
-    trigger: Mapped[str] = mapped_column(String(16))  # cron | interval | continuous
+    trigger: Mapped[str] = mapped_column(String(16))  # cron | interval | continuous | adaptive
     cron: Mapped[str | None] = mapped_column(String(120))
     timezone: Mapped[str] = mapped_column(String(64), server_default="UTC")
     interval_s: Mapped[float | None] = mapped_column(Float)
     anchor_at: Mapped[datetime | None]  # interval fires are anchor_at + k * interval_s
     min_interval_s: Mapped[float] = mapped_column(Float, server_default="0")
+    # adaptive: the scheduler agent picks each interval within [min_interval_s, max_interval_s]
+    max_interval_s: Mapped[float | None] = mapped_column(Float)
+    # its last answer: {run_id, interval_s, reason, decided_at, model, version, source}
+    adaptive_decision: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
     backoff_initial_s: Mapped[float] = mapped_column(Float, server_default="10")
     backoff_max_s: Mapped[float] = mapped_column(Float, server_default="600")
     catchup: Mapped[str] = mapped_column(String(8), server_default="latest")

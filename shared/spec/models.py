@@ -33,6 +33,11 @@ class RetryPolicy(_Strict):
     max_interval_s: float = Field(60.0, ge=0, le=86400)
     jitter: float = Field(0.2, ge=0, le=1)
     non_retryable_error_codes: list[str] = Field(default_factory=list)
+    strategy: Literal["static", "adaptive"] = Field(
+        "static",
+        description="static: the backoff above; adaptive: the retry_strategy model chooses the "
+        "delay or gives up early, always within max_attempts, max_interval_s and the deadline",
+    )
 
     def delay_before(self, attempt: int, rng: random.Random | None = None) -> float:
         """Seconds to wait before attempt number `attempt` (2 for the first retry)."""

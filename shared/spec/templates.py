@@ -73,6 +73,10 @@ class TemplateContext:
     run_id: str
     item: Any = None
     has_item: bool = False
+    # Text built by interpolation ("a ${x} b") is new data the engine would send and store:
+    # its total per render is capped (whole references pass stored values along unchanged).
+    max_text_chars: int = 1024 * 1024
+    text_chars: int = 0
 
 
 def _walk(value: Any, path: tuple[str, ...], shown: str) -> Any:
@@ -117,7 +121,15 @@ def render(value: Any, ctx: TemplateContext) -> Any:
         whole = REFERENCE.fullmatch(value)
         if whole:
             return _lookup(parse_reference(whole.group(1)), ctx)
-        return REFERENCE.sub(lambda m: _as_text(_lookup(parse_reference(m.group(1)), ctx)), value)
+        text = REFERENCE.sub(lambda m: _as_text(_lookup(parse_reference(m.group(1)), ctx)), value)
+        if text is not value:
+            ctx.text_chars += len(text)
+            if ctx.text_chars > ctx.max_text_chars:
+                raise TemplateError(
+                    f"interpolated text passes {ctx.max_text_chars} characters "
+                    "(ENGINE_MAX_RENDERED_CHARS)"
+                )
+        return text
     if isinstance(value, Mapping):
         return {key: render(item, ctx) for key, item in value.items()}
     if isinstance(value, list):

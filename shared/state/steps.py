@@ -44,6 +44,8 @@ class AttemptResult:
     # for a map_over parent: the list to fan out over (children are created instead of a call)
     map_items: list[Any] | None = field(default=None)
     fanout_limit: int = 1
+    # an adaptive step's retry decision and the model version that made it (attempt log, event)
+    decision: dict[str, Any] | None = None
 
 
 _CLAIM = text(
@@ -251,6 +253,8 @@ async def record_results(
             "worker": result.worker,
             "error": result.error,
         }
+        if result.decision is not None:
+            log_entry["decision"] = result.decision
         columns["ids"].append(step.id)
         columns["statuses"].append(status.value)
         columns["outputs"].append(
@@ -274,6 +278,8 @@ async def record_results(
             data["error"] = result.error
         if status == StepStatus.RETRY_WAIT:
             data["retry_in_s"] = round(result.retry_in_s or 0.0, 3)
+        if result.decision is not None:
+            data["retry_decision"] = result.decision
         events.append(Event(STEP_EVENT[status], step.run_id, data))
     maybe_broken = any(status != StepStatus.SUCCEEDED for _, status in finished)
     return await advance_runs(

@@ -6,6 +6,7 @@ import json
 import subprocess
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,14 @@ import httpx
 import pytest
 
 from launcher.processes import Ports, Service, platform_env, platform_services, sample_server
-from tests.conftest import DATABASE_URL, REDIS_URL, SERVICE_TOKEN, fresh_schema, target_schema
+from tests.conftest import (
+    CREDENTIALS,
+    DATABASE_URL,
+    REDIS_URL,
+    SERVICE_TOKEN,
+    fresh_schema,
+    target_schema,
+)
 
 API_KEY = "e2e-api-key"
 ORDERS_TOKEN = "e2e-0rders-t0ken-5ecret-91f2"
@@ -70,15 +78,12 @@ def e2e_schema() -> Iterator[str]:
     yield from fresh_schema()
 
 
-@pytest.fixture(scope="session")
-def platform(
-    e2e_schema: str, stream_prefix: str, tmp_path_factory: pytest.TempPathFactory
+@contextmanager
+def launch(
+    db_schema: str, stream_prefix: str, data_root: Path, log_dir: Path, **extra: str
 ) -> Iterator[Platform]:
-    """Six agents, engine and controller, started once for the e2e tests."""
-    db_schema = e2e_schema
+    """Six agents, data-ml, engine and controller on `db_schema`, stopped at the end."""
     ports = Ports.random()
-    data_root = tmp_path_factory.mktemp("e2e_data")
-    log_dir = tmp_path_factory.mktemp("e2e_logs")
     env = platform_env(
         database_url=DATABASE_URL,
         redis_url=REDIS_URL,
@@ -97,8 +102,10 @@ def platform(
             # Credentials the workflows reference by name (agents read them from their env).
             "E2E_STREAM_REDIS_URL": REDIS_URL,
             "E2E_ORDERS_TOKEN": ORDERS_TOKEN,
+            "AGENT_CREDENTIALS": json.dumps(CREDENTIALS),
             # The seed schedules would start runs of their own in the middle of the tests.
             "CONTROLLER_SEED_SCHEDULES": "false",
+            **extra,
         },
     )
     samples = sample_server(ports.samples, log_dir)
@@ -117,3 +124,17 @@ def platform(
             samples.wait(5)
         except subprocess.TimeoutExpired:
             samples.kill()
+
+
+@pytest.fixture(scope="session")
+def platform(
+    e2e_schema: str, stream_prefix: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Platform]:
+    """The platform, started once for the e2e tests."""
+    with launch(
+        e2e_schema,
+        stream_prefix,
+        tmp_path_factory.mktemp("e2e_data"),
+        tmp_path_factory.mktemp("e2e_logs"),
+    ) as running:
+        yield running

@@ -16,7 +16,7 @@ Overlap = Literal["skip", "buffer_one", "allow"]
 
 
 class ScheduleFields(BaseModel):
-    """What a schedule runs and when: exactly one of `cron`, `interval_s` or `continuous`."""
+    """What a schedule runs and when: one of `cron`, `interval_s`, `continuous` or adaptive."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -33,8 +33,20 @@ class ScheduleFields(BaseModel):
         None, description="first fire of an interval schedule (default: one interval from now)"
     )
     continuous: bool = Field(False, description="start a new run whenever the previous ends")
+    mode: Literal["adaptive"] | None = Field(
+        None,
+        description="adaptive: after each run the scheduler agent picks the next fire from the "
+        "schedule's collect history, within [min_interval_s, max_interval_s]",
+    )
     min_interval_s: float = Field(
-        0, ge=0, le=86400, description="continuous: at least this long between two starts"
+        0,
+        ge=0,
+        le=86400,
+        description="continuous: at least this long between two starts; adaptive: the "
+        "shortest interval",
+    )
+    max_interval_s: float | None = Field(
+        None, ge=1, le=366 * 86400, description="adaptive: the longest interval"
     )
     backoff_initial_s: float = Field(
         10, gt=0, le=86400, description="continuous: pause after a failed run, doubling"
@@ -81,11 +93,20 @@ class ScheduleFields(BaseModel):
         given = [n for n in ("cron", "interval_s") if getattr(self, n) is not None]
         if self.continuous:
             given.append("continuous")
+        if self.mode == "adaptive":
+            given.append("mode: adaptive")
         if len(given) != 1:
             raise ValueError(
-                "cron: give exactly one of `cron`, `interval_s` or `continuous: true` "
-                f"(got {', '.join(given) or 'none'})"
+                "cron: give exactly one of `cron`, `interval_s`, `continuous: true` or "
+                f"`mode: adaptive` (got {', '.join(given) or 'none'})"
             )
+        if self.mode == "adaptive":
+            if self.max_interval_s is None or self.min_interval_s < 1:
+                raise ValueError("max_interval_s: adaptive needs min_interval_s >= 1 and a max")
+            if self.max_interval_s < self.min_interval_s:
+                raise ValueError("max_interval_s: must be at least min_interval_s")
+        elif self.max_interval_s is not None:
+            raise ValueError("max_interval_s: only for adaptive schedules")
         if self.start_at is not None and self.interval_s is None:
             raise ValueError("start_at: only for interval schedules")
         if self.backoff_max_s < self.backoff_initial_s:
@@ -94,9 +115,11 @@ class ScheduleFields(BaseModel):
 
     @property
     def trigger(self) -> str:
-        """cron, interval or continuous."""
+        """cron, interval, continuous or adaptive."""
         if self.continuous:
             return "continuous"
+        if self.mode == "adaptive":
+            return "adaptive"
         return "cron" if self.cron is not None else "interval"
 
 
@@ -118,7 +141,9 @@ class ScheduleUpdate(BaseModel):
     interval_s: float | None = None
     start_at: datetime | None = None
     continuous: bool | None = None
+    mode: Literal["adaptive"] | None = None
     min_interval_s: float | None = None
+    max_interval_s: float | None = None
     backoff_initial_s: float | None = None
     backoff_max_s: float | None = None
     catchup: Catchup | None = None
@@ -137,6 +162,19 @@ class FireOut(BaseModel):
     fired_at: datetime
 
 
+class AdaptiveDecision(BaseModel):
+    """The scheduler agent's last answer for an adaptive schedule (or the fallback's)."""
+
+    run_id: uuid.UUID | None = Field(description="the run whose end it followed")
+    interval_s: float
+    next_fire_at: datetime
+    reason: str
+    decided_at: datetime
+    model: str | None
+    version: str | None = Field(description="the model version; null for a baseline")
+    source: str = Field(description="registry, baseline, or fallback (agent unreachable)")
+
+
 class ScheduleOut(BaseModel):
     id: uuid.UUID
     name: str
@@ -150,6 +188,8 @@ class ScheduleOut(BaseModel):
     interval_s: float | None
     start_at: datetime | None
     min_interval_s: float
+    max_interval_s: float | None
+    decision: AdaptiveDecision | None
     backoff_initial_s: float
     backoff_max_s: float
     catchup: str

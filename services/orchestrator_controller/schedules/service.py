@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.orchestrator_controller.definitions import service as definitions
 from services.orchestrator_controller.runs.inputs import bind_inputs
 from services.orchestrator_controller.schedules.schemas import (
+    AdaptiveDecision,
     FireOut,
     ScheduleCreate,
     ScheduleFields,
@@ -24,7 +25,7 @@ from services.orchestrator_controller.schedules.timing import Timing, jitter_for
 from shared.db.schedule_models import Schedule
 from shared.errors import Conflict, NotFound, ValidationFailed
 
-TRIGGER_FIELDS = ("cron", "interval_s", "continuous")
+TRIGGER_FIELDS = ("cron", "interval_s", "continuous", "mode")
 
 
 async def check_target(
@@ -43,8 +44,8 @@ async def check_target(
 
 
 def timing_of(schedule: Schedule) -> Timing | None:
-    """The fire times of a cron or interval schedule (None for a continuous one)."""
-    if schedule.trigger == "continuous":
+    """The fire times of a cron or interval schedule (None for continuous and adaptive)."""
+    if schedule.trigger in ("continuous", "adaptive"):
         return None
     return Timing(
         cron=schedule.cron,
@@ -68,10 +69,13 @@ def plan_from(schedule: Schedule, now: datetime) -> None:
     timing = timing_of(schedule)
     if not schedule.enabled:
         set_next_fire(schedule, None)
+    elif schedule.trigger == "adaptive":
+        # the first fire after the shortest interval; the agent picks every later one
+        set_next_fire(schedule, now + timedelta(seconds=schedule.min_interval_s))
     elif timing is None:
         # continuous: the ticker starts a run now unless the last one is still going
         set_next_fire(schedule, None)
-    else:
+    elif timing is not None:
         set_next_fire(schedule, timing.next_after(now - timedelta(microseconds=1)))
 
 
@@ -89,6 +93,9 @@ def _apply(schedule: Schedule, fields: ScheduleFields, now: datetime) -> None:
     else:
         schedule.anchor_at = None
     schedule.min_interval_s = fields.min_interval_s
+    schedule.max_interval_s = fields.max_interval_s
+    if fields.trigger != "adaptive":
+        schedule.adaptive_decision = None
     schedule.backoff_initial_s = fields.backoff_initial_s
     schedule.backoff_max_s = fields.backoff_max_s
     schedule.catchup = fields.catchup
@@ -119,7 +126,13 @@ async def create(
     schedule.missed_fires = 0
     plan_from(schedule, now)
     columns = {c.key: getattr(schedule, c.key) for c in Schedule.__table__.columns}
-    for unset in ("status_reason", "last_fire_at", "last_run_id", "buffered_fire_at"):
+    for unset in (
+        "status_reason",
+        "last_fire_at",
+        "last_run_id",
+        "buffered_fire_at",
+        "adaptive_decision",
+    ):
         columns[unset] = None
     inserted = await session.execute(
         insert(Schedule)
@@ -159,7 +172,9 @@ def fields_of(schedule: Schedule) -> dict[str, Any]:
         "interval_s": schedule.interval_s,
         "start_at": schedule.anchor_at if schedule.trigger == "interval" else None,
         "continuous": schedule.trigger == "continuous",
+        "mode": "adaptive" if schedule.trigger == "adaptive" else None,
         "min_interval_s": schedule.min_interval_s,
+        "max_interval_s": schedule.max_interval_s,
         "backoff_initial_s": schedule.backoff_initial_s,
         "backoff_max_s": schedule.backoff_max_s,
         "catchup": schedule.catchup,
@@ -190,7 +205,9 @@ async def update(
     given = patch.model_dump(exclude_unset=True)
     merged = fields_of(schedule)
     if any(name in given for name in TRIGGER_FIELDS):
-        merged.update(cron=None, interval_s=None, continuous=False, start_at=None)
+        merged.update(cron=None, interval_s=None, continuous=False, start_at=None, mode=None)
+        if "mode" not in given:
+            merged.update(max_interval_s=None)
     merged.update(given)
     fields = _validated(merged)
     enabling = fields.enabled and not schedule.enabled
@@ -198,7 +215,9 @@ async def update(
         await check_target(
             session, workflow=fields.workflow, version=fields.version, inputs=fields.inputs
         )
-    retime = enabling or bool({*TRIGGER_FIELDS, "timezone", "start_at", "jitter_s"} & set(given))
+    retime = enabling or bool(
+        {*TRIGGER_FIELDS, "timezone", "start_at", "jitter_s", "max_interval_s"} & set(given)
+    )
     _apply(schedule, fields, now)
     if not fields.enabled:
         schedule.auto_enable = False
@@ -288,6 +307,10 @@ async def describe(
             interval_s=s.interval_s,
             start_at=s.anchor_at,
             min_interval_s=s.min_interval_s,
+            max_interval_s=s.max_interval_s,
+            decision=AdaptiveDecision.model_validate(s.adaptive_decision)
+            if s.adaptive_decision
+            else None,
             backoff_initial_s=s.backoff_initial_s,
             backoff_max_s=s.backoff_max_s,
             catchup=s.catchup,

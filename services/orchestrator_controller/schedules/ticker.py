@@ -21,6 +21,7 @@ from services.orchestrator_controller.handoff import Handoff
 from services.orchestrator_controller.policies.service import Policies
 from services.orchestrator_controller.runs.schemas import CoordinateRequest
 from services.orchestrator_controller.runs.service import accept_run
+from services.orchestrator_controller.schedules import adaptive
 from services.orchestrator_controller.schedules.service import (
     check_target,
     plan_from,
@@ -38,14 +39,17 @@ log = logging.getLogger(__name__)
 
 ACTIVE_RUN = "('PENDING', 'RUNNING', 'COMPENSATING')"
 # A schedule is worth a look when its next fire is due, or when it waits for its last run
-# to end (a buffered fire, or a continuous schedule) and that run has ended.
+# to end (a buffered fire, a continuous schedule, an adaptive one owing its decision) and that
+# run has ended.
 _CLAIM = text(
     f"""
 SELECT s.id FROM schedules s
 WHERE s.enabled AND s.id <> ALL(:done)
   AND (s.next_due_at <= :now
        OR ((s.buffered_fire_at IS NOT NULL
-            OR (s.trigger = 'continuous' AND s.next_fire_at IS NULL))
+            OR (s.trigger = 'continuous' AND s.next_fire_at IS NULL)
+            OR (s.trigger = 'adaptive' AND s.last_run_id IS NOT NULL
+                AND (s.adaptive_decision->>'run_id') IS DISTINCT FROM s.last_run_id::text))
            AND NOT EXISTS (SELECT 1 FROM workflow_runs r WHERE r.id = s.last_run_id
                            AND r.status IN {ACTIVE_RUN})))
 ORDER BY s.next_due_at NULLS FIRST, s.id
@@ -75,6 +79,7 @@ class Ticker:
         clock: Callable[[], datetime],
         handoff: Handoff | None = None,
         max_per_round: int = 200,
+        adviser: adaptive.Adviser | None = None,
     ) -> None:
         self.settings = settings
         self.sessionmaker = sessionmaker
@@ -82,15 +87,19 @@ class Ticker:
         self.clock = clock
         self.handoff = handoff
         self.max_per_round = max_per_round
+        self.adviser = adviser or adaptive.Adviser(settings)
 
     async def run(self) -> None:
         """Tick every `schedule_tick_s` for the life of the app."""
-        while True:
-            await asyncio.sleep(self.settings.schedule_tick_s)
-            try:
-                await self.tick()
-            except Exception as exc:  # database restarting: try again next tick
-                log.warning("schedule tick failed: %s", exc)
+        try:
+            while True:
+                await asyncio.sleep(self.settings.schedule_tick_s)
+                try:
+                    await self.tick()
+                except Exception as exc:  # database restarting: try again next tick
+                    log.warning("schedule tick failed: %s", exc)
+        finally:
+            await self.adviser.aclose()
 
     async def tick(self) -> list[uuid.UUID]:
         """Enable seed schedules whose workflow appeared, then fire what is due; return runs."""
@@ -209,6 +218,8 @@ class Ticker:
         active = await self._active(session, schedule.last_run_id)
         if schedule.trigger == "continuous":
             return await self._continuous(session, schedule, now, active, kicks)
+        if schedule.trigger == "adaptive":
+            return await self._adaptive(session, schedule, now, active, kicks)
         started: list[uuid.UUID] = []
         if schedule.buffered_fire_at is not None and not active:
             run_id = await self._start(session, schedule, schedule.buffered_fire_at, kicks)
@@ -287,6 +298,31 @@ class Ticker:
             return []
         set_next_fire(schedule, None)
         return [run_id]
+
+    async def _adaptive(
+        self,
+        session: AsyncSession,
+        schedule: Schedule,
+        now: datetime,
+        active: bool,
+        kicks: list[uuid.UUID],
+    ) -> list[uuid.UUID]:
+        """Decide the next fire once the last run has ended; fire when due."""
+        if not active and adaptive.pending(schedule):
+            await self.adviser.decide(session, schedule, now)
+        if (
+            schedule.next_fire_at is None
+            or schedule.next_due_at is None
+            or schedule.next_due_at > now
+        ):
+            return []
+        fire = schedule.next_fire_at
+        adaptive.provisional(schedule, fire, now)
+        if active and schedule.overlap != "allow":
+            await self._record(session, schedule, fire, "skipped", "previous run still going")
+            return []
+        run_id = await self._start(session, schedule, fire, kicks)
+        return [] if run_id is None else [run_id]
 
     async def _after_last_run(
         self, session: AsyncSession, schedule: Schedule, now: datetime

@@ -1,0 +1,1 @@
+"""Connection optimization: probe a source, plan concurrency, page size and rate; pace."""

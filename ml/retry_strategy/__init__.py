@@ -1,0 +1,1 @@
+"""The retry-strategy model: retry or give up, and after how long (issue 13)."""

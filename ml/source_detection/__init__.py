@@ -1,0 +1,1 @@
+"""Source detection: what a source is, where its records are and how it pages."""

@@ -1,0 +1,156 @@
+"""The retry_strategy model in the engine: asked between attempts of `strategy: adaptive` steps.
+
+The champion is loaded at start and re-checked every `model_refresh_s` in the background (never
+per step); steps with the static policy never reach this module. The engine's hard limits (max
+attempts, max interval, the run's deadline) are clamped outside the model, and every decision
+is returned with its provenance for the step's attempt log and retry event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import os
+import time
+from collections import OrderedDict
+from typing import Any
+
+from ml.retry_strategy.policy import FailureContext, RetryDecision, StaticExponential, clamp
+
+log = logging.getLogger(__name__)
+MODEL = "retry_strategy"
+
+
+class RetryAdvisor:
+    """The engine's model slot for retry decisions, with per-agent recent health."""
+
+    def __init__(self, tracking_uri: str | None, refresh_s: float = 60.0) -> None:
+        self.tracking_uri = tracking_uri
+        self.refresh_s = refresh_s
+        self.predictor: Any = StaticExponential()
+        self.version: str | None = None
+        self.problem: str | None = None if tracking_uri else "no registry configured"
+        self._task: asyncio.Task[None] | None = None
+        self._health: dict[str, list[float]] = {}  # agent -> [error rate, latency ms]
+        self._first_failure: OrderedDict[int, float] = OrderedDict()
+
+    @property
+    def source(self) -> str:
+        return "baseline" if self.version is None else "registry"
+
+    def provenance(self) -> dict[str, Any]:
+        """`{"model", "version", "source"}` of the decider in use."""
+        return {"model": MODEL, "version": self.version, "source": self.source}
+
+    async def start(self) -> None:
+        """Load the champion once, then watch the alias in the background."""
+        if self.tracking_uri is None:
+            return
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
+        await self.refresh()
+        self._task = asyncio.create_task(self._watch(), name="model-retry_strategy")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def refresh(self) -> None:
+        """Load the champion when it changed; keep the current decider on any failure."""
+        from ml import registry
+
+        try:
+            version = await asyncio.to_thread(
+                registry.champion_version, MODEL, uri=self.tracking_uri
+            )
+            if version != self.version:
+                loaded = await asyncio.to_thread(
+                    registry.load, MODEL, uri=self.tracking_uri, version=version
+                )
+                # One assignment each: a decision sees the old decider or the new one.
+                self.predictor, self.version = loaded.predictor, loaded.version
+                log.info("retry_strategy: serving champion v%s", loaded.version)
+            self.problem = None
+        except registry.ModelUnavailable as exc:
+            self.problem = str(exc)
+            log.warning("retry_strategy: %s; serving %s", exc, self.source)
+
+    async def _watch(self) -> None:
+        while True:
+            await asyncio.sleep(self.refresh_s)
+            await self.refresh()
+
+    def observe(self, agent: str, *, ok: bool, latency_s: float) -> None:
+        """Fold one call of an adaptive step into its agent's recent health."""
+        health = self._health.setdefault(agent, [0.0, 100.0])
+        health[0] += 0.2 * ((0.0 if ok else 1.0) - health[0])
+        health[1] += 0.2 * (latency_s * 1000 - health[1])
+
+    def forget(self, step_row: int) -> None:
+        """The step succeeded or ended: its elapsed clock goes."""
+        self._first_failure.pop(step_row, None)
+
+    def decide(
+        self,
+        *,
+        step_row: int,
+        agent: str,
+        attempt: int,
+        attempts_left: int,
+        max_interval_s: float,
+        remaining_s: float | None,
+        error: dict[str, Any],
+        retry_after_s: float | None,
+    ) -> tuple[RetryDecision, dict[str, Any]]:
+        """The clamped decision after a failed attempt, and its record for the attempt log."""
+        now = time.monotonic()
+        first = self._first_failure.setdefault(step_row, now)
+        self._first_failure.move_to_end(step_row)
+        while len(self._first_failure) > 100_000:
+            self._first_failure.popitem(last=False)
+        error_rate, latency_ms = self._health.get(agent, [0.0, 100.0])
+        failure = FailureContext(
+            status=error.get("status"),
+            error_class=str(error.get("code", "error")),
+            retry_after_s=retry_after_s,
+            attempt=attempt,
+            elapsed_s=now - first,
+            host_error_rate=error_rate,
+            host_latency_ms=latency_ms,
+            remaining_s=math.inf if remaining_s is None else remaining_s,
+            attempts_left=attempts_left,
+            max_interval_s=max_interval_s,
+            retryable=True,  # the caller has already refused non-retryable errors
+        )
+        predictor = self.predictor
+        provenance = self.provenance()
+        try:
+            decision = clamp(predictor.decide(failure), failure)
+        except Exception as exc:  # a broken model must not break the step: the baseline decides
+            log.warning("retry_strategy v%s failed (%s); baseline decides", self.version, exc)
+            decision = clamp(StaticExponential().decide(failure), failure)
+            provenance = {"model": MODEL, "version": None, "source": "baseline"}
+        features = {
+            k: v
+            for k, v in vars(failure).items()
+            if v is not None and not (isinstance(v, float) and math.isinf(v))
+        }
+        record = {
+            "retry": decision.retry,
+            "delay_s": round(decision.delay_s, 3),
+            "reason": decision.reason,
+            "failure": features,
+            **provenance,
+        }
+        return decision, record
+
+    def health(self) -> dict[str, Any]:
+        """For the engine's /health: the decider in use and any registry problem."""
+        detail: dict[str, Any] = self.provenance()
+        if self.problem:
+            detail["problem"] = self.problem
+        return detail
