@@ -75,6 +75,11 @@ class Unauthorized(AppError):
     code = "unauthorized"
 
 
+class Forbidden(AppError):
+    status_code = 403
+    code = "forbidden"
+
+
 class ServiceUnavailable(AppError):
     status_code = 503
     code = "unavailable"

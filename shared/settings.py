@@ -73,6 +73,19 @@ class CommonSettings(BaseSettings):
         validation_alias=_alias("SERVICE_TOKEN"),
         description="bearer token the engine, controller and agents use between themselves",
     )
+    service_token_previous: SecretStr | None = Field(
+        None,
+        validation_alias=_alias("SERVICE_TOKEN_PREVIOUS"),
+        description="a second service token still accepted while a new SERVICE_TOKEN rolls out",
+    )
+
+    def service_tokens(self) -> list[str]:
+        """The service tokens accepted now (the current one first)."""
+        tokens = [self.service_token.get_secret_value()]
+        if self.service_token_previous is not None:
+            tokens.append(self.service_token_previous.get_secret_value())
+        return [t for t in tokens if t]
+
     data_root: str = Field(
         "./var/data",
         validation_alias=_alias("DATA_ROOT"),

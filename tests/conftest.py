@@ -12,6 +12,7 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import httpx
@@ -108,6 +109,17 @@ async def asgi_client(app: FastAPI, **kwargs: object) -> AsyncIterator[httpx.Asy
             **kwargs,  # type: ignore[arg-type]
         ) as client:
             yield client
+
+
+def reads_with(key: str) -> dict[str, Any]:
+    """Client kwargs sending `key` on every GET that names none (reads need the read scope);
+    writes stay as each test sends them, so the tests of a missing key keep testing that."""
+
+    async def add_key(request: httpx.Request) -> None:
+        if request.method == "GET" and "authorization" not in request.headers:
+            request.headers["Authorization"] = f"Bearer {key}"
+
+    return {"event_hooks": {"request": [add_key]}}
 
 
 def service_auth() -> dict[str, str]:

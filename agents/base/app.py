@@ -163,7 +163,7 @@ def create_agent_app(
 
     @app.get("/api/v1/actions")
     async def list_actions(request: Request) -> dict[str, Any]:
-        require_token(request, [settings.service_token.get_secret_value()])
+        require_token(request, settings.service_tokens())
         return {
             name: {"description": a.description, "body": a.body.model_json_schema()}
             for name, a in sorted(registry.actions.items())
@@ -171,7 +171,7 @@ def create_agent_app(
 
     @app.post("/api/v1/{action}")
     async def run_action(action: str, request: Request) -> JSONResponse:
-        require_token(request, [settings.service_token.get_secret_value()])
+        require_token(request, settings.service_tokens())
         spec = registry.actions.get(action)
         if spec is None:
             raise NotFound(

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Annotated
 
 from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.orchestrator_controller.settings import ControllerSettings
-from shared.auth import require_token
+from shared.auth import Scope, require_scope
 
 
 async def _session(request: Request) -> AsyncIterator[AsyncSession]:
@@ -24,10 +24,16 @@ async def _settings(request: Request) -> ControllerSettings:
     return settings
 
 
-async def _require_api_key(request: Request) -> None:
-    require_token(request, request.app.state.settings.accepted_api_keys())
+def _scoped(scope: Scope) -> Callable[[Request], Awaitable[None]]:
+    async def require(request: Request) -> None:
+        require_scope(request, request.app.state.settings.accepted_api_keys(), scope)
+
+    return require
 
 
 SessionDep = Annotated[AsyncSession, Depends(_session)]
 SettingsDep = Annotated[ControllerSettings, Depends(_settings)]
-ApiKey = Depends(_require_api_key)
+# Reads, runs (submit and cancel) and configuration (definitions, schedules) need their scope.
+ReadKey = Depends(_scoped("read"))
+SubmitKey = Depends(_scoped("submit"))
+AdminKey = Depends(_scoped("admin"))

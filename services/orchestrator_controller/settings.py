@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
-from pydantic import Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
 from services.orchestrator_controller.policies.config import OrchestratorsConfig
+from shared.auth import SCOPES, ApiKey, Scope, key_id
 from shared.settings import CommonSettings
 
 DEV_API_KEY = "dev-api-key"
+
+
+class ApiKeySpec(BaseModel):
+    """A key with an id (in logs and run records) and the scopes it grants."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$", description="non-secret name")
+    key: SecretStr = Field(description="the bearer token itself")
+    scopes: list[Scope] = Field(default_factory=lambda: list(SCOPES), description="its rights")
 
 
 class ControllerSettings(CommonSettings):
@@ -19,10 +30,11 @@ class ControllerSettings(CommonSettings):
     host: str = Field("127.0.0.1", description="bind address (used by the launcher)")
     port: int = Field(8080, description="HTTP port")
     engine_url: str = Field("http://127.0.0.1:8000", description="base URL of the engine")
-    api_keys: list[SecretStr] = Field(
+    api_keys: list[SecretStr | ApiKeySpec] = Field(
         default_factory=list,
-        description="bearer API keys accepted on mutating endpoints (JSON list); in "
-        f"development with none set, {DEV_API_KEY!r} is accepted",
+        description="bearer API keys (JSON list): a plain string has every scope; an object "
+        '{"id", "key", "scopes": ["read", "submit", "admin"]} only its own. Several may be '
+        f"valid at once (rotation). In development with none set, {DEV_API_KEY!r} is accepted",
     )
     handoff_interval_s: float = Field(
         2.0, gt=0, description="how often runs the engine has not started are handed off again"
@@ -62,9 +74,14 @@ class ControllerSettings(CommonSettings):
         True, description="create the four seed schedules at first start (never duplicated)"
     )
 
-    def accepted_api_keys(self) -> list[str]:
-        """The keys that authorise mutating requests."""
-        keys = [k.get_secret_value() for k in self.api_keys if k.get_secret_value()]
+    def accepted_api_keys(self) -> list[ApiKey]:
+        """The keys the controller accepts, each with its id and scopes."""
+        keys: list[ApiKey] = []
+        for given in self.api_keys:
+            if isinstance(given, ApiKeySpec):
+                keys.append(ApiKey(given.id, given.key.get_secret_value(), frozenset(given.scopes)))
+            elif secret := given.get_secret_value():
+                keys.append(ApiKey(key_id(secret), secret, frozenset(SCOPES)))
         if not keys and self.environment == "development":
-            keys = [DEV_API_KEY]
+            keys = [ApiKey("dev", DEV_API_KEY, frozenset(SCOPES))]
         return keys

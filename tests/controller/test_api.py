@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 from services.orchestrator_controller.app import create_app
 from services.orchestrator_controller.settings import ControllerSettings
 from shared.db.models import WorkflowRun
-from tests.conftest import asgi_client
+from tests.conftest import asgi_client, reads_with
 
 KEY = {"Authorization": "Bearer k-123"}
 
@@ -49,7 +49,7 @@ async def api(common_env: dict) -> AsyncIterator[httpx.AsyncClient]:
         start_loops=False,
     )
     app = create_app(settings)
-    async with asgi_client(app) as client:
+    async with asgi_client(app, **reads_with("k-123")) as client:
         client.app = app  # type: ignore[attr-defined]
         yield client
 
@@ -186,7 +186,7 @@ async def test_an_unreachable_database_is_a_503_to_retry(common_env: dict) -> No
         register_builtin_workflows=False,
         seed_schedules=False,
     )
-    async with asgi_client(create_app(settings)) as client:
+    async with asgi_client(create_app(settings), **reads_with("k-123")) as client:
         response = await client.post(
             "/coordinate", json={"spec": inline_spec(), "inputs": {"n": 1}}, headers=KEY
         )

@@ -22,7 +22,7 @@ from shared.db.session import asyncpg_dsn
 from shared.settings import CommonSettings
 from shared.state.runs import start_run
 from shared.state.steps import AttemptResult, claim_steps, record_results
-from tests.conftest import DATABASE_URL, asgi_client
+from tests.conftest import DATABASE_URL, asgi_client, reads_with
 
 API_KEY = "k-sched"
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
@@ -95,7 +95,7 @@ async def controller(
     app = create_app(controller_settings(env, **overrides))
     if clock is not None:
         app.state.clock = clock
-    async with asgi_client(app) as client:
+    async with asgi_client(app, **reads_with(API_KEY)) as client:
         yield app, client
 
 

@@ -7,14 +7,14 @@ from fastapi.responses import JSONResponse
 
 from services.orchestrator_controller.definitions import service
 from services.orchestrator_controller.definitions.schemas import DefinitionList, DefinitionOut
-from services.orchestrator_controller.deps import ApiKey, SessionDep, SettingsDep
+from services.orchestrator_controller.deps import AdminKey, ReadKey, SessionDep, SettingsDep
 from services.orchestrator_controller.runs.service import check_nesting
 from shared.spec.models import WorkflowSpec
 
 router = APIRouter(prefix="/workflows/definitions", tags=["definitions"])
 
 
-@router.post("", dependencies=[ApiKey], status_code=201, response_model=DefinitionOut)
+@router.post("", dependencies=[AdminKey], status_code=201, response_model=DefinitionOut)
 async def register_definition(
     spec: WorkflowSpec, session: SessionDep, settings: SettingsDep
 ) -> JSONResponse:
@@ -26,7 +26,7 @@ async def register_definition(
     return JSONResponse(body.model_dump(mode="json"), status_code=201 if is_new else 200)
 
 
-@router.get("", response_model=DefinitionList)
+@router.get("", dependencies=[ReadKey], response_model=DefinitionList)
 async def list_definitions(session: SessionDep, name: str | None = None) -> DefinitionList:
     """Registered workflows, every version."""
     rows = await service.list_definitions(session, name=name)

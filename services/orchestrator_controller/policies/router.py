@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 
-from services.orchestrator_controller.deps import SessionDep
+from services.orchestrator_controller.deps import ReadKey, SessionDep
 from services.orchestrator_controller.policies.schemas import OrchestratorList, OrchestratorOut
 from services.orchestrator_controller.policies.service import MANAGERS, Policies
 
@@ -19,7 +19,7 @@ DESCRIPTIONS = {
 }
 
 
-@router.get("/orchestrators", response_model=OrchestratorList)
+@router.get("/orchestrators", dependencies=[ReadKey], response_model=OrchestratorList)
 async def orchestrators(request: Request, session: SessionDep) -> OrchestratorList:
     """The five orchestrators with their configuration and live counts."""
     policies: Policies = request.app.state.policies

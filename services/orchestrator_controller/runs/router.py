@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import JSONResponse
 
-from services.orchestrator_controller.deps import ApiKey, SessionDep, SettingsDep
+from services.orchestrator_controller.deps import ReadKey, SessionDep, SettingsDep, SubmitKey
 from services.orchestrator_controller.runs import service
 from services.orchestrator_controller.runs.schemas import (
     CoordinateRequest,
@@ -24,7 +24,7 @@ router = APIRouter(tags=["runs"])
 
 
 @router.post(
-    "/coordinate", dependencies=[ApiKey], status_code=202, response_model=CoordinateResponse
+    "/coordinate", dependencies=[SubmitKey], status_code=202, response_model=CoordinateResponse
 )
 async def coordinate(
     body: CoordinateRequest,
@@ -64,7 +64,7 @@ async def coordinate(
     )
 
 
-@router.get("/workflows/status", response_model=RunPage)
+@router.get("/workflows/status", dependencies=[ReadKey], response_model=RunPage)
 async def workflows_status(
     session: SessionDep,
     status: RunStatus | None = None,
@@ -79,13 +79,13 @@ async def workflows_status(
     )
 
 
-@router.get("/workflows/{run_id}", response_model=RunDetail)
+@router.get("/workflows/{run_id}", dependencies=[ReadKey], response_model=RunDetail)
 async def workflow_detail(run_id: str, session: SessionDep) -> RunDetail:
     """One run with every step: status, attempts, timings, output, error."""
     return await service.get_run(session, run_id=service.parse_run_id(run_id))
 
 
-@router.post("/workflows/{run_id}/cancel", dependencies=[ApiKey], status_code=202)
+@router.post("/workflows/{run_id}/cancel", dependencies=[SubmitKey], status_code=202)
 async def cancel(run_id: str, session: SessionDep, settings: SettingsDep) -> JSONResponse:
     """Stop a run: no new steps start; it ends CANCELLED (or compensates, if the spec says)."""
     parsed = service.parse_run_id(run_id)

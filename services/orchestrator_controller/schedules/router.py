@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
 
-from services.orchestrator_controller.deps import ApiKey, SessionDep
+from services.orchestrator_controller.deps import AdminKey, ReadKey, SessionDep
 from services.orchestrator_controller.schedules import service
 from services.orchestrator_controller.schedules.schemas import (
     ScheduleCreate,
@@ -26,7 +26,7 @@ RunsCount = Annotated[
 ]
 
 
-@router.post("", dependencies=[ApiKey], status_code=201, response_model=ScheduleOut)
+@router.post("", dependencies=[AdminKey], status_code=201, response_model=ScheduleOut)
 async def create_schedule(
     body: ScheduleCreate, request: Request, session: SessionDep
 ) -> ScheduleOut:
@@ -39,7 +39,7 @@ async def create_schedule(
     return out
 
 
-@router.get("", response_model=ScheduleList)
+@router.get("", dependencies=[ReadKey], response_model=ScheduleList)
 async def list_schedules(
     session: SessionDep,
     workflow: str | None = None,
@@ -52,7 +52,7 @@ async def list_schedules(
     return ScheduleList(items=items)
 
 
-@router.get("/{ref}", response_model=ScheduleOut)
+@router.get("/{ref}", dependencies=[ReadKey], response_model=ScheduleOut)
 async def get_schedule(
     ref: str, session: SessionDep, next_count: NextCount = 5, runs_count: RunsCount = 10
 ) -> ScheduleOut:
@@ -64,7 +64,7 @@ async def get_schedule(
     return out
 
 
-@router.patch("/{ref}", dependencies=[ApiKey], response_model=ScheduleOut)
+@router.patch("/{ref}", dependencies=[AdminKey], response_model=ScheduleOut)
 async def update_schedule(
     ref: str, patch: ScheduleUpdate, request: Request, session: SessionDep
 ) -> ScheduleOut:
@@ -77,7 +77,7 @@ async def update_schedule(
     return out
 
 
-@router.delete("/{ref}", dependencies=[ApiKey], status_code=204)
+@router.delete("/{ref}", dependencies=[AdminKey], status_code=204)
 async def delete_schedule(ref: str, session: SessionDep) -> Response:
     """Delete a schedule (its runs stay); seed schedules are disabled instead (409)."""
     async with session.begin():

@@ -18,7 +18,7 @@ router = APIRouter()
 async def execute(body: ExecuteRequest, request: Request) -> JSONResponse:
     """Accept runs for execution (idempotent): the starter loop starts them in a batch."""
     settings = request.app.state.settings
-    require_token(request, [settings.service_token.get_secret_value()])
+    require_token(request, settings.service_tokens())
     wanted = body.all_ids()
     async with request.app.state.sessionmaker() as session:
         rows = await session.execute(
