@@ -226,7 +226,7 @@ def test_each_service_reads_its_settings_from_compose(config: dict[str, Any]) ->
         if name == "controller":
             assert settings.engine_url == "http://workflow-engine:8000"
             assert settings.kubernetes_watch is False
-            assert settings.accepted_api_keys() == ["dev-api-key-change-me"]
+            assert [k.key for k in settings.accepted_api_keys()] == ["dev-api-key-change-me"]
         elif name == "workflow-engine":
             assert settings.concurrency == 32
         else:
