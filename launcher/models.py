@@ -44,9 +44,15 @@ def ensure_models(uri: str, say: Callable[[str], object] = print) -> None:
     missing = missing_champions(uri)
     if not missing:
         return
-    say(f"training {len(missing)} models into {uri} (once; `make models` retrains): {missing}")
+    # Quick mode (smaller data sets, same code and the same promotion rule) keeps a first demo
+    # to a minute or two; `make models` trains the full versions, which take the alias when
+    # they beat these.
+    say(
+        f"training {len(missing)} models (quick) into {uri}, once; `make models` trains the "
+        f"full ones: {', '.join(missing)}"
+    )
     subprocess.run(
-        [sys.executable, "-m", "ml.train", *missing, "--tracking-uri", uri, "--no-readme"],
+        [sys.executable, "-m", "ml.train", *missing, "--quick", "--tracking-uri", uri],
         cwd=ROOT,
         check=True,
     )
