@@ -14,6 +14,7 @@ from services.orchestrator_controller.agent_health.monitor import HealthMonitor
 from services.orchestrator_controller.agent_health.router import router as health_router
 from services.orchestrator_controller.definitions import service as definitions
 from services.orchestrator_controller.definitions.router import router as definitions_router
+from services.orchestrator_controller.events.router import router as events_router
 from services.orchestrator_controller.handoff import Handoff
 from services.orchestrator_controller.policies.loop import AdmissionLoop
 from services.orchestrator_controller.policies.router import router as orchestrators_router
@@ -24,6 +25,7 @@ from services.orchestrator_controller.schedules.router import router as schedule
 from services.orchestrator_controller.schedules.seeds import ensure_seed_schedules
 from services.orchestrator_controller.schedules.ticker import Ticker
 from services.orchestrator_controller.settings import ControllerSettings
+from services.orchestrator_controller.ui.router import mount_ui
 from shared.db.session import create_engine, create_sessionmaker
 from shared.errors import register_exception_handlers
 from shared.events.relay import OutboxRelay
@@ -102,7 +104,8 @@ def create_app(settings: ControllerSettings | None = None) -> FastAPI:
         await redis.aclose()
         await engine.dispose()
 
-    app = FastAPI(title="orchestrator-controller", lifespan=lifespan)
+    # docs_url=None: /docs is served by mount_ui from vendored assets (no CDN).
+    app = FastAPI(title="orchestrator-controller", lifespan=lifespan, docs_url=None)
     app.state.settings = settings
     app.state.clock = utc_now
     app.state.policies = policies
@@ -115,6 +118,8 @@ def create_app(settings: ControllerSettings | None = None) -> FastAPI:
     app.include_router(health_router)
     app.include_router(schedules_router)
     app.include_router(orchestrators_router)
+    app.include_router(events_router)
+    mount_ui(app)
 
     mount_health(app, "orchestrator-controller")
     return app

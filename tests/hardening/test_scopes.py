@@ -43,6 +43,8 @@ async def test_reads_need_a_key_with_the_read_scope(env: dict) -> None:
             "/workflows/00000000-0000-0000-0000-000000000000", headers=bearer("nope")
         )
         assert unknown_run.status_code == 401  # no key, no hint whether the run exists
+        for feed in ("/events", "/workflows/00000000-0000-0000-0000-000000000000/events"):
+            assert (await client.get(feed)).status_code == 401, feed
         assert (await client.get("/health")).status_code == 200  # probes stay open
 
 
