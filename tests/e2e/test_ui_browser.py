@@ -1,0 +1,62 @@
+"""The web UI in a real browser (Playwright driving Debian's Chromium) against the running
+platform: submit the `test` workflow from its form, watch the run page reach SUCCEEDED with
+every node of the DAG green, and keep screenshots (docs/screenshots/ and pytest's tmp)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.conftest import API_KEY, Platform
+
+CHROMIUM = Path("/usr/bin/chromium")
+ROOT = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.skipif(
+    not CHROMIUM.exists(), reason="needs Debian's chromium (.ci/run installs it)"
+)
+
+
+@pytest.mark.timeout(180)
+def test_submit_from_the_ui_and_watch_the_run_succeed(platform: Platform, tmp_path: Path) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=str(CHROMIUM),
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync"],
+        )  # fmt: skip
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        errors: list[str] = []
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        page.goto(f"{platform.controller}/")  # redirects to /ui
+        assert page.url.endswith("/ui") or "/ui" in page.url
+        page.fill("#api-key", API_KEY)
+        page.press("#api-key", "Enter")
+
+        page.goto(f"{platform.controller}/ui#/workflows/test")
+        remote = page.locator("#run-form [name=remote_url]")
+        expect(remote).to_be_visible(timeout=15_000)
+        remote.fill(platform.samples_url("remote/orders_api.json"))
+        page.screenshot(path=str(tmp_path / "workflow-page.png"), full_page=True)
+        page.click("#submit")
+        page.wait_for_url("**/ui#/runs/*", timeout=15_000)
+
+        nodes = page.locator("g.node")
+        expect(nodes.first).to_be_visible(timeout=15_000)
+        page.wait_for_function(
+            "() => { const n = [...document.querySelectorAll('g.node')];"
+            " return n.length >= 8 && n.every(g => g.dataset.status === 'SUCCEEDED'); }",
+            timeout=60_000,
+        )
+        statuses = nodes.evaluate_all("(ns) => ns.map((n) => n.dataset.status)")
+        assert statuses and set(statuses) == {"SUCCEEDED"}, statuses
+        expect(page.locator("#page")).to_contain_text("SUCCEEDED")
+        shot = tmp_path / "run-page.png"
+        page.screenshot(path=str(shot), full_page=True)
+        browser.close()
+    assert not errors, errors
+    (ROOT / "docs" / "screenshots").mkdir(parents=True, exist_ok=True)
+    shutil.copy(shot, ROOT / "docs" / "screenshots" / "run-page.png")
