@@ -1,0 +1,1 @@
+"""ingestctl: the platform's command line, a client of the controller's public API only."""

@@ -1,0 +1,229 @@
+"""The commands: run, status, show, cancel, agents, schedules, definitions."""
+
+from __future__ import annotations
+
+import functools
+import json
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+import yaml
+from rich.console import Console
+from rich.table import Table
+
+from ingestctl.client import CliError, Controller
+
+app = typer.Typer(help="Command line of the ingestion platform (a client of its public API).")
+definitions = typer.Typer(help="Registered workflow definitions.")
+app.add_typer(definitions, name="definitions")
+console = Console()
+TERMINAL = {"SUCCEEDED", "FAILED", "CANCELLED", "COMPENSATED", "COMPENSATION_FAILED"}
+
+Url = Annotated[str, typer.Option(envvar="INGESTCTL_URL", help="controller base URL")]
+Key = Annotated[str | None, typer.Option(envvar="INGESTCTL_API_KEY", help="API key")]
+Output = Annotated[str, typer.Option("--output", "-o", help="table or json")]
+
+
+def _controller(url: str, key: str | None) -> Controller:
+    return Controller(url, key)
+
+
+def _emit(data: Any, output: str, table: Table | None = None) -> None:
+    if output == "json" or table is None:
+        typer.echo(json.dumps(data, indent=2, default=str))
+    else:
+        console.print(table)
+
+
+def _guard(fn: Any) -> Any:
+    """Turn a CliError into its message and exit code 1, never a traceback."""
+
+    @functools.wraps(fn)  # typer reads the parameters through __wrapped__
+    def wrapped(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except CliError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(1) from None
+
+    return wrapped
+
+
+def _steps_table(run: dict[str, Any]) -> Table:
+    table = Table(title=f"{run['workflow']} v{run['version']}  {run['run_id']}  {run['status']}")
+    for column in ("step", "agent.action", "status", "attempts", "ms", "error"):
+        table.add_column(column)
+    for step in run["steps"]:
+        ms = f"{step['duration_ms']:.0f}" if step.get("duration_ms") is not None else "-"
+        error = (step.get("error") or {}).get("message", "")[:60]
+        table.add_row(
+            step["step_id"], f"{step['agent']}.{step['action']}", step["status"],
+            str(step["attempts"]), ms, error,
+        )  # fmt: skip
+    return table
+
+
+def _parse_inputs(pairs: list[str], inputs_file: Path | None) -> dict[str, Any]:
+    inputs: dict[str, Any] = {}
+    if inputs_file is not None:
+        loaded = yaml.safe_load(inputs_file.read_text())
+        if not isinstance(loaded, dict):
+            raise CliError(f"{inputs_file}: not a mapping of input names to values")
+        inputs.update(loaded)
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name:
+            raise CliError(f"-i {pair!r}: expected key=value")
+        try:
+            inputs[name] = json.loads(value)  # numbers, booleans, lists, objects
+        except ValueError:
+            inputs[name] = value
+    return inputs
+
+
+@app.command()
+@_guard
+def run(
+    workflow: str,
+    url: Url = "http://127.0.0.1:8080",
+    api_key: Key = None,
+    output: Output = "table",
+    inputs: Annotated[list[str] | None, typer.Option("-i", help="input key=value")] = None,
+    inputs_file: Annotated[Path | None, typer.Option("--inputs", help="YAML or JSON")] = None,
+    wait: Annotated[bool, typer.Option(help="follow the run; exit 0 only on success")] = False,
+    timeout_s: Annotated[float, typer.Option(help="how long --wait waits")] = 600.0,
+) -> None:
+    """Submit a run of WORKFLOW."""
+    api = _controller(url, api_key)
+    body = {"workflow": workflow, "inputs": _parse_inputs(inputs or [], inputs_file)}
+    accepted = api.call("POST", "/coordinate", json=body)
+    if not wait:
+        _emit(accepted, output if output == "json" else "json")
+        return
+    deadline = time.monotonic() + timeout_s
+    with console.status(f"run {accepted['run_id']}…") as status:
+        while True:
+            current = api.call("GET", f"/workflows/{accepted['run_id']}")
+            done = sum(1 for s in current["steps"] if s["status"] in ("SUCCEEDED", "SKIPPED"))
+            status.update(f"run {current['run_id'][:8]} {current['status']}: "
+                          f"{done}/{len(current['steps'])} steps")  # fmt: skip
+            if current["status"] in TERMINAL or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+    _emit(current, output, _steps_table(current))
+    if current["status"] != "SUCCEEDED":
+        raise typer.Exit(1)
+
+
+@app.command()
+@_guard
+def status(
+    url: Url = "http://127.0.0.1:8080",
+    api_key: Key = None,
+    output: Output = "table",
+    state: Annotated[str | None, typer.Option("--status", help="e.g. FAILED")] = None,
+    workflow: Annotated[str | None, typer.Option(help="workflow name")] = None,
+    limit: int = 20,
+) -> None:
+    """Recent runs, newest first."""
+    params = {k: v for k, v in {"status": state, "workflow": workflow, "limit": limit}.items() if v}
+    page = _controller(url, api_key).call("GET", "/workflows/status", params=params)
+    table = Table()
+    for column in ("run", "workflow", "status", "created", "ms"):
+        table.add_column(column)
+    for item in page["items"]:
+        ms = f"{item['duration_ms']:.0f}" if item.get("duration_ms") is not None else "-"
+        table.add_row(item["run_id"], item["workflow"], item["status"], str(item["created_at"]), ms)
+    _emit(page, output, table)
+
+
+@app.command()
+@_guard
+def show(
+    run_id: str, url: Url = "http://127.0.0.1:8080", api_key: Key = None, output: Output = "table"
+) -> None:
+    """One run with every step."""
+    detail = _controller(url, api_key).call("GET", f"/workflows/{run_id}")
+    _emit(detail, output, _steps_table(detail))
+
+
+@app.command()
+@_guard
+def cancel(
+    run_id: str, url: Url = "http://127.0.0.1:8080", api_key: Key = None, output: Output = "json"
+) -> None:
+    """Cancel a run."""
+    _emit(_controller(url, api_key).call("POST", f"/workflows/{run_id}/cancel"), "json")
+
+
+@app.command()
+@_guard
+def agents(
+    url: Url = "http://127.0.0.1:8080", api_key: Key = None, output: Output = "table"
+) -> None:
+    """The agents' health and the models they serve."""
+    health = _controller(url, api_key).call("GET", "/agents/health")
+    table = Table(title=f"agents: {health['status']}")
+    for column in ("agent", "status", "latency ms", "models"):
+        table.add_column(column)
+    for agent in health["agents"]:
+        checks = (agent.get("detail") or {}).get("checks", {})
+        models = ", ".join(
+            f"{k[6:]} v{v.get('version') or '-'} ({v.get('source')})"
+            for k, v in checks.items()
+            if k.startswith("model:") and isinstance(v, dict)
+        )
+        latency = f"{agent['latency_ms']:.0f}" if agent.get("latency_ms") is not None else "-"
+        table.add_row(agent["agent"], agent["status"], latency, models)
+    _emit(health, output, table)
+
+
+@app.command()
+@_guard
+def schedules(
+    url: Url = "http://127.0.0.1:8080", api_key: Key = None, output: Output = "table"
+) -> None:
+    """Schedules with their next fire times."""
+    listed = _controller(url, api_key).call("GET", "/schedules")
+    table = Table()
+    for column in ("name", "workflow", "enabled", "next fire", "reason"):
+        table.add_column(column)
+    for item in listed["items"]:
+        upcoming = item.get("next_fire_times") or [None]
+        table.add_row(
+            item["name"], item["workflow"], str(item["enabled"]), str(upcoming[0]),
+            str(item.get("status_reason") or ""),
+        )  # fmt: skip
+    _emit(listed, output, table)
+
+
+@definitions.command("apply")
+@_guard
+def definitions_apply(
+    file: Annotated[Path, typer.Option("-f", help="spec file, YAML or JSON")],
+    url: Url = "http://127.0.0.1:8080",
+    api_key: Key = None,
+) -> None:
+    """Register a workflow definition from a file."""
+    try:
+        spec = yaml.safe_load(file.read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise CliError(f"{file}: {exc}") from exc
+    _emit(_controller(url, api_key).call("POST", "/workflows/definitions", json=spec), "json")
+
+
+@definitions.command("list")
+@_guard
+def definitions_list(
+    url: Url = "http://127.0.0.1:8080", api_key: Key = None, output: Output = "table"
+) -> None:
+    """Registered definitions, every version."""
+    listed = _controller(url, api_key).call("GET", "/workflows/definitions")
+    table = Table()
+    for column in ("name", "version", "kind", "source"):
+        table.add_column(column)
+    for item in listed["items"]:
+        table.add_row(item["name"], str(item["version"]), item["kind"], item.get("source", ""))
+    _emit(listed, output, table)

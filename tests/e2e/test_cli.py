@@ -1,0 +1,54 @@
+"""ingestctl, run as a real process (`python -m ingestctl`) against the running platform."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.e2e.conftest import API_KEY, Platform
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def ingestctl(
+    platform: Platform, *args: str, key: str | None = API_KEY
+) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "INGESTCTL_URL": platform.controller}
+    env.pop("INGESTCTL_API_KEY", None)
+    if key is not None:
+        env["INGESTCTL_API_KEY"] = key
+    return subprocess.run(
+        [sys.executable, "-m", "ingestctl", *args],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+
+
+def test_run_wait_show_and_status(platform: Platform) -> None:
+    remote = platform.samples_url("remote/orders_api.json")
+    done = ingestctl(platform, "run", "test", "-i", f"remote_url={remote}", "--wait", "-o", "json")
+    assert done.returncode == 0, done.stderr
+    run = json.loads(done.stdout)
+    assert run["status"] == "SUCCEEDED" and len(run["steps"]) == 8
+    shown = ingestctl(platform, "show", run["run_id"])  # the table view
+    assert shown.returncode == 0 and "merge" in shown.stdout and "SUCCEEDED" in shown.stdout
+    listed = json.loads(ingestctl(platform, "status", "--workflow", "test", "-o", "json").stdout)
+    assert run["run_id"] in [item["run_id"] for item in listed["items"]]
+    agents = json.loads(ingestctl(platform, "agents", "-o", "json").stdout)
+    assert {a["agent"] for a in agents["agents"]} == set(platform.ports.agents)
+
+
+def test_a_failed_run_exits_1_and_errors_are_clear(platform: Platform) -> None:
+    failed = ingestctl(
+        platform, "run", "test", "-i", "remote_url=http://127.0.0.1:9/nothing.json", "--wait"
+    )
+    assert failed.returncode == 1 and "FAILED" in failed.stdout
+    no_key = ingestctl(platform, "status", key=None)
+    assert no_key.returncode == 1 and "HTTP 401" in no_key.stderr and "API_KEY" in no_key.stderr
+    unknown = ingestctl(platform, "show", "00000000-0000-0000-0000-000000000000")
+    assert unknown.returncode == 1 and "HTTP 404" in unknown.stderr
+    bad_input = ingestctl(platform, "run", "test", "-i", "n0pe")
+    assert bad_input.returncode == 1 and "key=value" in bad_input.stderr
+    assert "Traceback" not in no_key.stderr + unknown.stderr + bad_input.stderr
