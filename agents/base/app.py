@@ -18,9 +18,9 @@ from sqlalchemy.exc import DBAPIError
 from agents.base.actions import ActionRegistry, AgentError, NoopBody, noop
 from agents.base.context import ActionContext
 from agents.base.ledger import Claim, Ledger, request_hash
-from agents.base.models import ModelSlot
 from agents.base.security import pinned_client
 from agents.base.settings import AgentSettings
+from ml.slot import ModelSlot
 from shared.auth import require_token
 from shared.db.session import create_engine, create_sessionmaker
 from shared.errors import (
@@ -47,7 +47,7 @@ def create_agent_app(
     """Build the FastAPI app of one agent from its registered actions.
 
     `models` maps a registered model's name to the baseline the agent falls back to; each
-    becomes a `ModelSlot` loading the registry's champion (see agents/base/models.py).
+    becomes a `ModelSlot` loading the registry's champion (see ml/slot.py).
     """
     settings = settings or AgentSettings()
     slots = {

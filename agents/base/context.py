@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 import httpx
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
-from agents.base.models import ModelSlot
 from agents.base.settings import AgentSettings
+from ml.slot import ModelSlot
 
 
 @dataclass

@@ -23,10 +23,10 @@ from typing import Any
 import httpx
 
 from agents.base.context import ActionContext
-from agents.base.models import Decider
 from ml.connection_optimization.limiter import Pacer
 from ml.connection_optimization.model import FixedPlanner
 from ml.connection_optimization.plan import Bounds, ConnectionPlan, ProbeRecorder, clamp_plan
+from ml.slot import Decider
 
 MODEL = "connection_optimization"
 BASELINE = FixedPlanner()

@@ -22,5 +22,5 @@ def create_app(settings: AgentSettings | None = None) -> FastAPI:
     for name, value in POLARS_CHUNKS.items():
         os.environ.setdefault(name, value)
     # The baseline is the rule-based recogniser; the registry's champion replaces it when there
-    # is one (agents.base.models).
+    # is one (ml.slot).
     return create_agent_app(registry, settings, models={MODEL: RulesRecognizer()})

@@ -16,7 +16,6 @@ import polars as pl
 import pyarrow.parquet as pq
 
 from agents.base.actions import AgentError
-from agents.base.models import Decider
 from agents.base.storage import DataRoot, sha256_of
 from agents.data_converter.contracts import (
     ContractMode,
@@ -35,6 +34,7 @@ from agents.data_converter.detection import (
 from agents.data_converter.inputs import local_copy, publish, scratch_dir
 from agents.data_converter.readers import CSV_INFER_ROWS, open_lazy
 from agents.data_converter.schema import schema_names, type_name
+from ml.slot import Decider
 
 SAMPLE_ROWS = CSV_INFER_ROWS
 Compression = Literal["zstd", "snappy", "gzip", "lz4", "uncompressed"]

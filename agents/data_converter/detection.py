@@ -15,10 +15,10 @@ from typing import Any
 import fsspec
 
 from agents.base.actions import AgentError
-from agents.base.models import Decider
 from ml.format_recognition.recognition import COMPRESSED, UNKNOWN, Recognition
 from ml.format_recognition.rules import RulesRecognizer
 from ml.format_recognition.sniff import decode, dialect_of, encoding_of
+from ml.slot import Decider
 
 SAMPLE_BYTES = 64 * 1024
 TAIL_BYTES = 1024

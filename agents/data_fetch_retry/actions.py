@@ -23,7 +23,6 @@ from pydantic import Field, field_validator
 
 from agents.base.actions import ActionBody, ActionRegistry, AgentError
 from agents.base.context import ActionContext
-from agents.base.models import Decider
 from agents.base.security import (
     AppliedAuth,
     HostUnresolvable,
@@ -50,6 +49,7 @@ from agents.data_fetch_retry.policy import (
     limiter_for,
 )
 from ml.retry_strategy.policy import FailureContext, clamp
+from ml.slot import Decider
 
 registry = ActionRegistry("data-fetch-retry")
 

@@ -8,16 +8,14 @@ is returned with its provenance for the step's attempt log and retry event.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import math
-import os
 import time
 from collections import OrderedDict
 from typing import Any
 
 from ml.retry_strategy.policy import FailureContext, RetryDecision, StaticExponential, clamp
+from ml.slot import ModelSlot
 
 log = logging.getLogger(__name__)
 MODEL = "retry_strategy"
@@ -27,62 +25,26 @@ class RetryAdvisor:
     """The engine's model slot for retry decisions, with per-agent recent health."""
 
     def __init__(self, tracking_uri: str | None, refresh_s: float = 60.0) -> None:
-        self.tracking_uri = tracking_uri
-        self.refresh_s = refresh_s
-        self.predictor: Any = StaticExponential()
-        self.version: str | None = None
-        self.problem: str | None = None if tracking_uri else "no registry configured"
-        self._task: asyncio.Task[None] | None = None
+        self.slot = ModelSlot(
+            MODEL, StaticExponential(), tracking_uri=tracking_uri, refresh_s=refresh_s
+        )
         self._health: dict[str, list[float]] = {}  # agent -> [error rate, latency ms]
         self._first_failure: OrderedDict[int, float] = OrderedDict()
 
-    @property
-    def source(self) -> str:
-        return "baseline" if self.version is None else "registry"
-
     def provenance(self) -> dict[str, Any]:
         """`{"model", "version", "source"}` of the decider in use."""
-        return {"model": MODEL, "version": self.version, "source": self.source}
+        return self.slot.current.provenance()
 
     async def start(self) -> None:
         """Load the champion once, then watch the alias in the background."""
-        if self.tracking_uri is None:
-            return
-        os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
-        os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
-        await self.refresh()
-        self._task = asyncio.create_task(self._watch(), name="model-retry_strategy")
+        await self.slot.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await self.slot.stop()
 
     async def refresh(self) -> None:
         """Load the champion when it changed; keep the current decider on any failure."""
-        from ml import registry
-
-        try:
-            version = await asyncio.to_thread(
-                registry.champion_version, MODEL, uri=self.tracking_uri
-            )
-            if version != self.version:
-                loaded = await asyncio.to_thread(
-                    registry.load, MODEL, uri=self.tracking_uri, version=version
-                )
-                # One assignment each: a decision sees the old decider or the new one.
-                self.predictor, self.version = loaded.predictor, loaded.version
-                log.info("retry_strategy: serving champion v%s", loaded.version)
-            self.problem = None
-        except registry.ModelUnavailable as exc:
-            self.problem = str(exc)
-            log.warning("retry_strategy: %s; serving %s", exc, self.source)
-
-    async def _watch(self) -> None:
-        while True:
-            await asyncio.sleep(self.refresh_s)
-            await self.refresh()
+        await self.slot.refresh()
 
     def observe(self, agent: str, *, ok: bool, latency_s: float) -> None:
         """Fold one call of an adaptive step into its agent's recent health."""
@@ -126,12 +88,12 @@ class RetryAdvisor:
             max_interval_s=max_interval_s,
             retryable=True,  # the caller has already refused non-retryable errors
         )
-        predictor = self.predictor
-        provenance = self.provenance()
+        decider = self.slot.current  # one read: the old model or the new one, never half
+        provenance = decider.provenance()
         try:
-            decision = clamp(predictor.decide(failure), failure)
+            decision = clamp(decider.predictor.decide(failure), failure)
         except Exception as exc:  # a broken model must not break the step: the baseline decides
-            log.warning("retry_strategy v%s failed (%s); baseline decides", self.version, exc)
+            log.warning("retry_strategy v%s failed (%s); baseline decides", decider.version, exc)
             decision = clamp(StaticExponential().decide(failure), failure)
             provenance = {"model": MODEL, "version": None, "source": "baseline"}
         features = {
@@ -150,7 +112,4 @@ class RetryAdvisor:
 
     def health(self) -> dict[str, Any]:
         """For the engine's /health: the decider in use and any registry problem."""
-        detail: dict[str, Any] = self.provenance()
-        if self.problem:
-            detail["problem"] = self.problem
-        return detail
+        return self.slot.health()[1]

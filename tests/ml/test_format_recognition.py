@@ -13,7 +13,6 @@ import httpx
 import pytest
 
 from agents.base.actions import AgentError
-from agents.base.models import Decider
 from agents.base.settings import AgentSettings
 from agents.data_converter.app import create_app
 from agents.data_converter.detection import detect_sample
@@ -22,6 +21,7 @@ from ml.evaluate import TrainedModel
 from ml.format_recognition import train as format_training
 from ml.format_recognition.model import FormatRecognizer
 from ml.format_recognition.rules import RulesRecognizer
+from ml.slot import Decider
 from ml.train import TrainingContext
 from tests.conftest import asgi_client, service_auth
 

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from agents.base.models import ModelSlot
 from ml import registry
 from ml.evaluate import TrainedModel
+from ml.slot import ModelSlot
 
 
 @dataclass

@@ -1,4 +1,7 @@
-"""The model an agent decides with: the registry's champion, or its baseline when there is none.
+"""The model a service decides with: the registry's champion, or its baseline when there is none.
+
+Agents hold one slot per model they declare (agents/base/app.py); the engine holds one for
+retry decisions (services/workflow_engine/retry_model.py).
 
 A slot loads `models:/<name>@champion` at start, off the event loop, and checks the alias every
 `AGENT_MODEL_REFRESH_S`: a new champion is loaded beside the old one and swapped in with one
