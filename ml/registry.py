@@ -12,6 +12,7 @@ champion on the same held-out data (MLflow's documented champion/challenger patt
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import logging
 import os
 import tempfile
@@ -48,10 +49,28 @@ def tracking_uri(explicit: str | None = None) -> str:
     return explicit or os.environ.get("MLFLOW_TRACKING_URI") or local_tracking_uri()
 
 
+_READY_STORES: set[str] = set()
+
+
 def _client(uri: str) -> Any:
     from mlflow import MlflowClient
 
-    return MlflowClient(tracking_uri=uri, registry_uri=uri)
+    if not uri.startswith("sqlite:///") or uri in _READY_STORES:
+        return MlflowClient(tracking_uri=uri, registry_uri=uri)
+    # MLflow creates a new SQLite store's tables when it first opens it, and on a fresh install
+    # every agent and the trainer open it at once: without the lock all but one fail with
+    # `table ... already exists`. Once per process, since the tables exist afterwards.
+    database = Path(uri.removeprefix("sqlite:///"))
+    database.parent.mkdir(parents=True, exist_ok=True)
+    with open(database.with_name(database.name + ".lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+            client._get_registry_client().store  # noqa: B018 - opening it creates the tables
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+    _READY_STORES.add(uri)
+    return client
 
 
 def _experiment_id(client: Any, uri: str) -> str:

@@ -109,3 +109,21 @@ async def test_a_slot_picks_up_a_new_champion_without_a_restart(uri: str) -> Non
         }
     finally:
         await slot.stop()
+
+
+def _ask_for_the_champion(uri: str) -> str:
+    try:
+        return registry.champion_version("toy_threshold", uri=uri)
+    except registry.ModelUnavailable as exc:
+        return str(exc)
+
+
+def test_processes_opening_a_fresh_store_at_once_all_get_an_answer(uri: str) -> None:
+    """A fresh install: every agent's slot and the trainer open the new SQLite store at the
+    same moment; each must get "no champion yet", none a half-created schema."""
+    import multiprocessing
+
+    with multiprocessing.get_context("fork").Pool(6) as pool:
+        answers = pool.map(_ask_for_the_champion, [uri] * 6)
+    assert all("unreachable" not in answer for answer in answers), answers
+    assert registry.register(trained(0.2), uri=uri).promoted
