@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi import FastAPI
@@ -29,12 +30,25 @@ async def infrastructure_checks(app: FastAPI) -> tuple[str, dict[str, str]]:
     return ("healthy" if checks["redis"] == "ok" else "degraded"), checks
 
 
-def mount_health(app: FastAPI, service: str, **extra: Any) -> None:
-    """Serve GET /health: 200 when healthy or degraded, 503 when the database is down."""
+PartChecks = Callable[[FastAPI], Awaitable[dict[str, str]]]
+
+
+def mount_health(
+    app: FastAPI, service: str, *, parts: PartChecks | None = None, **extra: Any
+) -> None:
+    """Serve GET /health: 200 when healthy or degraded, 503 when the database is down.
+
+    `parts` adds checks of other services this one relies on; any not "ok" makes it degraded.
+    """
 
     @app.get("/health", include_in_schema=False)
     async def health() -> JSONResponse:
         status, checks = await infrastructure_checks(app)
+        if parts is not None:
+            more = await parts(app)
+            checks.update(more)
+            if status == "healthy" and any(value != "ok" for value in more.values()):
+                status = "degraded"
         return JSONResponse(
             {"status": status, "service": service, **extra, "checks": checks},
             status_code=503 if status == "unhealthy" else 200,

@@ -16,6 +16,7 @@ from services.orchestrator_controller.definitions import service as definitions
 from services.orchestrator_controller.definitions.router import router as definitions_router
 from services.orchestrator_controller.events.router import router as events_router
 from services.orchestrator_controller.handoff import Handoff
+from services.orchestrator_controller.platform_health import platform_checks
 from services.orchestrator_controller.policies.loop import AdmissionLoop
 from services.orchestrator_controller.policies.router import router as orchestrators_router
 from services.orchestrator_controller.policies.service import Policies, utc_now
@@ -66,6 +67,7 @@ def create_app(settings: ControllerSettings | None = None) -> FastAPI:
         async with httpx.AsyncClient() as http:
             app.state.sessionmaker = sessionmaker
             app.state.redis = redis
+            app.state.http = http
             app.state.handoff = Handoff(settings, sessionmaker, http)
             app.state.admissions = AdmissionQueue(
                 sessionmaker, policies, settings.db_schema, metrics
@@ -121,5 +123,5 @@ def create_app(settings: ControllerSettings | None = None) -> FastAPI:
     app.include_router(events_router)
     mount_ui(app)
 
-    mount_health(app, "orchestrator-controller")
+    mount_health(app, "orchestrator-controller", parts=platform_checks)
     return app

@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from services.orchestrator_controller.settings import ControllerSettings
 from shared.auth import service_headers
+from shared.state.runs import note_unclaimed
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +33,7 @@ class Handoff:
         self.http = http
         self._queued: list[uuid.UUID] = []
         self._sender: asyncio.Task[None] | None = None
+        self._engine_answered = True
 
     def kick(self, run_id: uuid.UUID) -> None:
         """Hand a run over soon, without making the client wait for the engine.
@@ -58,10 +60,13 @@ class Handoff:
             )
         except httpx.HTTPError as exc:
             log.info("engine unreachable for %d runs: %s", len(run_ids), exc)
+            self._engine_answered = False
             return False
         if response.status_code >= 400:
             log.warning("engine refused runs: %s %s", response.status_code, response.text[:500])
+            self._engine_answered = False
             return False
+        self._engine_answered = True
         return True
 
     async def run(self) -> None:
@@ -82,8 +87,18 @@ class Handoff:
                     stranded = [row.id for row in rows]
                 if stranded:
                     await self.execute(stranded)  # engine down: try again next round
+                await self._explain_unclaimed()
             except Exception as exc:  # database restarting: keep going
                 log.warning("handoff round failed: %s", exc)
+
+    async def _explain_unclaimed(self) -> None:
+        """A run no engine starts says so, rather than sitting PENDING with no reason."""
+        after_s = self.settings.unclaimed_after_s
+        reason = f"waiting: no engine has claimed this run for {after_s:g} s"
+        if not self._engine_answered:
+            reason += f"; the engine at {self.settings.engine_url} does not answer"
+        async with self.sessionmaker() as session, session.begin():
+            await note_unclaimed(session, after_s=after_s, reason=reason)
 
     async def aclose(self) -> None:
         """Wait briefly for hand-offs in flight."""

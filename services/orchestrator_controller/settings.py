@@ -40,6 +40,15 @@ class ControllerSettings(CommonSettings):
         2.0, gt=0, description="how often runs the engine has not started are handed off again"
     )
     health_interval_s: float = Field(5.0, gt=0, description="agent health polling period")
+    unclaimed_after_s: float = Field(
+        30.0,
+        gt=0,
+        description="an admitted run no engine has started after this long says so in its "
+        "status_reason",
+    )
+    relay_lag_warn_s: float = Field(
+        30.0, gt=0, description="/health says the relay is lagging past this event age"
+    )
     health_timeout_s: float = Field(2.0, gt=0, description="timeout of one agent health check")
     register_builtin_workflows: bool = Field(
         True, description="register the workflows shipped in workflows/*.yaml at start"

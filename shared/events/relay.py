@@ -35,6 +35,20 @@ FROM event_outbox WHERE published_at IS NULL ORDER BY id LIMIT $1
 """
 _MARK = "UPDATE event_outbox SET published_at = now() WHERE id = ANY($1::bigint[])"
 
+# Whether some process holds the relay lock of `schema` (the two-int4 advisory lock of
+# `_try_lead`: pg_locks shows the second key as an unsigned oid), and how old the oldest event
+# still waiting for Redis is.
+RELAY_STATE = """
+SELECT EXISTS (
+           SELECT 1 FROM pg_locks
+           WHERE locktype = 'advisory' AND granted AND classid::bigint = :lock_id
+             AND objsubid = 2
+             AND objid::bigint = (hashtext(:schema)::bigint + 4294967296) % 4294967296
+       ) AS active,
+       (SELECT extract(epoch FROM now() - created_at) FROM event_outbox
+        WHERE published_at IS NULL ORDER BY id LIMIT 1) AS lag_s
+"""
+
 
 class OutboxRelay:
     """Moves outbox rows to Redis Streams; run `run()` as a background task."""

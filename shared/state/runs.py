@@ -153,7 +153,8 @@ _LOCK_STARTABLE = text(
 _START = text(
     """
 WITH started AS (
-    UPDATE workflow_runs r SET status = 'RUNNING', started_at = :now, deadline_at = v.deadline
+    UPDATE workflow_runs r SET status = 'RUNNING', started_at = :now, deadline_at = v.deadline,
+        status_reason = NULL
     FROM unnest(CAST(:ids AS uuid[]), CAST(:deadlines AS timestamptz[])) AS v(id, deadline)
     WHERE r.id = v.id
     RETURNING 1
@@ -241,3 +242,20 @@ async def request_cancel(
     await advance_runs(session, await lock_runs(session, [run.id]), schema=schema)
     await session.refresh(run)
     return run
+
+
+_NOTE_UNCLAIMED = text(
+    "UPDATE workflow_runs SET status_reason = :reason "
+    "WHERE status = 'PENDING' AND admitted_at IS NOT NULL "
+    "AND admitted_at < now() - make_interval(secs => :after_s) "
+    "AND status_reason IS DISTINCT FROM :reason"
+)
+
+
+async def note_unclaimed(session: AsyncSession, *, after_s: float, reason: str) -> int:
+    """Say in `status_reason` why admitted runs are still PENDING after `after_s` (no engine
+    started them); starting a run clears it. Not a transition: the status stays PENDING."""
+    result = await session.execute(_NOTE_UNCLAIMED, {"after_s": after_s, "reason": reason})
+    await session.flush()
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+

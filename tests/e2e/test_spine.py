@@ -159,7 +159,14 @@ def test_run_submitted_while_the_engine_is_down_completes_after_it_starts(
             run_id = response.json()["run_id"]
             time.sleep(2.5)  # several hand-off rounds fail meanwhile
             assert api.get(f"/workflows/{run_id}").json()["status"] == "PENDING"
+            health = httpx.get(f"{platform.controller}/health").json()
+            assert health["status"] == "degraded" and health["checks"]["engine"].startswith(
+                "down:"
+            ), health
     finally:
         platform.engine.start()
         platform.engine.wait_healthy()
     assert platform.wait_for_run(run_id)["status"] == "SUCCEEDED"
+    health = httpx.get(f"{platform.controller}/health").json()
+    assert health["status"] == "healthy", health
+    assert health["checks"] == {"database": "ok", "redis": "ok", "engine": "ok", "relay": "ok"}
