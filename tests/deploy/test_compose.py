@@ -25,6 +25,8 @@ from .service_settings import settings_from_env
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 ENV_EXAMPLE = ROOT / ".env.example"
 INFRA = {"postgres", "redis", "mlflow"}
+# Prometheus and Grafana read their configuration from deploy/ (bind mounts, read-only).
+OBSERVABILITY = {"prometheus", "grafana"}
 
 
 def compose_binary() -> str:
@@ -91,7 +93,7 @@ def test_the_validator_catches_a_broken_file(tmp_path: Path) -> None:
 
 def test_every_service_is_there_with_its_command(config: dict[str, Any]) -> None:
     services = config["services"]
-    assert set(services) == set(SERVICES) | INFRA | {"migrate", "train-models"}
+    assert set(services) == set(SERVICES) | INFRA | OBSERVABILITY | {"migrate", "train-models"}
     for name, (command, _) in SERVICES.items():
         assert services[name]["command"] == command, name
     assert services["migrate"]["command"] == MIGRATE_COMMAND
@@ -143,7 +145,7 @@ def test_every_long_running_service_has_a_health_check(config: dict[str, Any]) -
             assert "/health" in " ".join(check["test"]) and "PORT" in " ".join(check["test"])
 
 
-def test_one_image_built_once_and_named_volumes_only(config: dict[str, Any]) -> None:
+def test_one_image_built_once_and_named_volumes_only(config: dict[str, Any], project: Path) -> None:
     services = config["services"]
     app = [services[name] for name in [*SERVICES, "migrate", "train-models"]]
     assert len({s["image"] for s in app}) == 1
@@ -152,6 +154,10 @@ def test_one_image_built_once_and_named_volumes_only(config: dict[str, Any]) -> 
     assert set(config["volumes"]) >= {"pgdata", "redisdata", "mlflow", "data"}
     for name, service in services.items():
         for volume in service.get("volumes", []):
+            if volume["type"] == "bind" and name in OBSERVABILITY:
+                assert volume["read_only"] is True, (name, volume)
+                assert volume["source"].startswith(str(project / "deploy")), volume
+                continue
             assert volume["type"] == "volume", (name, volume)
             assert volume["source"] in config["volumes"]
     for name in [*SERVICES, "migrate", "train-models"]:

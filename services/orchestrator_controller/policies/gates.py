@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
@@ -101,6 +102,27 @@ def wait_reason(
         if load.backlog >= limit:
             return f"waiting: backpressure, engine backlog {load.backlog} >= {limit}"
     return None
+
+
+# The gate behind each reason wait_reason writes (a bounded label for admission_waiting_runs),
+# matched in wait_reason's order; tests/policies/test_reason_codes.py holds the two in step.
+_REASON_CODES = (
+    (re.compile(r"^waiting: overall concurrency cap "), "overall_cap"),
+    (re.compile(r"^waiting: workflow .+ at its concurrency cap "), "workflow_cap"),
+    (re.compile(r"^waiting: [a-z]+-manager at its concurrency cap "), "manager_cap"),
+    (re.compile(r"^waiting: host \S+ paused after "), "host_paused"),
+    (re.compile(r"^waiting: host \S+ at its concurrency cap "), "host_cap"),
+    (re.compile(r"^waiting: host \S+ at its rate limit "), "host_rate_limit"),
+    (re.compile(r"^waiting: backpressure, "), "backpressure"),
+)
+
+
+def reason_code(reason: str | None) -> str:
+    """The gate a stored wait reason names, or `other`."""
+    for pattern, code in _REASON_CODES:
+        if reason and pattern.match(reason):
+            return code
+    return "other"
 
 
 def take(config: OrchestratorsConfig, load: Load, run: Candidate) -> None:

@@ -1,4 +1,5 @@
-"""The admission loop: re-evaluate waiting runs as slots free up, and export the queue size."""
+"""The admission loop: re-evaluate waiting runs as slots free up, and export the queue size
+and the other gauges of platform state (services/orchestrator_controller/gauges.py)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import uuid
 
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
+from services.orchestrator_controller.gauges import refresh_gauges
 from services.orchestrator_controller.handoff import Handoff
 from services.orchestrator_controller.policies.service import Policies
 from services.orchestrator_controller.policies.state import queue_sizes
@@ -40,11 +42,20 @@ class AdmissionLoop:
             admitted = await self.policies.admit_waiting(session, schema=self.settings.db_schema)
         async with self.sessionmaker() as session:
             # Waiting runs are part of the queue a user sees, not only ready steps.
-            _, queued = await queue_sizes(session)
+            backlog, queued = await queue_sizes(session)
         self.metrics.workflow_queue_size.set(queued)
+        self.metrics.engine_backlog.set(backlog)
         if self.handoff is not None:
             for run_id in admitted:
                 self.handoff.kick(run_id)
+        async with self.sessionmaker() as session:
+            await refresh_gauges(
+                session,
+                self.metrics,
+                config=self.policies.config,
+                schema=self.settings.db_schema,
+                now=self.policies.clock(),
+            )
         return admitted
 
     async def run(self) -> None:

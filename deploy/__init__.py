@@ -1,0 +1,1 @@
+"""Deployment files: Grafana dashboards (grafana/) and Prometheus rules (prometheus/)."""
