@@ -75,7 +75,17 @@ class CollectBody(ActionBody):
         description="http, redis_stream: file format (postgres always writes Parquet)",
     )
     rate_limit: RateLimitSpec | None = Field(None, description="http: request rate limit")
-    max_pages: int = Field(100, ge=1, le=100_000, description="http: pages per run at most")
+    max_pages: int | None = Field(
+        None,
+        ge=1,
+        description="http: read at most this many pages (default: every page); reaching it "
+        "with pages left fails the collect (page_cap_reached) unless on_max_pages is partial",
+    )
+    on_max_pages: Literal["fail", "partial"] = Field(
+        "fail",
+        description="http: what reaching max_pages does: fail, or end the collect with outcome "
+        "partial (complete false, cap named)",
+    )
     max_attempts: int = Field(4, ge=1, le=20, description="http: attempts per page")
     columns: list[str] | None = Field(None, description="postgres: columns (default: all)")
     chunk_size: int = Field(
@@ -95,8 +105,9 @@ class CollectBody(ActionBody):
 async def collect(body: CollectBody, ctx: ActionContext) -> dict[str, Any]:
     """Collect from the source into the step's run dir.
 
-    Returns `{kind, files: [{uri, bytes, sha256, ...}], count, bytes, complete, cursor,
-    state_key, cursor_from}`: files sources add `name, source_path, modified_at` per file
+    Returns `{kind, files: [{uri, bytes, sha256, ...}], count, bytes, announced,
+    announced_by, read, outcome, cap, complete, cursor, state_key, cursor_from}` (the counts:
+    agents/base/completeness.py): files sources add `name, source_path, modified_at` per file
     (sorted by name); HTTP pages add `rows, page` (and `records, pages, requests,
     duplicates_skipped`); PostgreSQL chunks add `rows, schema`; a Redis stream adds
     `entry_ids, rows, redelivered, ...` and its `count` is the number of entries (see
@@ -119,6 +130,12 @@ async def _collect(
     body: CollectBody, previous: CursorState | None, ctx: ActionContext
 ) -> dict[str, Any]:
     source = body.source
+    if body.columns is not None and not isinstance(source, PostgresSource):
+        # Refused rather than ignored: the files and pages are collected whole.
+        raise AgentError(
+            f"columns: only a postgres source selects columns (this one is {source.kind})",
+            code="unsupported_option",
+        )
     if isinstance(source, RedisStreamSource):
         if body.incremental is not None:
             raise AgentError(
@@ -154,6 +171,7 @@ async def _collect(
             previous=previous,
             rate_limit=body.rate_limit,
             max_pages=body.max_pages,
+            on_max_pages=body.on_max_pages,
             max_attempts=body.max_attempts,
             output_format=body.format,
         )
@@ -173,9 +191,12 @@ async def _collect(
 class CommitStateBody(ActionBody):
     """The cursor to commit for a source, once its data has landed."""
 
-    state_key: StateKey
-    cursor: dict[str, Any] = Field(
-        description="the cursor object collect returned (usually ${steps.collect.output.cursor})"
+    state_key: StateKey | None = Field(
+        description="where to keep it; null: the workflow keeps no state (nothing is committed)"
+    )
+    cursor: dict[str, Any] | None = Field(
+        description="the cursor object collect returned (usually ${steps.collect.output.cursor}); "
+        "null (a collect without incremental) commits nothing and keeps the stored cursor"
     )
 
 
@@ -202,13 +223,21 @@ def _state_out(key: str, stored: StoredState | None) -> dict[str, Any]:
 async def commit_state(body: CommitStateBody, ctx: ActionContext) -> dict[str, Any]:
     """Upsert the cursor under `state_key` (last write wins) with the committing run's id.
 
-    Returns `{state_key, cursor, run_id, updated_at}`.
+    Returns `{state_key, cursor, run_id, updated_at, committed}`; `committed` is false when
+    there was no key or no cursor to commit (then cursor, run_id and updated_at are what is
+    stored, if anything).
     """
+    if body.state_key is None:
+        return {"state_key": None, "cursor": None, "run_id": None, "updated_at": None,
+                "committed": False}  # fmt: skip
     async with ctx.sessionmaker() as session, session.begin():
+        if body.cursor is None:
+            stored = await load_state(session, key=body.state_key)
+            return {**_state_out(body.state_key, stored), "committed": False}
         stored = await save_state(
             session, key=body.state_key, cursor=body.cursor, run_id=ctx.run_id
         )
-    return _state_out(body.state_key, stored)
+    return {**_state_out(body.state_key, stored), "committed": True}
 
 
 @registry.action(

@@ -7,6 +7,7 @@ import posixpath
 from typing import Any
 
 from agents.base.actions import AgentError
+from agents.base.completeness import Completeness
 from agents.base.context import ActionContext
 from agents.base.security import confine_path
 from agents.base.storage import DataRoot
@@ -66,6 +67,7 @@ async def collect_files(
 
     manifests = await asyncio.gather(*(copy(e) for e in chosen))
     manifests.sort(key=lambda m: m["name"])
+    capped = max_files is not None and len(chosen) >= max_files
     return {
         "kind": "file",
         "files": manifests,
@@ -73,6 +75,11 @@ async def collect_files(
         "bytes": sum(m["bytes"] for m in manifests),
         "matched": len(entries),
         "skipped": len(entries) - len(chosen),
-        "complete": max_files is None or len(chosen) < max_files,
+        # Files announce no count; a full batch of max_files may leave more for the next run.
+        **Completeness(
+            read=len(manifests),
+            outcome="partial" if capped else "complete",
+            cap=f"max_files={max_files}" if capped else None,
+        ).fields(),
         "cursor": window.state(),
     }

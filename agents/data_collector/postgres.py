@@ -19,6 +19,7 @@ import sqlalchemy as sa
 from sqlalchemy import text
 
 from agents.base.actions import AgentError
+from agents.base.completeness import Completeness
 from agents.base.context import ActionContext
 from agents.base.security import scrub
 from agents.base.storage import DataRoot
@@ -156,6 +157,12 @@ async def _stream(
     if (schema, table_name) not in found:
         raise AgentError(f"table {schema}.{table_name} not found", code="table_not_found")
     by_name = {c.name: c for c in found[(schema, table_name)]}
+    if wanted is not None and (not wanted or len(set(wanted)) != len(wanted)):
+        raise AgentError(
+            "columns: name each column once (null or leave it out for all)",
+            code="invalid_columns",
+        )
+    # The cursor and key columns join a selection below: the window and the dedup need them.
     names = list(wanted) if wanted else list(by_name)
     unknown = [n for n in names if n not in by_name]
     if unknown:
@@ -213,7 +220,7 @@ async def _stream(
         "rows_read": rows_read,
         "duplicates_skipped": window.duplicates if window else 0,
         "schema": {f.name: str(f.type) for f in arrow_schema},
-        "complete": True,
+        **Completeness(read=rows_read).fields(),  # no count(*) first: a table announces none
         "cursor": window.state() if window else None,
     }
 

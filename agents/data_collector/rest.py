@@ -14,6 +14,7 @@ from aiolimiter import AsyncLimiter
 from pydantic import Field
 
 from agents.base.actions import ActionBody, AgentError
+from agents.base.completeness import Completeness
 from agents.base.context import ActionContext
 from agents.base.security import (
     AppliedAuth,
@@ -27,7 +28,7 @@ from agents.base.security import (
 )
 from agents.base.storage import DataRoot
 from agents.data_collector import pacing as pacing_
-from agents.data_collector import staging
+from agents.data_collector import staging, walk
 from agents.data_collector.cursor import CursorState, IncrementalWindow, record_key, to_json
 from agents.data_connector.payloads import find_records, get_path
 from agents.data_connector.sources import HttpSource
@@ -62,6 +63,14 @@ class Pagination(ActionBody):
     cursor_param: str = Field("cursor", description="cursor: the parameter carrying the token")
     cursor_path: str = Field("next_cursor", description="cursor: where the body holds the token")
     next_path: str = Field("next", description="next_link: where the body holds the next URL")
+    total_path: str | None = Field(
+        None,
+        description="where the API announces its record total: a dotted body path, or "
+        "`header:<Name>`; default: the first found of the X-Total-Count or X-Total header, or "
+        "total, total_count, totalCount, count, meta.total, meta.total_count, pagination.total "
+        "in the body; `none`: the API announces none. Fewer records read than announced is an "
+        "error",
+    )
 
 
 class Incremental(ActionBody):
@@ -91,6 +100,12 @@ class Incremental(ActionBody):
 FirstPageHook = Callable[
     [httpx.Response, Any, Pagination, str | None], Awaitable[tuple[Pagination, str | None]]
 ]
+
+
+def _url_query(url: str) -> dict[str, Any]:
+    """The URL's own query as params: httpx replaces a URL's query with the params it gets."""
+    query = httpx.URL(url).params
+    return {k: v[0] if len(v := query.get_list(k)) == 1 else v for k in query}
 
 
 def _bound_param(value: Any) -> str:
@@ -202,13 +217,15 @@ async def collect_rest(
     incremental: Incremental | None,
     previous: CursorState | None,
     rate_limit: RateLimitSpec | None,
-    max_pages: int,
+    max_pages: int | None,
+    on_max_pages: Literal["fail", "partial"] = "fail",
     max_attempts: int,
     output_format: str,
     on_first_page: FirstPageHook | None = None,
 ) -> dict[str, Any]:
     """Walk the pages, keep the new records, write one file per page; return manifests.
 
+    Every page is read unless the user set `max_pages` (see walk.py for how a walk may end).
     `on_first_page(response, payload, pagination, records_path)` may replace the pagination
     and records path once the first page is in (`auto`, see autodetect.py).
     """
@@ -224,7 +241,7 @@ async def collect_rest(
         if incremental
         else None
     )
-    params: dict[str, Any] = dict(source.params)
+    params: dict[str, Any] = {**_url_query(source.url), **source.params}
     if incremental and incremental.param and window and window.lower_bound is not None:
         params[incremental.param] = _bound_param(window.lower_bound)
     if pagination.page_size and pagination.size_param:
@@ -246,12 +263,23 @@ async def collect_rest(
     await asyncio.to_thread(staging.reset_dir, root, out)
     state: dict[str, Any] = {"url": source.url, "page": pagination.start_page, "offset": 0}
     base_params = dict(params)
-    request: tuple[str, dict[str, Any]] | None = (source.url, {})
+    first: tuple[str, dict[str, Any]] = (source.url, {})
+    request: tuple[str, dict[str, Any]] | None = first
     files: list[dict[str, Any]] = []
     pages = records_seen = requests = 0
     suffix = "ndjson" if output_format == "ndjson" else "parquet"
+    guard = walk.LoopGuard()
+    guard.start(first)
+    announced: walk.Announced | None = None
+    records: list[Any] = []
+    cap: str | None = None
     async with http_client(ctx.http, verify_tls=source.verify_tls) as client:
-        while request is not None and pages < max_pages:
+        while request is not None:
+            if max_pages is not None and pages >= max_pages:
+                if on_max_pages == "fail":
+                    raise walk.cap_reached(max_pages, read=records_seen, announced=announced)
+                cap = f"max_pages={max_pages}"
+                break
             url, page_params = request
             # A next link carries its own query; other styles vary the base parameters.
             query = page_params if url != source.url else {**base_params, **page_params}
@@ -280,6 +308,15 @@ async def collect_rest(
                 records, _ = find_records(payload, records_path)
             except ValueError as exc:
                 raise AgentError(f"page {pages}: {exc}", code="unexpected_payload") from exc
+            found = walk.announced_total(response.headers, payload, pagination.total_path)
+            if found is not None:
+                announced = found
+            elif pages == 1 and pagination.total_path not in (None, walk.NO_TOTAL):
+                raise AgentError(
+                    f"the first page has no record total at {pagination.total_path!r}",
+                    code="total_not_found",
+                )
+            guard.page(pages, records, pagination)
             records_seen += len(records)
             new = [r for r in records if window is None or _is_new(window, incremental, r)]
             if new:
@@ -287,7 +324,23 @@ async def collect_rest(
                 writer = staging.write_ndjson if suffix == "ndjson" else staging.records_to_parquet
                 files.append({**await asyncio.to_thread(writer, root, dest, new), "page": pages})
             request = _next_request(pagination, payload, response, records, state)
-    complete = request is None
+            if request is not None:
+                guard.next(request, pages)
+    if cap is None and announced is not None and records_seen < announced.count:
+        raise walk.walk_ended_short(
+            pagination,
+            pages=pages,
+            last_records=len(records),
+            read=records_seen,
+            announced=announced,
+        )
+    counts = Completeness(
+        announced=announced.count if announced else None,
+        announced_by=announced.by if announced else None,
+        read=records_seen,
+        outcome="partial" if cap else "complete",
+        cap=cap,
+    )
     return {
         "kind": "http",
         "url": redact_url(source.url),
@@ -299,7 +352,7 @@ async def collect_rest(
         "duplicates_skipped": window.duplicates if window else 0,
         "pages": pages,
         "requests": requests,
-        "complete": complete,
+        **counts.fields(),
         "cursor": window.state() if window else None,
         "pacing": pacing.report(),
     }

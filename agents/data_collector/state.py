@@ -18,9 +18,9 @@ from sqlalchemy import func
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from shared.db.source_state_models import SourceState
+from shared.db.source_state_models import STATE_KEY_PATTERN, SourceState
 
-STATE_KEY_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:/@\-]{0,199}$"
+__all__ = ["STATE_KEY_PATTERN", "StoredState", "load_state", "save_state"]
 
 
 @dataclass(frozen=True)

@@ -33,6 +33,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from agents.base.actions import ActionBody, AgentError
+from agents.base.completeness import Completeness
 from agents.base.context import ActionContext
 from agents.base.security import (
     CredentialName,
@@ -338,7 +339,12 @@ async def collect_stream(
         "deleted": deleted,
         "undecodable": undecodable,
         "redelivered": redelivered,
-        "complete": len(entry_ids) < source.count,
+        # A full batch of `count` entries may leave more waiting for the next collect.
+        **Completeness(
+            read=len(entry_ids),
+            outcome="complete" if len(entry_ids) < source.count else "partial",
+            cap=None if len(entry_ids) < source.count else f"count={source.count}",
+        ).fields(),
         "cursor": {
             "stream": source.stream,
             "group": source.group,

@@ -4,6 +4,7 @@ columns holding personal data and `mask` them (agents.data_converter.pii and .pr
 from __future__ import annotations
 
 import asyncio
+import codecs
 import posixpath
 import re
 import threading
@@ -16,7 +17,12 @@ from agents.base.context import ActionContext
 from agents.base.security import CredentialName
 from agents.base.storage import DataRoot
 from agents.data_converter.contracts import ContractMode
-from agents.data_converter.conversion import Compression, ConvertOptions, convert_file, detect
+from agents.data_converter.conversion import (
+    Compression,
+    ConvertOptions,
+    convert_file,
+    detect_or_refuse,
+)
 from agents.data_converter.inputs import FileRef, FileRefs, resolve_input, step_output_dir
 from agents.data_converter.pii import classify_report
 from agents.data_converter.protection import Method, protect_files, resolve_salt
@@ -57,7 +63,14 @@ class ConvertBody(ActionBody):
     infer_types: bool = Field(
         True,
         description="give text columns whose values all parse as numbers, booleans, dates or "
-        "timestamps that type",
+        "timestamps that type (numbers and booleans only in CSV, TSV and XML; a column with a "
+        "leading zero such as '08123', or an integer too long for int64, stays text); false: "
+        "every column not in known_schema keeps the type the format gives it (CSV/TSV: text)",
+    )
+    encoding: str | None = Field(
+        None,
+        description="text encoding of the input files, e.g. 'cp1252' (default: detected from "
+        "the first 64 KiB; a byte further on that is not valid in it is a 422 naming its offset)",
     )
     sheet: str | None = Field(None, description="Excel sheet to read (default: the first)")
     compression: Compression = Field("zstd", description="Parquet compression codec")
@@ -67,6 +80,16 @@ class ConvertBody(ActionBody):
     def _known_types(cls, value: dict[str, str] | None) -> dict[str, str] | None:
         if value is not None:
             parse_schema(value)  # ValueError names the column with an unknown type
+        return value
+
+    @field_validator("encoding")
+    @classmethod
+    def _known_encoding(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                codecs.lookup(value)
+            except LookupError as exc:
+                raise ValueError(f"unknown text encoding {value!r}") from exc
         return value
 
     @model_validator(mode="after")
@@ -142,13 +165,24 @@ async def detect_action(body: DetectBody, ctx: ActionContext) -> dict[str, Any]:
     """
     location = await asyncio.to_thread(resolve_input, body.file, ctx.settings)
     decider = ctx.models[MODEL].current
-    detection = await asyncio.to_thread(detect, location, "auto", None, decider)
+    detection = await asyncio.to_thread(detect_or_refuse, location, body.file, decider)
     return {"uri": body.file, **detection.to_dict()}
 
 
 @registry.action("convert", ConvertBody, description="convert files to Parquet")
 async def convert_action(body: ConvertBody, ctx: ActionContext) -> dict[str, Any]:
     """Convert each file to Parquet in this step's folder under DATA_ROOT.
+
+    Types are the source's: a column named in `known_schema` is read as declared; CSV and TSV
+    are read as text and only then typed (by `known_schema`, else by inference under the rules
+    of agents.data_converter.contracts: a leading zero or an integer too long for int64 keeps a
+    column text), so a quoted "08123" stays "08123". JSON objects become structs and arrays
+    lists; a field JSON gives no single type (an empty object, mixed kinds across records, null
+    everywhere) is kept as its JSON text (agents.data_converter.json_reader); a spreadsheet or
+    Avro column mixing numbers, dates and text becomes text. A delimited row with more fields
+    than the header is a 422 naming its line (a row with fewer reads its missing fields as
+    null); bytes that are not valid in the file's encoding are a 422 naming their offset; any
+    file that does not parse is a 422 with `retryable: false`.
 
     Returns `{"files": [{"uri", "rows", "bytes", "sha256", "schema", "source_uri",
     "source_format", "format_decided_by", "rejected_rows", "coercion_failures",
@@ -170,6 +204,7 @@ async def convert_action(body: ConvertBody, ctx: ActionContext) -> dict[str, Any
         sheet=body.sheet,
         compression=body.compression,
         decider=ctx.models[MODEL].current,  # one decider for the whole call
+        encoding=body.encoding,
     )
     files = []
     # One file at a time: each conversion streams in bounded memory, and so does the whole call.

@@ -6,8 +6,15 @@ A contract compares the incoming columns with the dataset's known schema (dlt's 
 - `freeze`: a new column or a value that does not fit fails the conversion, nothing is written;
 - `discard_row`: rows with a value that does not fit, or a value in a new column, are dropped;
 - `discard_value`: such values become null and new columns are dropped.
-Without a known schema, text columns whose sampled values all parse as numbers, booleans, dates
-or timestamps get that type; a value later in the file that does not parse keeps the column text.
+Without a known schema (and for columns it does not name), inference types text columns by a
+sample of their values (`Inference`); a value later in the file that does not parse keeps the
+column text. What inference never does:
+- turn a value with a leading zero (`08123`, `-007`, `00`) into a number: such a column stays
+  text, so zip codes, phone numbers and codes keep their digits;
+- turn an integer too long for int64 into a float (long ids stay text, digit for digit);
+- type a declared column (its declared type wins) or any column with `infer_types: false`.
+Whether a CSV value was quoted does not decide its type (many writers quote every field); the
+rules above are what keep a quoted code a string.
 """
 
 from __future__ import annotations
@@ -20,6 +27,11 @@ import polars as pl
 from agents.data_converter.schema import type_name
 
 ContractMode = Literal["evolve", "freeze", "discard_row", "discard_value"]
+# What inference may make of a text column: "all" (numbers, booleans, dates, timestamps) for
+# formats without types of their own (CSV, TSV, XML); "temporal" (dates and timestamps only)
+# for typed formats, where a string is a string unless it holds the dates JSON cannot type;
+# "none" when the user turned inference off.
+Inference = Literal["all", "temporal", "none"]
 
 _BOOLEANS = {"true": True, "false": False, "t": True, "f": False, "yes": True, "no": False}
 _INTEGER = (pl.Int8, pl.Int16, pl.Int32, pl.Int64, pl.UInt8, pl.UInt16, pl.UInt32, pl.UInt64)
@@ -102,21 +114,35 @@ def _zone_of(fmt: str) -> str | None:
     return "UTC" if "%#z" in fmt else None
 
 
-def infer_text_type(values: pl.Series) -> pl.DataType | None:
-    """The type every sampled (non-null) text value parses as, if any."""
+def _number_type(stripped: pl.Series) -> pl.DataType | None:
+    if stripped.str.contains(r"^[+-]?0\d").any():
+        return None  # a leading zero is part of a code, not of a number
+    try:
+        stripped.cast(pl.Int64(), strict=True)
+        return pl.Int64()
+    except pl.exceptions.PolarsError:
+        pass
+    if stripped.str.contains(r"^[+-]?\d{16,}$").any():
+        return None  # an integer a float cannot hold exactly: an id, kept digit for digit
+    try:
+        stripped.cast(pl.Float64(), strict=True)
+        return pl.Float64()
+    except pl.exceptions.PolarsError:
+        return None
+
+
+def infer_text_type(values: pl.Series, *, numbers: bool = True) -> pl.DataType | None:
+    """The type every sampled (non-null) text value parses as, if any; `numbers=False` tries
+    dates and timestamps only."""
     values = values.drop_nulls()
     if values.len() == 0:
         return None
     stripped = values.str.strip_chars()
-    if not stripped.str.contains(r"^0\d|^[+-]0\d").any():
-        for candidate in (pl.Int64(), pl.Float64()):
-            try:
-                stripped.cast(candidate, strict=True)
-                return candidate
-            except pl.exceptions.PolarsError:
-                pass
-    if stripped.str.to_lowercase().is_in(["true", "false"]).all():
-        return pl.Boolean()
+    if numbers:
+        if (number := _number_type(stripped)) is not None:
+            return number
+        if stripped.str.to_lowercase().is_in(["true", "false"]).all():
+            return pl.Boolean()
     if stripped.str.len_chars().max() <= 10:  # type: ignore[operator]
         try:
             stripped.str.to_date(strict=True)
@@ -211,15 +237,22 @@ def plan_columns(
     *,
     known: dict[str, pl.DataType] | None,
     mode: ContractMode,
-    infer: bool,
+    infer: Inference,
     keep_as_is: set[str],
+    inferences: dict[str, pl.DataType | None] | None = None,
 ) -> Plan:
-    """Plan the output columns; `keep_as_is` lists columns whose soft coercion already failed."""
+    """Plan the output columns; `keep_as_is` lists columns whose soft coercion already failed,
+    `inferences` remembers what inference made of each sampled column (for a second plan)."""
     plan = Plan(columns=[])
     exprs: dict[str, pl.Expr] = {}
+    remembered = {} if inferences is None else inferences
 
     def inferred(column: str, dtype: pl.DataType) -> None:
-        target = infer_text_type(sample[column]) if infer and dtype == pl.String else None
+        target = None
+        if infer != "none" and dtype == pl.String:
+            if column not in remembered:
+                remembered[column] = infer_text_type(sample[column], numbers=infer == "all")
+            target = remembered[column]
         if target is None or column in keep_as_is:
             exprs[column] = pl.col(column)
             return

@@ -4,22 +4,32 @@ Everything here is blocking (polars, file IO) and runs in a worker thread.
 The common case is a single streaming pass (`sink_parquet`); a text column whose sampled values
 looked like numbers or timestamps but which holds a value further down that does not parse
 costs one diagnostic pass and one more write, with that column kept as text.
+
+A file that does not parse is a 422 (`parse_error`, `bad_encoding`, ...), never a crash: the
+parsers' own errors are turned into an AgentError naming the file and, for delimited text and
+UTF-8, the line or byte offset where it breaks (agents.data_converter.text).
 """
 
 from __future__ import annotations
 
+import csv
 import os
-from dataclasses import dataclass
+import zipfile
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
+import duckdb
 import polars as pl
+import pyarrow as pa
 import pyarrow.parquet as pq
+from lxml import etree
 
 from agents.base.actions import AgentError
 from agents.base.storage import DataRoot, sha256_of
 from agents.data_converter.contracts import (
     ContractMode,
     ContractViolation,
+    Inference,
     Plan,
     describe_coercion,
     plan_columns,
@@ -34,11 +44,48 @@ from agents.data_converter.detection import (
 from agents.data_converter.inputs import local_copy, publish, scratch_dir
 from agents.data_converter.readers import CSV_INFER_ROWS, open_lazy
 from agents.data_converter.schema import schema_names, type_name
+from agents.data_converter.text import (
+    byte_offset,
+    invalid_utf8,
+    is_utf8,
+    malformed_row,
+    to_utf8,
+)
 from ml.slot import Decider
 
 SAMPLE_ROWS = CSV_INFER_ROWS
 Compression = Literal["zstd", "snappy", "gzip", "lz4", "uncompressed"]
-_RESCANNABLE = ("csv", "tsv", "ndjson")
+# Formats without types of their own: inference may make numbers and booleans of their text.
+_UNTYPED = ("csv", "tsv", "xml")
+_BINARY = ("parquet", "avro", "excel", "arrow", "orc")
+# Types polars' CSV parser reads as it scans (dates and decimals are parsed by the plan).
+_NATIVE = (
+    pl.Int8,
+    pl.Int16,
+    pl.Int32,
+    pl.Int64,
+    pl.UInt8,
+    pl.UInt16,
+    pl.UInt32,
+    pl.UInt64,
+    pl.Float32,
+    pl.Float64,
+    pl.Boolean,
+)
+# What the parsers raise on a malformed file (polars panics are BaseExceptions, not Exceptions).
+PARSER_ERRORS: tuple[type[BaseException], ...] = (
+    pl.exceptions.PolarsError,
+    pl.exceptions.PanicException,
+    pa.ArrowException,
+    duckdb.Error,
+    etree.LxmlError,
+    zipfile.BadZipFile,
+    csv.Error,
+    UnicodeError,
+    ValueError,
+    EOFError,
+    OverflowError,
+)
 
 
 @dataclass
@@ -50,24 +97,76 @@ class ConvertOptions:
     sheet: str | None
     compression: Compression
     decider: Decider = BASELINE  # what recognises a file's format when `format` is "auto"
+    encoding: str | None = None  # the caller's text encoding, over the detected one
+
+    def inference(self, fmt: str) -> Inference:
+        """What inference may do to the text columns of a file in `fmt`."""
+        if not self.infer_types:
+            return "none"
+        return "all" if fmt in _UNTYPED else "temporal"
 
 
 def detect(
-    location: str, fmt: str, sheet: str | None = None, decider: Decider = BASELINE
+    location: str,
+    fmt: str,
+    sheet: str | None = None,
+    decider: Decider = BASELINE,
+    encoding: str | None = None,
 ) -> Detection:
-    """The detection for `location`, honouring a format the caller names."""
+    """The detection for `location`, honouring a format (and encoding) the caller names."""
     if fmt == "auto":
-        return detect_file(location, decider)
-    if fmt in ("csv", "tsv"):
-        return delimited_dialect(location, fmt)
-    binary = ("parquet", "avro", "excel", "arrow", "orc")
-    encoding = None if fmt in binary else text_encoding(location)
-    return Detection(fmt, encoding, None, "caller")
+        detection = detect_file(location, decider)
+    elif fmt in ("csv", "tsv"):
+        detection = delimited_dialect(location, fmt)
+    else:
+        text = None if fmt in _BINARY else text_encoding(location)
+        detection = Detection(fmt, text, None, "caller")
+    if encoding and detection.format not in _BINARY:
+        detection = replace(detection, encoding=encoding)
+    return detection
 
 
-def _parse_error(source_uri: str, exc: BaseException) -> AgentError:
-    message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return AgentError(f"cannot convert {source_uri!r}: {message}", code="parse_error")
+def detect_or_refuse(location: str, name: str, decider: Decider = BASELINE) -> Detection:
+    """`detect` for the `detect` action: a file whose ends do not parse is a 422, not a crash."""
+    try:
+        return detect(location, "auto", None, decider)
+    except PARSER_ERRORS as exc:
+        raise _parse_error(name, exc) from exc
+
+
+def _explain(local: str, detection: Detection, source_uri: str) -> AgentError | None:
+    """Where a text file that did not parse breaks, if it can be found."""
+    if detection.format not in ("csv", "tsv", "ndjson", "json"):
+        return None
+    newline = b"\r" if detection.cr_lines else b"\n"
+    if is_utf8(detection.encoding) and (bad := invalid_utf8(local, source_uri, newline)):
+        return bad
+    if detection.format in ("csv", "tsv"):
+        return malformed_row(local, detection, source_uri)
+    return None
+
+
+def _parse_error(
+    source_uri: str,
+    exc: BaseException,
+    local: str | None = None,
+    detection: Detection | None = None,
+) -> AgentError:
+    if local is not None and detection is not None:
+        explained = _explain(local, detection, source_uri)
+        if explained is not None:
+            return explained
+    text = str(exc).strip()
+    message = text.splitlines()[0] if text else type(exc).__name__
+    offset = byte_offset(text)
+    where = f" (near byte offset {offset})" if offset is not None else ""
+    if detection is not None and detection.format in _BINARY:
+        where += f"; the file is truncated or not valid {detection.format}"
+    return AgentError(
+        f"cannot convert {source_uri!r}: {message}{where}",
+        code="parse_error",
+        details={"byte_offset": offset} if offset is not None else None,
+    )
 
 
 def _run(
@@ -91,56 +190,71 @@ def _run(
     return counts.row(0, named=True)
 
 
+def _parsed_natively(plan: Plan) -> dict[str, pl.DataType]:
+    """The planned text-to-number/boolean coercions polars' CSV parser can do itself."""
+    return {
+        column: coercion.target
+        for column, coercion in plan.coercions.items()
+        if isinstance(coercion.target, _NATIVE)
+    }
+
+
 def _write(
     local: str, detection: Detection, work: str, out: str, options: ConvertOptions, source_uri: str
 ) -> tuple[Plan, dict[str, Any], dict[str, dict[str, Any]]]:
     """Write `local` as Parquet to `out`: the plan used, the failure counts, the soft failures.
 
-    Retries with a text column kept as text when an inferred type fails further down the
-    file, and with types inferred from the whole file when polars' guess from the head fails.
+    Delimited text is planned from its text; the columns the plan makes numbers or booleans
+    are then parsed by polars' CSV reader (one pass). A value that parser refuses sends the
+    file down the text path: every column read as text and cast by the plan, which counts
+    each value that does not convert and, for inferred types, keeps that column as text.
     """
-    infer_rows: int | None = CSV_INFER_ROWS
+    delimited = detection.format in ("csv", "tsv")
+    if delimited:  # transcoded once, for both paths
+        local = to_utf8(local, detection.encoding, work, name=source_uri)
+        detection = replace(detection, encoding="utf-8")
+    try:
+        lf = open_lazy(local, detection, work, sheet=options.sheet, name=source_uri)
+        schema = lf.collect_schema()
+        sample = lf.head(SAMPLE_ROWS).collect()
+    except PARSER_ERRORS as exc:
+        raise _parse_error(source_uri, exc, local, detection) from exc
     keep_as_is: set[str] = set()
     soft_failures: dict[str, dict[str, Any]] = {}
-    opened: pl.LazyFrame | None = None
-    rescannable = detection.format in _RESCANNABLE
-    for _ in range(6):
+    inferences: dict[str, pl.DataType | None] = {}  # inferred once, however often planned
+
+    def plan_for(frame_schema: pl.Schema) -> Plan:
         try:
-            # Staged formats (JSON, XML, Avro, Excel) are read once; text is rescanned.
-            if opened is None or rescannable:
-                opened = open_lazy(
-                    local, detection, work, sheet=options.sheet, infer_rows=infer_rows
-                )
-            lf = opened
-            schema = lf.collect_schema()
-            sample = lf.head(SAMPLE_ROWS).collect()
-        except pl.exceptions.PolarsError as exc:
-            if infer_rows is not None and rescannable:
-                infer_rows = None
-                continue
-            raise _parse_error(source_uri, exc) from exc
-        try:
-            plan = plan_columns(
-                schema,
+            return plan_columns(
+                frame_schema,
                 sample,
                 known=options.known,
                 mode=options.mode,
-                infer=options.infer_types,
+                infer=options.inference(detection.format),
                 keep_as_is=keep_as_is,
+                inferences=inferences,
             )
         except ContractViolation as exc:
             raise AgentError(str(exc), code="schema_contract_violation") from exc
+
+    plan = plan_for(schema)
+    if delimited and (native := _parsed_natively(plan)):
+        typed = open_lazy(local, detection, work, name=source_uri, types=native)
+        typed_plan = plan_for(typed.collect_schema())
+        try:
+            return typed_plan, _run(typed, typed_plan, options.mode, out, options.compression), {}
+        except PARSER_ERRORS:
+            pass  # a value the parser refuses (or a malformed row): the text path tells which
+    for _ in range(6):
         try:
             return plan, _run(lf, plan, options.mode, out, options.compression), soft_failures
-        except pl.exceptions.PolarsError as exc:
+        except PARSER_ERRORS as exc:
             failing = _diagnose(lf, plan)
-            if failing:
-                soft_failures.update(failing)
-                keep_as_is |= set(failing)
-            elif infer_rows is not None and rescannable:
-                infer_rows = None
-            else:
-                raise _parse_error(source_uri, exc) from exc
+            if not failing:
+                raise _parse_error(source_uri, exc, local, detection) from exc
+            soft_failures.update(failing)
+            keep_as_is |= set(failing)
+            plan = plan_for(schema)
     raise AgentError(f"cannot convert {source_uri!r}: too many retries", code="parse_error")
 
 
@@ -151,7 +265,12 @@ def convert_file(
     with scratch_dir(root) as work, local_copy(location, work) as local:
         if os.path.getsize(local) == 0:
             raise AgentError(f"{source_uri!r} is empty", code="empty_input")
-        detection = detect(local, options.format, options.sheet, options.decider)
+        try:
+            detection = detect(
+                local, options.format, options.sheet, options.decider, options.encoding
+            )
+        except PARSER_ERRORS as exc:
+            raise _parse_error(source_uri, exc) from exc
         out = os.path.join(work, "out.parquet")
         plan, counts, soft_failures = _write(local, detection, work, out, options, source_uri)
         report = _report(plan, counts, options.mode, soft_failures)
@@ -198,7 +317,7 @@ def _diagnose(lf: pl.LazyFrame, plan: Plan) -> dict[str, dict[str, Any]]:
         counts = lf.select([k.failed.sum().alias(c) for c, k in soft.items()]).collect(
             engine="streaming"
         )
-    except pl.exceptions.PolarsError:
+    except PARSER_ERRORS:
         return {}
     return {
         c: describe_coercion(soft[c], int(counts[c][0]), None)

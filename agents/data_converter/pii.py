@@ -36,8 +36,9 @@ from agents.base.storage import DataRoot
 from agents.data_converter.conversion import detect
 from agents.data_converter.detection import Detection
 from agents.data_converter.inputs import local_copy, scratch_dir
-from agents.data_converter.readers import CSV_INFER_ROWS, open_lazy, to_utf8
+from agents.data_converter.readers import CSV_INFER_ROWS, open_lazy
 from agents.data_converter.schema import type_name
+from agents.data_converter.text import eol_of, to_utf8
 
 Category = Literal["email", "phone", "card_number", "name", "none"]
 # Order breaks ties between equal scores: the stricter test first.
@@ -292,7 +293,7 @@ def open_input(
     same whether it came from CSV or from Parquet.
     """
     if detection.format not in ("csv", "tsv"):
-        return open_lazy(local, detection, work, infer_rows=infer_rows)
+        return open_lazy(local, detection, work)
     dialect = detection.dialect
     assert dialect is not None
     typing: dict[str, Any] = (
@@ -308,6 +309,7 @@ def open_input(
         separator=dialect.delimiter,
         quote_char=dialect.quotechar or None,
         has_header=dialect.header,
+        eol_char=eol_of(detection),
         encoding="utf8",
         **typing,
     )

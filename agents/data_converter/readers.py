@@ -1,20 +1,23 @@
 """Opening any supported file as a polars LazyFrame, in bounded memory.
 
-CSV, TSV, NDJSON and Parquet are scanned lazily by polars. JSON arrays go through DuckDB's
-streaming JSON reader; XML (lxml iterparse), Avro (fastavro) and Excel (openpyxl read-only)
-are read record by record into small staged Parquet parts. Either way the result is a lazy
+CSV, TSV and Parquet are scanned lazily by polars. JSON arrays and NDJSON go through DuckDB's
+streaming JSON reader (agents.data_converter.json_reader); XML (lxml iterparse), Avro
+(fastavro) and Excel (openpyxl read-only) are read record by record into small staged Parquet
+parts. Either way the result is a lazy
 frame that the streaming engine can sink without holding the file in memory.
 """
 
 from __future__ import annotations
 
+import datetime
+import decimal
 import itertools
+import json
 import os
 import uuid
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-import duckdb
 import fastavro
 import openpyxl
 import polars as pl
@@ -27,38 +30,23 @@ from lxml import etree
 
 from agents.base.actions import AgentError
 from agents.data_converter.detection import Detection
+from agents.data_converter.json_reader import read_json
+from agents.data_converter.text import eol_of, to_utf8
 
 BATCH_ROWS = 50_000
 CSV_INFER_ROWS = 10_000
-_UTF8 = ("utf-8", "utf-8-sig", "utf8", "ascii")
 
 
-def to_utf8(path: str, encoding: str | None, workdir: str, *, cr_lines: bool = False) -> str:
-    """`path` itself if it is UTF-8, else a streamed UTF-8 copy (polars and DuckDB read UTF-8).
+def scan_delimited(
+    path: str, detection: Detection, types: dict[str, pl.DataType] | None = None
+) -> pl.LazyFrame:
+    """A lazy scan of UTF-8 CSV/TSV text, every column read as the text it holds unless
+    `types` names its type.
 
-    `cr_lines`: the file ends its lines with `\r` alone (old Mac files), which polars does not
-    take for line ends; the copy ends them with `\n`.
+    polars never guesses (it would read the quoted `"08123"` as 8123): the converter decides
+    the types, from the declared schema or its own inference over the text, and has polars'
+    parser read the numbers and booleans it decided on (`types`), which is faster than casting.
     """
-    if (not encoding or encoding.lower() in _UTF8) and not cr_lines:
-        return path
-    encoding = encoding or "utf-8"
-    target = os.path.join(workdir, f"utf8-{uuid.uuid4().hex}-{os.path.basename(path)}")
-    with (
-        open(path, encoding=encoding, errors="strict", newline="") as source,
-        open(target, "w", encoding="utf-8", newline="") as sink,
-    ):
-        try:
-            while chunk := source.read(1 << 20):
-                sink.write(chunk.replace("\r", "\n") if cr_lines else chunk)
-        except UnicodeDecodeError as exc:
-            raise AgentError(
-                f"the file is not valid {encoding}: {exc}", code="bad_encoding"
-            ) from exc
-    return target
-
-
-def scan_delimited(path: str, detection: Detection, *, infer_rows: int | None) -> pl.LazyFrame:
-    """A lazy scan of CSV/TSV text; `infer_rows=None` infers types from the whole file."""
     dialect = detection.dialect
     assert dialect is not None
     return pl.scan_csv(
@@ -66,15 +54,64 @@ def scan_delimited(path: str, detection: Detection, *, infer_rows: int | None) -
         separator=dialect.delimiter,
         quote_char=dialect.quotechar or None,
         has_header=dialect.header,
-        infer_schema_length=infer_rows,
+        eol_char=eol_of(detection),
         encoding="utf8",
         # Without a header polars names columns column_1, column_2, ...
+        infer_schema=False,
+        schema_overrides=types or None,
     )
 
 
-def _stage_records(records: Iterable[dict[str, Any]], workdir: str, stem: str) -> pl.LazyFrame:
-    """Write records in batches to Parquet parts; a lazy frame over all parts (schemas unified)."""
-    parts: list[pl.LazyFrame] = []
+def _kind(value: Any) -> str:
+    """The family of a record value: values of one family share a column type."""
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, int | float | decimal.Decimal):
+        return "number"
+    if isinstance(value, datetime.date | datetime.time):
+        return "temporal"
+    if isinstance(value, dict | list):
+        return "nested"
+    return type(value).__name__
+
+
+def _as_text(value: Any) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, datetime.date | datetime.time):
+        return value.isoformat()
+    if isinstance(value, dict | list):
+        return json.dumps(value, default=str)
+    return str(value)
+
+
+def _frame(batch: list[dict[str, Any]], kinds: dict[str, set[str]]) -> pl.DataFrame:
+    """The batch as a frame; a column mixing families (a number and a date in one Excel column)
+    becomes text, each value written as its text, instead of polars' lossy supertype."""
+    seen: dict[str, set[str]] = {}
+    for record in batch:
+        for column, value in record.items():
+            if value is not None:
+                seen.setdefault(column, set()).add(_kind(value))
+    mixed = {c for c, k in seen.items() if len(k) > 1}
+    if mixed:
+        batch = [
+            {c: _as_text(v) if c in mixed else v for c, v in record.items()} for record in batch
+        ]
+    for column, found in seen.items():
+        kinds.setdefault(column, set()).update({"str"} if column in mixed else found)
+    return pl.from_dicts(batch, infer_schema_length=None)
+
+
+def _stage_records(
+    records: Iterable[dict[str, Any]], workdir: str, stem: str, name: str, fmt: str
+) -> pl.LazyFrame:
+    """Write records in batches to Parquet parts; a lazy frame over all parts (schemas unified,
+    a column whose families differ between parts read as text from every part)."""
+    parts: list[str] = []
+    kinds: dict[str, set[str]] = {}
     iterator = iter(records)
     for index in itertools.count():
         try:
@@ -82,15 +119,24 @@ def _stage_records(records: Iterable[dict[str, Any]], workdir: str, stem: str) -
         except AgentError:
             raise
         except Exception as exc:  # lxml, fastavro, openpyxl and zipfile each have their own
-            raise AgentError(f"cannot parse the file: {exc}", code="parse_error") from exc
+            raise AgentError(
+                f"cannot read {name!r} as {fmt} (truncated or corrupt?): {exc}",
+                code="parse_error",
+            ) from exc
         if not batch:
             break
         part = os.path.join(workdir, f"{stem}-part-{index:05d}.parquet")
-        pl.from_dicts(batch, infer_schema_length=None).write_parquet(part)
-        parts.append(pl.scan_parquet(part))
+        _frame(batch, kinds).write_parquet(part)
+        parts.append(part)
     if not parts:
         return pl.LazyFrame()
-    return pl.concat(parts, how="diagonal_relaxed")
+    mixed = [c for c, k in kinds.items() if len(k) > 1 and "nested" not in k]
+    frames = []
+    for part in parts:
+        frame = pl.scan_parquet(part)
+        present = [c for c in mixed if c in frame.collect_schema()]
+        frames.append(frame.with_columns(pl.col(present).cast(pl.String)) if present else frame)
+    return pl.concat(frames, how="diagonal_relaxed")
 
 
 def _local_name(tag: Any) -> str:
@@ -182,23 +228,6 @@ def _sheet_records(workbook: Any, sheet: str | None, header: bool) -> Iterator[d
         workbook.close()
 
 
-def _json_array(path: str, workdir: str, stem: str) -> pl.LazyFrame:
-    staged = os.path.join(workdir, f"{stem}-json.parquet")
-    # DuckDB parses JSON arrays incrementally; its memory limit bounds what a huge file costs.
-    config = {"memory_limit": "512MB", "threads": 2, "preserve_insertion_order": True}
-    with duckdb.connect(config=config) as con:  # type: ignore[arg-type]
-        try:
-            con.execute(
-                "COPY (SELECT * FROM read_json(?, format = 'auto')) TO '"
-                + staged.replace("'", "''")
-                + "' (FORMAT parquet)",
-                [path],
-            )
-        except duckdb.Error as exc:
-            raise AgentError(f"cannot read JSON: {exc}", code="parse_error") from exc
-    return pl.scan_parquet(staged)
-
-
 def _batches(path: str, fmt: str) -> tuple[pa.Schema, Iterator[pa.RecordBatch]]:
     if fmt == "orc":
         orc_file = orc.ORCFile(path)
@@ -219,7 +248,7 @@ def _batches(path: str, fmt: str) -> tuple[pa.Schema, Iterator[pa.RecordBatch]]:
         return table.schema, iter(table.to_batches())
 
 
-def _columnar(path: str, fmt: str, workdir: str, stem: str) -> pl.LazyFrame:
+def _columnar(path: str, fmt: str, workdir: str, stem: str, name: str) -> pl.LazyFrame:
     """Arrow IPC / Feather and ORC, staged batch by batch into one Parquet file."""
     staged = os.path.join(workdir, f"{stem}-{fmt}.parquet")
     try:
@@ -228,7 +257,9 @@ def _columnar(path: str, fmt: str, workdir: str, stem: str) -> pl.LazyFrame:
             for batch in batches:
                 writer.write_batch(batch)
     except (pa.ArrowException, OSError) as exc:
-        raise AgentError(f"cannot read {fmt}: {exc}", code="parse_error") from exc
+        raise AgentError(
+            f"cannot read {name!r} as {fmt} (truncated or corrupt?): {exc}", code="parse_error"
+        ) from exc
     return pl.scan_parquet(staged)
 
 
@@ -238,28 +269,31 @@ def open_lazy(
     workdir: str,
     *,
     sheet: str | None = None,
-    infer_rows: int | None = CSV_INFER_ROWS,
+    name: str = "",
+    types: dict[str, pl.DataType] | None = None,
 ) -> pl.LazyFrame:
-    """A lazy frame over the local file `path` in the detected format."""
+    """A lazy frame over the local file `path` in the detected format (`name`: the file as
+    errors should call it). CSV and TSV columns are read as text, or as `types` names them
+    (see `scan_delimited`)."""
     fmt = detection.format
     stem = uuid.uuid4().hex  # staged parts of several files may share `workdir`
+    name = name or os.path.basename(path)
     if fmt in ("csv", "tsv"):
-        utf8 = to_utf8(path, detection.encoding, workdir, cr_lines=detection.cr_lines)
-        return scan_delimited(utf8, detection, infer_rows=infer_rows)
-    if fmt == "ndjson":
-        utf8 = to_utf8(path, detection.encoding, workdir, cr_lines=detection.cr_lines)
-        return pl.scan_ndjson(utf8, infer_schema_length=infer_rows)
+        utf8 = to_utf8(path, detection.encoding, workdir, name=name)
+        return scan_delimited(utf8, detection, types)
+    if fmt in ("json", "ndjson"):
+        cr_lines = detection.cr_lines and fmt == "ndjson"
+        utf8 = to_utf8(path, detection.encoding, workdir, cr_lines=cr_lines, name=name)
+        return read_json(utf8, fmt, workdir, stem, name)
     if fmt == "parquet":
         return pl.scan_parquet(path)
-    if fmt == "json":
-        return _json_array(to_utf8(path, detection.encoding, workdir), workdir, stem)
     if fmt == "xml":
-        return _stage_records(_xml_records(path), workdir, stem)
+        return _stage_records(_xml_records(path), workdir, stem, name, fmt)
     if fmt == "avro":
-        return _stage_records(_avro_records(path), workdir, stem)
+        return _stage_records(_avro_records(path), workdir, stem, name, fmt)
     if fmt in ("arrow", "orc"):
-        return _columnar(path, fmt, workdir, stem)
+        return _columnar(path, fmt, workdir, stem, name)
     if fmt == "excel":
         header = detection.dialect.header if detection.dialect else True
-        return _stage_records(_excel_records(path, sheet, header), workdir, stem)
+        return _stage_records(_excel_records(path, sheet, header), workdir, stem, name, fmt)
     raise AgentError(f"unsupported format {fmt!r}", code="unsupported_format")

@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from agents.base.actions import ActionBody, ActionRegistry, AgentError
+from agents.base.completeness import Completeness
 from agents.base.context import ActionContext
 from agents.base.storage import DataRoot
 from agents.data_converter.inputs import FileRefs, resolve_input, scratch_dir
@@ -25,7 +26,7 @@ from agents.data_merger.loading import (
     unchanged_result,
 )
 from agents.data_merger.merging import MergeSpec, WriteDisposition
-from agents.data_merger.quality import Checks, run_checks
+from agents.data_merger.quality import Checks, collected_checks, run_checks
 
 registry = ActionRegistry("data-merger")
 
@@ -117,6 +118,11 @@ class QualityBody(ActionBody):
         description="a Parquet dataset under DATA_ROOT/datasets to check (its current version)",
     )
     checks: Checks = Field(description="the checks; every one must pass")
+    collected: Completeness | None = Field(
+        None,
+        description="the counts of the collect these files came from (its `announced`, `read`, "
+        "`outcome`...), for the announced_matches check",
+    )
 
     @model_validator(mode="after")
     def _one_source(self) -> QualityBody:
@@ -156,9 +162,14 @@ async def merge_action(body: MergeBody, ctx: ActionContext) -> dict[str, Any]:
     """Merge batches into the dataset, all or nothing.
 
     Returns `{"dataset", "target", "uri" (parquet) or "table" (postgres), "version", "files",
-    "rows", "inserted", "updated", "unchanged", "deleted", "checksum", "schema",
+    "rows", "inserted", "updated", "unchanged", "deleted", "written", "checksum", "schema",
     "primary_key", "write_disposition", "replayed"}`; `replayed` is true when this exact batch
     was merged before and the stored result is returned instead of merging it again.
+    `written` counts the rows this merge wrote (parquet: the rows of the data file the new
+    version added; postgres: the rows inserted or updated). A parquet merge with nothing to
+    write keeps the version and says `written: 0`: no batch files or an append or upsert of
+    zero rows (`empty_batch: true`), or an upsert whose rows are all there unchanged; a new
+    column is a change and is written.
     """
     root = DataRoot.from_setting(ctx.settings.data_root)
     spec = body.spec()
@@ -202,7 +213,8 @@ async def merge_action(body: MergeBody, ctx: ActionContext) -> dict[str, Any]:
             spec=spec,
             fingerprint=batch_id,
         )
-    return jsonable_encoder({"dataset": body.dataset, **result})
+    written = result["inserted"] + result["updated"]
+    return jsonable_encoder({"dataset": body.dataset, **result, "written": written})
 
 
 def _check_files(
@@ -244,6 +256,7 @@ async def quality_check_action(body: QualityBody, ctx: ActionContext) -> dict[st
                     raise AgentError(
                         f"dataset {body.dataset!r} keeps changing", code="busy", retryable=True
                     ) from exc
+    results += collected_checks(body.checks, body.collected)
     encoded = jsonable_encoder(results)
     passed = all(r["passed"] for r in encoded)
     if not passed:

@@ -20,6 +20,7 @@ from agents.data_converter.schema import schema_names
 from agents.data_merger import dataset
 from agents.data_merger.merging import (
     MergeSpec,
+    Outcome,
     canonical_checksum,
     combine,
     concat_batches,
@@ -107,9 +108,16 @@ def merge_parquet_dataset(
     target = dataset.data_file_path(root, name, version, batch_id[:12])
     with scratch_dir(root) as work:
         batch = _batch(locations, spec, work)
+        if state and _nothing_to_write(batch, spec, state):
+            return _unchanged_parquet(root, name, spec, state)
         existing = dataset.scan(root, name, state) if state else None
         try:
             outcome = combine(existing, batch, spec)
+            if state and _merged_nothing(outcome, batch, spec, state):
+                # Every row is already there as it is: the current version stays current.
+                return _unchanged_parquet(
+                    root, name, spec, state, unchanged=outcome.unchanged, empty=False
+                )
             full = outcome.rows.collect(engine="streaming")
             if key:
                 full = full.sort(key, nulls_last=True, maintain_order=True)
@@ -156,6 +164,7 @@ def merge_parquet_dataset(
         "primary_key": key,
         "write_disposition": spec.disposition,
         "replayed": False,
+        "written": rows_written,
     }
     commits = [*(state or {}).get("commits", []), {"fingerprint": batch_id, "result": result}]
     new_state = {
@@ -173,19 +182,55 @@ def merge_parquet_dataset(
     return result
 
 
+def _new_columns(batch: pl.LazyFrame, spec: MergeSpec, state: dict[str, Any]) -> bool:
+    # A column the dataset lacks is a change of schema, worth a version even without rows.
+    columns = set(batch.collect_schema().names()) - {spec.hard_delete}
+    return bool(columns - set(state.get("schema", {})))
+
+
+def _nothing_to_write(batch: pl.LazyFrame, spec: MergeSpec, state: dict[str, Any]) -> bool:
+    """Whether appending or upserting `batch` leaves the dataset as it is: no rows, no new
+    column (replacing with no rows empties the dataset, a change)."""
+    if spec.disposition == "replace" or _new_columns(batch, spec, state):
+        return False
+    return batch.head(1).collect().height == 0
+
+
+def _merged_nothing(
+    outcome: Outcome, batch: pl.LazyFrame, spec: MergeSpec, state: dict[str, Any]
+) -> bool:
+    """Whether an upsert inserted, updated and deleted nothing and added no column."""
+    changed = outcome.inserted or outcome.updated or outcome.deleted
+    return spec.disposition == "merge" and not changed and not _new_columns(batch, spec, state)
+
+
+_NO_CHANGE = {"inserted": 0, "updated": 0, "unchanged": 0, "deleted": 0, "written": 0}
+
+
 def unchanged_result(root: DataRoot, name: str, spec: MergeSpec, target: Any) -> dict[str, Any]:
     """The result of merging no batch files: the dataset (or table) as it already is."""
-    counts = {"inserted": 0, "updated": 0, "unchanged": 0, "deleted": 0}
     if target.kind != "parquet":
         return {
             "dataset": name,
             "target": target.kind,
             "table": target.table or name,
-            **counts,
+            **_NO_CHANGE,
             "write_disposition": spec.disposition,
             "empty_batch": True,
         }
-    state = dataset.load_state(root, name) or {}
+    return _unchanged_parquet(root, name, spec, dataset.load_state(root, name) or {})
+
+
+def _unchanged_parquet(
+    root: DataRoot,
+    name: str,
+    spec: MergeSpec,
+    state: dict[str, Any],
+    *,
+    unchanged: int = 0,
+    empty: bool = True,
+) -> dict[str, Any]:
+    """The current version as a merge result that wrote nothing (`written: 0`)."""
     base = dataset.dataset_dir(root, name)
     return {
         "dataset": name,
@@ -202,11 +247,12 @@ def unchanged_result(root: DataRoot, name: str, spec: MergeSpec, target: Any) ->
             for f in state.get("files", [])
         ],
         "rows": state.get("rows", 0),
-        **counts,
+        **_NO_CHANGE,
+        "unchanged": unchanged,
         "checksum": state.get("checksum"),
         "schema": state.get("schema", {}),
         "primary_key": state.get("primary_key") or spec.primary_key or [],
         "write_disposition": spec.disposition,
         "replayed": False,
-        "empty_batch": True,
+        "empty_batch": empty,
     }

@@ -158,6 +158,10 @@ def canonical_checksum(frame: pl.DataFrame, key: list[str]) -> str:
     if sortable:
         frame = frame.sort(sortable, nulls_last=True, maintain_order=True)
     digest = hashlib.sha256(json.dumps(schema_names(frame.schema), sort_keys=True).encode())
+    # NDJSON has no bytes: binary columns (Avro `bytes`, Parquet binary) are hashed as hex.
+    binary = [c for c in columns if frame.schema[c] == pl.Binary]
+    if binary:
+        frame = frame.with_columns(pl.col(c).bin.encode("hex") for c in binary)
     for offset in range(0, frame.height, _SLICE):
         digest.update(frame.slice(offset, _SLICE).write_ndjson().encode())
     return digest.hexdigest()

@@ -1,6 +1,7 @@
-"""Data quality checks over a dataset or files: row count, not-null, uniqueness, value ranges.
+"""Data quality checks over a dataset or files: row count, not-null, uniqueness, value ranges,
+and whether the collect read what its source announced.
 
-All checks are aggregated in one streaming polars query; the result is one entry per check.
+The data checks are aggregated in one streaming polars query; the result is one entry per check.
 """
 
 from __future__ import annotations
@@ -9,6 +10,8 @@ from typing import Any
 
 import polars as pl
 from pydantic import BaseModel, ConfigDict, Field
+
+from agents.base.completeness import Completeness
 
 
 class Range(BaseModel):
@@ -31,6 +34,40 @@ class Checks(BaseModel):
     ranges: dict[str, Range] = Field(
         default_factory=dict, description="{column: {min, max}}: values outside count as failures"
     )
+    announced_matches: bool | None = Field(
+        None,
+        description="the collect read exactly the records its source announced (needs the "
+        "`collected` counts); default: on when they carry an announced count and the outcome "
+        "is not an explicit partial",
+    )
+
+
+def collected_checks(checks: Checks, collected: Completeness | None) -> list[dict[str, Any]]:
+    """`announced_matches` over the collect's counts: one result, or none when it is off."""
+    wanted = checks.announced_matches
+    if wanted is None:
+        # A partial collect the user asked for reads less than announced by design.
+        wanted = (
+            collected is not None
+            and collected.announced is not None
+            and collected.outcome != "partial"
+        )
+    if not wanted:
+        return []
+    entry: dict[str, Any] = {"check": "announced_matches"}
+    if collected is None or collected.announced is None:
+        # Asked for explicitly but nothing to compare: not a pass.
+        observed = "no collected counts" if collected is None else "the source announced none"
+        return [{**entry, "passed": False, "observed": observed, "expected": "announced"}]
+    return [
+        {
+            **entry,
+            "passed": collected.read == collected.announced,
+            "observed": collected.read,
+            "expected": collected.announced,
+            "announced_by": collected.announced_by,
+        }
+    ]
 
 
 def _literal(value: Any, dtype: pl.DataType) -> pl.Expr:
@@ -51,7 +88,19 @@ def run_checks(frame: pl.LazyFrame, checks: Checks) -> tuple[int, list[dict[str,
 
     def missing(check: str, columns: list[str], expected: Any) -> bool:
         absent = [c for c in columns if c not in schema]
-        if absent:
+        if absent and not schema:
+            # Nothing collected (an incremental run with nothing new): no batch, so no columns
+            # either. A column check holds over no rows; `row_count_min` is what refuses them.
+            results.append(
+                {
+                    "check": check,
+                    "column": columns[0] if len(columns) == 1 else columns,
+                    "passed": True,
+                    "observed": "no rows",
+                    "expected": expected,
+                }
+            )
+        elif absent:
             results.append(
                 {
                     "check": check,

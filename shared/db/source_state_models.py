@@ -9,6 +9,10 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from shared.db.models import Base, Json
 
+# The names a workflow may keep a source's state under (the collector and the controller's
+# /sources/{key}/state both check it).
+STATE_KEY_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:/@\-]{0,199}$"
+
 
 class SourceState(Base):
     """The committed cursor of one source, keyed by a name the workflow chooses.

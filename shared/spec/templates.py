@@ -51,6 +51,18 @@ def parse_reference(expression: str) -> Reference:
     return Reference(root=root, path=path)
 
 
+def input_reference(value: Any) -> str | None:
+    """The input name when `value` is exactly `${inputs.<name>}` (a default naming another
+    input, e.g. a state key defaulting to the dataset), else None."""
+    if not isinstance(value, str) or not (whole := REFERENCE.fullmatch(value)):
+        return None
+    try:
+        ref = parse_reference(whole.group(1))
+    except TemplateError:
+        return None
+    return ref.path[0] if ref.root == "inputs" and len(ref.path) == 1 else None
+
+
 def iter_references(value: Any) -> Iterator[Reference]:
     """Every reference inside a parameter value (nested dicts and lists included)."""
     if isinstance(value, str):

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from shared.spec.catalog import AGENT_ACTIONS
-from shared.spec.templates import TemplateError, iter_references
+from shared.spec.templates import TemplateError, input_reference, iter_references
 
 if TYPE_CHECKING:
     from shared.spec.models import WorkflowSpec
@@ -83,6 +83,7 @@ def validate_workflow(spec: WorkflowSpec) -> None:
                 raise SpecError(f"steps[{i}].depends_on[{j}]", f"unknown step {dep!r}")
             if dep == step.id:
                 raise SpecError(f"steps[{i}].depends_on[{j}]", "a step cannot depend on itself")
+    _check_input_defaults(spec)
     graph = {step.id: list(step.depends_on) for step in spec.steps}
     ancestors = upstream_of(graph)
     for i, step in enumerate(spec.steps):
@@ -97,6 +98,22 @@ def validate_workflow(spec: WorkflowSpec) -> None:
             fields.append((f"steps[{i}].compensate.params", step.compensate.params, visible))
         for field, value, upstream in fields:
             _check_references(spec, field, value, step.id, upstream, step.map_over)
+
+
+def _check_input_defaults(spec: WorkflowSpec) -> None:
+    # A default may be exactly `${inputs.<other>}`: it takes the other input's bound value.
+    # One level only, so binding never chases chains or cycles.
+    for name, declared in spec.inputs.items():
+        field = f"inputs.{name}.default"
+        if not isinstance(declared.default, str) or "${" not in declared.default:
+            continue
+        target = input_reference(declared.default)
+        if target is None:
+            raise SpecError(field, "a default may only be exactly ${inputs.<name>}")
+        if target not in spec.inputs or target == name:
+            raise SpecError(field, f"${{inputs.{target}}} is not another declared input")
+        if input_reference(spec.inputs[target].default) is not None:
+            raise SpecError(field, f"input {target!r} defaults to a reference itself")
 
 
 def _check_references(

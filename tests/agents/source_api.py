@@ -217,14 +217,13 @@ class SourceServer:
 
 
 @contextmanager
-def serve_source() -> Iterator[SourceServer]:
-    """Run the source API on a free port of 127.0.0.1 until the block ends."""
-    state = SourceState()
+def serve_app(app: FastAPI) -> Iterator[str]:
+    """Run `app` on a free port of 127.0.0.1 until the block ends; yields its base URL."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    config = uvicorn.Config(build_app(state), log_level="critical", lifespan="off")
+    config = uvicorn.Config(app, log_level="critical", lifespan="off")
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
@@ -232,8 +231,16 @@ def serve_source() -> Iterator[SourceServer]:
     while not server.started and time.monotonic() < deadline:
         time.sleep(0.02)
     try:
-        yield SourceServer(url=f"http://127.0.0.1:{port}", state=state)
+        yield f"http://127.0.0.1:{port}"
     finally:
         server.should_exit = True
         thread.join(timeout=10)
         sock.close()
+
+
+@contextmanager
+def serve_source() -> Iterator[SourceServer]:
+    """Run the source API on a free port of 127.0.0.1 until the block ends."""
+    state = SourceState()
+    with serve_app(build_app(state)) as url:
+        yield SourceServer(url=url, state=state)

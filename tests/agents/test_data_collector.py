@@ -97,6 +97,7 @@ async def test_collect_copies_matching_files_with_manifests(client: httpx.AsyncC
         assert manifest["bytes"] == len(read(src))
         assert manifest["modified_at"].endswith("Z")
     assert out["bytes"] == sum(f["bytes"] for f in out["files"])
+    assert out["read"] == 2 and out["announced"] is None and out["outcome"] == "complete"
     newest = max(mtime(f["source_path"]) for f in out["files"])
     assert out["cursor"]["field"] == "mtime" and out["cursor"]["value"] == newest
     assert 1 <= len(out["cursor"]["seen"]) <= 2  # the files at the newest mtime
@@ -137,6 +138,7 @@ async def test_file_collection_by_name_with_a_cap(client: httpx.AsyncClient, lan
         "2026-11-03.json",
     ]
     assert first["complete"] is False
+    assert first["outcome"] == "partial" and first["cap"] == "max_files=3"
     rest = (await collect(client, {**body, "cursor": first["cursor"]})).json()
     assert [f["name"] for f in rest["files"]] == ["2026-11-04.json", "2026-11-05.json"]
 
@@ -221,9 +223,11 @@ async def test_rest_parquet_output_and_max_pages(client: httpx.AsyncClient, sour
         "pagination": {"type": "cursor", "cursor_path": "meta.next_cursor"},
         "format": "parquet",
         "max_pages": 2,
+        "on_max_pages": "partial",
     }
     out = (await collect(client, body)).json()
     assert out["pages"] == 2 and out["complete"] is False and out["records"] == 20
+    assert out["outcome"] == "partial" and out["cap"] == "max_pages=2"
     rows = [r for f in out["files"] for r in pq.read_table(f["uri"]).to_pylist()]
     assert [r["id"] for r in rows] == list(range(1, 21))
     assert out["files"][0]["schema"]["amount"] == "double"
@@ -372,6 +376,7 @@ async def test_postgres_streams_chunks_and_continues_from_the_cursor(
     assert first["count"] == 3 and [f["rows"] for f in first["files"]] == [1000, 1000, 500]
     assert first["schema"]["amount"] == "decimal128(10, 2)"
     assert parquet_rows(first) == await source_rows(conn, schema)  # row by row
+    assert first["read"] == 2500 and first["announced"] is None and first["complete"] is True
 
     # new rows, an update, and a late row inside the 5 s lag window
     await conn.execute(

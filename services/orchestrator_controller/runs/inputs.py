@@ -6,6 +6,7 @@ from typing import Any
 
 from shared.errors import ValidationFailed
 from shared.spec.models import InputSpec, WorkflowSpec
+from shared.spec.templates import input_reference
 
 _TYPES: dict[str, tuple[type, ...]] = {
     "string": (str,),
@@ -36,7 +37,12 @@ def bind_inputs(spec: WorkflowSpec, given: dict[str, Any]) -> dict[str, Any]:
         )
     bound: dict[str, Any] = {}
     for name, declared in spec.inputs.items():
-        if name in given:
+        other = input_reference(declared.default)
+        # A default `${inputs.<other>}` (checked with the spec) takes the other's value, also
+        # when a client sends the default's own text back (a form prefilled with defaults).
+        if other is not None and given.get(name, declared.default) == declared.default:
+            value = given.get(other, spec.inputs[other].default)
+        elif name in given:
             value = given[name]
         elif declared.required:
             raise ValidationFailed(
