@@ -79,8 +79,21 @@ class ControllerSettings(CommonSettings):
         description="deepest nesting of JSON objects and lists accepted in a spec's params, "
         "its input defaults and a run's inputs; deeper is a 422 before anything is stored",
     )
+    max_spec_bytes: int = Field(
+        256 * 1024,
+        ge=1024,
+        description="largest workflow spec accepted, in bytes of its stored (compact JSON) "
+        "form, for a registered definition and an inline spec on /coordinate alike; larger "
+        "is a 413 (spec_too_large) before anything is stored",
+    )
     seed_schedules: bool = Field(
         True, description="create the four seed schedules at first start (never duplicated)"
+    )
+    log_dir: str | None = Field(
+        None,
+        description="folder holding every service's JSON-lines log (*.log, as the launcher "
+        "writes them under var/logs) that GET /workflows/{id}/logs reads; unset (compose, "
+        "Kubernetes: logs go to stdout and a collector) that endpoint answers 409",
     )
 
     def accepted_api_keys(self) -> list[ApiKey]:

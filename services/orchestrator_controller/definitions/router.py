@@ -1,35 +1,76 @@
-"""POST/GET /workflows/definitions."""
+"""POST/GET /workflows/definitions, DELETE (archive) and restore of a definition."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated
+
+from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
 
 from services.orchestrator_controller.definitions import service
 from services.orchestrator_controller.definitions.schemas import DefinitionList, DefinitionOut
 from services.orchestrator_controller.deps import AdminKey, ReadKey, SessionDep, SettingsDep
 from services.orchestrator_controller.runs.service import check_nesting
-from shared.spec.models import WorkflowSpec
+from shared.spec.models import MAX_INT32, WorkflowSpec
 
 router = APIRouter(prefix="/workflows/definitions", tags=["definitions"])
+
+Version = Annotated[
+    int | None,
+    Query(ge=1, le=MAX_INT32, description="only this version; every version when omitted"),
+]
 
 
 @router.post("", dependencies=[AdminKey], status_code=201, response_model=DefinitionOut)
 async def register_definition(
     spec: WorkflowSpec, session: SessionDep, settings: SettingsDep
 ) -> JSONResponse:
-    """Register a workflow spec (201 new, 200 when the same content is already stored)."""
+    """Register a workflow spec (201 new, 200 when the same content is already stored).
+
+    409 when the version exists with other content or is archived; 413 past
+    CONTROLLER_MAX_SPEC_BYTES.
+    """
     check_nesting(spec, {}, limit=settings.max_nesting_depth)
+    service.check_spec_size(spec, limit=settings.max_spec_bytes)
     async with session.begin():
         definition, is_new = await service.register(session, spec=spec)
-    body = DefinitionOut.model_validate(definition, from_attributes=True)
+        body = service.describe(definition)
     return JSONResponse(body.model_dump(mode="json"), status_code=201 if is_new else 200)
 
 
 @router.get("", dependencies=[ReadKey], response_model=DefinitionList)
-async def list_definitions(session: SessionDep, name: str | None = None) -> DefinitionList:
-    """Registered workflows, every version."""
-    rows = await service.list_definitions(session, name=name)
-    return DefinitionList(
-        items=[DefinitionOut.model_validate(r, from_attributes=True) for r in rows]
+async def list_definitions(
+    session: SessionDep,
+    name: Annotated[str | None, Query(max_length=100, description="only this workflow")] = None,
+    include_archived: Annotated[bool, Query(description="list archived versions too")] = False,
+    include_spec: Annotated[bool, Query(description="each item with its whole spec")] = False,
+) -> DefinitionList:
+    """Registered workflows, every version, as summaries (the spec only with include_spec)."""
+    items = await service.list_definitions(
+        session, name=name, include_archived=include_archived, include_spec=include_spec
     )
+    return DefinitionList(items=items)
+
+
+@router.delete("/{name}", dependencies=[AdminKey], response_model=DefinitionList)
+async def archive_definition(
+    name: str, session: SessionDep, version: Version = None
+) -> DefinitionList:
+    """Archive a workflow (every version, or `?version=N`): no new runs, its runs stay readable.
+
+    Nothing is deleted. 404 for an unknown name or version; 409 `definition_in_use` while an
+    enabled schedule would fire it. Answers with the versions concerned.
+    """
+    async with session.begin():
+        rows = await service.archive(session, name=name, version=version)
+        return DefinitionList(items=[service.summarize(row) for row in rows])
+
+
+@router.post("/{name}/restore", dependencies=[AdminKey], response_model=DefinitionList)
+async def restore_definition(
+    name: str, session: SessionDep, version: Version = None
+) -> DefinitionList:
+    """Take an archived workflow (every version, or `?version=N`) back; 404 when unknown."""
+    async with session.begin():
+        rows = await service.restore(session, name=name, version=version)
+        return DefinitionList(items=[service.summarize(row) for row in rows])

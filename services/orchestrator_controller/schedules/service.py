@@ -33,7 +33,8 @@ async def check_target(
 ) -> None:
     """422 naming `workflow` or `inputs.<name>` unless a run of it could start as given."""
     try:
-        spec = await definitions.resolve(session, name=workflow, version=version)
+        # locked: an archive of this version waits for the schedule, and then sees it
+        spec = await definitions.resolve(session, name=workflow, version=version, lock=True)
     except NotFound as exc:
         raise ValidationFailed(
             f"workflow: {exc.message}",

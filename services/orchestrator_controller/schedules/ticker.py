@@ -188,6 +188,7 @@ class Ticker:
                     idempotency_key=f"schedule:{schedule.id}:{at.isoformat()}",
                     schema=self.settings.db_schema,
                     policies=self.policies,
+                    submitted_by=f"schedule:{schedule.id}",
                 )
         except AppError as exc:
             log.warning("schedule %s: fire at %s failed: %s", schedule.name, at, exc.message)

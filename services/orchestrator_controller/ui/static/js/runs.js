@@ -4,7 +4,8 @@ import { RUN_STATUSES, ago, badge, debounce, duration, esc, get, subscribe, when
 
 export async function runsPage(main, query) {
   const params = new URLSearchParams(query || "");
-  const defs = await get("/workflows/definitions");
+  // archived workflows too: their runs are still listed
+  const defs = await get("/workflows/definitions?include_archived=true");
   const names = [...new Set(defs.items.map((d) => d.name))].sort();
   main.innerHTML = `
     <h1>Runs <span class="muted" id="runs-total"></span></h1>

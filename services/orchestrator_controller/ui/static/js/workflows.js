@@ -1,4 +1,5 @@
 // Workflows: every registered definition, its versions, spec, DAG, recent runs and a run form.
+// The list reads summaries (no specs); one workflow's page asks for its specs.
 
 import { ago, badge, duration, esc, flash, get, json, post } from "./api.js";
 import { drawDag, specGraph } from "./dag.js";
@@ -16,7 +17,7 @@ export async function workflowsPage(main) {
     <th>Steps</th><th>Source</th><th>Description</th></tr></thead><tbody>${rows.map((d) => `
     <tr class="clickable" data-name="${esc(d.name)}"><td><a href="#/workflows/${esc(d.name)}">${esc(d.name)}</a></td>
     <td>${esc(d.kind)}</td><td>v${d.version} <span class="muted">(${d.versions} version${d.versions > 1 ? "s" : ""})</span></td>
-    <td>${(d.spec.steps || []).length}</td><td>${esc(d.source)}</td><td class="muted">${esc(d.spec.description || "")}</td></tr>`).join("")}
+    <td>${d.steps}</td><td>${esc(d.source)}</td><td class="muted">${esc(d.description)}</td></tr>`).join("")}
     </tbody></table>`;
   main.querySelectorAll("tr[data-name]").forEach((tr) => {
     tr.addEventListener("click", () => { location.hash = `#/workflows/${tr.dataset.name}`; });
@@ -56,7 +57,7 @@ function readInputs(form, inputs) {
 }
 
 export async function workflowPage(main, name) {
-  const versions = (await get(`/workflows/definitions?name=${encodeURIComponent(name)}`)).items
+  const versions = (await get(`/workflows/definitions?name=${encodeURIComponent(name)}&include_spec=true`)).items
     .sort((a, b) => b.version - a.version);
   if (!versions.length) { main.innerHTML = `<h1>No workflow ${esc(name)}</h1>`; return; }
   main.innerHTML = `<h1>${esc(name)} <select id="version">${versions.map((v) => `<option value="${v.version}">v${v.version}</option>`).join("")}</select>
