@@ -1,4 +1,4 @@
-"""The commands: run, status, show, cancel, agents, schedules, definitions."""
+"""The commands: run, status, show, cancel, agents, schedules, definitions, state."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import json
 import time
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import quote
 
 import typer
 import yaml
@@ -18,6 +19,10 @@ from ingestctl.client import CliError, Controller
 app = typer.Typer(help="Command line of the ingestion platform (a client of its public API).")
 definitions = typer.Typer(help="Registered workflow definitions.")
 app.add_typer(definitions, name="definitions")
+schedules_app = typer.Typer(help="Schedules: list them, trigger one now.")
+app.add_typer(schedules_app, name="schedules")
+state = typer.Typer(help="The cursors workflows keep per source between runs.")
+app.add_typer(state, name="state")
 console = Console()
 TERMINAL = {"SUCCEEDED", "FAILED", "CANCELLED", "COMPENSATED", "COMPENSATION_FAILED"}
 
@@ -160,6 +165,16 @@ def cancel(
 
 @app.command()
 @_guard
+def retry(
+    run_id: str, url: Url = "http://127.0.0.1:8080", api_key: Key = None, output: Output = "json"
+) -> None:
+    """Retry a failed or cancelled run from its failed steps (a new run; succeeded steps keep
+    their outputs)."""
+    _emit(_controller(url, api_key).call("POST", f"/workflows/{run_id}/retry"), output)
+
+
+@app.command()
+@_guard
 def agents(
     url: Url = "http://127.0.0.1:8080", api_key: Key = None, output: Output = "table"
 ) -> None:
@@ -180,12 +195,17 @@ def agents(
     _emit(health, output, table)
 
 
-@app.command()
+@schedules_app.callback(invoke_without_command=True)
 @_guard
 def schedules(
-    url: Url = "http://127.0.0.1:8080", api_key: Key = None, output: Output = "table"
+    ctx: typer.Context,
+    url: Url = "http://127.0.0.1:8080",
+    api_key: Key = None,
+    output: Output = "table",
 ) -> None:
-    """Schedules with their next fire times."""
+    """Schedules with their next fire times (`schedules trigger NAME` runs one now)."""
+    if ctx.invoked_subcommand is not None:
+        return
     listed = _controller(url, api_key).call("GET", "/schedules")
     table = Table()
     for column in ("name", "workflow", "enabled", "next fire", "reason"):
@@ -197,6 +217,16 @@ def schedules(
             str(item.get("status_reason") or ""),
         )  # fmt: skip
     _emit(listed, output, table)
+
+
+@schedules_app.command("trigger")
+@_guard
+def schedules_trigger(
+    name: str, url: Url = "http://127.0.0.1:8080", api_key: Key = None, output: Output = "json"
+) -> None:
+    """Run a schedule's workflow now, outside its timetable."""
+    path = f"/schedules/{quote(name, safe='')}/trigger"
+    _emit(_controller(url, api_key).call("POST", path), output)
 
 
 @definitions.command("apply")
@@ -227,3 +257,39 @@ def definitions_list(
     for item in listed["items"]:
         table.add_row(item["name"], str(item["version"]), item["kind"], item.get("source", ""))
     _emit(listed, output, table)
+
+
+def _state_path(key: str) -> str:
+    # '/' stays: the route takes a key with slashes; anything else unusual is escaped.
+    return f"/sources/{quote(key, safe='/:@')}/state"
+
+
+@state.command("show")
+@_guard
+def state_show(
+    key: str, url: Url = "http://127.0.0.1:8080", api_key: Key = None, output: Output = "table"
+) -> None:
+    """The cursor committed under KEY and the run that wrote it."""
+    stored = _controller(url, api_key).call("GET", _state_path(key))
+    cursor = stored["cursor"]
+    table = Table(title=f"source {stored['key']}")
+    for column in ("field", "value", "lag", "boundary records", "run", "updated"):
+        table.add_column(column)
+    table.add_row(
+        str(cursor.get("field")), str(cursor.get("value")), str(cursor.get("lag")),
+        str(len(cursor.get("seen") or [])), str(stored["run_id"]), str(stored["updated_at"]),
+    )  # fmt: skip
+    _emit(stored, output, table)
+
+
+@state.command("reset")
+@_guard
+def state_reset(key: str, url: Url = "http://127.0.0.1:8080", api_key: Key = None) -> None:
+    """Forget the cursor under KEY: the source's next run collects everything again."""
+    _controller(url, api_key).call("DELETE", _state_path(key))
+    typer.echo(f"state of {key!r} reset")
+
+
+# Commands kept in modules of their own register themselves on `app` when imported.
+from ingestctl import events as _events  # noqa: E402, F401
+from ingestctl import logs as _logs  # noqa: E402, F401

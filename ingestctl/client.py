@@ -24,11 +24,11 @@ class Controller:
         except httpx.TransportError as exc:
             raise CliError(f"controller unreachable at {self.url}: {exc}") from exc
         if response.status_code >= 400:
-            raise CliError(_describe(response))
+            raise CliError(describe(response))
         return response.json() if response.content else None
 
 
-def _describe(response: httpx.Response) -> str:
+def describe(response: httpx.Response) -> str:
     try:
         body = response.json()
     except ValueError:

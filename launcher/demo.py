@@ -6,6 +6,7 @@ import json
 import os
 import time
 import uuid
+from graphlib import TopologicalSorter
 from typing import Any
 
 import httpx
@@ -58,6 +59,24 @@ def _describe(event: dict[str, Any]) -> str:
     return f"{kind:<18} {event.get('reason') or event.get('workflow') or ''}"
 
 
+def dag_text(steps: list[dict[str, Any]]) -> list[str]:
+    """The run's DAG as lines, one per layer of steps that could run together."""
+    actions = {s["step_id"]: s for s in steps if s.get("role", "action") == "action"}
+    sorter = TopologicalSorter({sid: s["depends_on"] for sid, s in actions.items()})
+    sorter.prepare()
+    lines: list[str] = []
+    while sorter.is_active():
+        layer = sorted(sorter.get_ready())
+        shown = []
+        for sid in layer:
+            step = actions[sid]
+            after = f" <- {', '.join(step['depends_on'])}" if step["depends_on"] else ""
+            shown.append(f"{sid} [{step['status']}]{after}")
+        lines.append(f"  {len(lines) + 1}. " + "   ".join(shown))
+        sorter.done(*layer)
+    return lines
+
+
 def run_demo(platform: RunningPlatform) -> int:
     """Run `test` once; print what happens and a summary. Exit status 0 when it succeeded."""
     events = redis.Redis.from_url(platform.infra.redis_url)
@@ -70,7 +89,9 @@ def run_demo(platform: RunningPlatform) -> int:
         timeout=10,
     )
     inputs = {"remote_url": f"http://127.0.0.1:{platform.ports.samples}/remote/orders_api.json"}
-    print(f"\nAPI key for this dev platform: {DEV_API_KEY}")
+    print(f"\nweb UI: {platform.controller_url}/ui   API docs: {platform.controller_url}/docs")
+    print(f"API key for this dev platform: {DEV_API_KEY}")
+    print(f"events: Redis Streams at {platform.infra.redis_url}; logs: {platform.log_dir}/")
     print("POST /coordinate  {workflow: test}")
     response = api.post(
         "/coordinate",
@@ -100,8 +121,11 @@ def run_demo(platform: RunningPlatform) -> int:
             f"\nmerged dataset {merged.get('dataset')}: {merged.get('rows')} rows, "
             f"checksum {str(merged.get('checksum'))[:16]}…\n  at {merged.get('uri')}"
         )
+    print("\nthe run's DAG, layer by layer (<- its dependencies):")
+    print("\n".join(dag_text(run["steps"])))
+    logs = f"logs: {platform.log_dir}/*.log; this run's lines: GET /workflows/{run_id}/logs"
     if run["status"] != "SUCCEEDED":
-        print(f"\nFAILED: {run.get('error')}  (logs in {platform.log_dir})")
+        print(f"\nFAILED: {run.get('error')}\n{logs}")
         return 1
-    print(f"\nlogs: {platform.log_dir}   details: GET {platform.controller_url}/workflows/{run_id}")
+    print(f"\n{logs}\ndetails: GET {platform.controller_url}/workflows/{run_id}")
     return 0

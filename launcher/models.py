@@ -55,6 +55,7 @@ def ensure_models(uri: str, say: Callable[[str], object] = print) -> None:
         [sys.executable, "-m", "ml.train", *missing, "--quick", "--tracking-uri", uri],
         cwd=ROOT,
         check=True,
+        start_new_session=True,  # Ctrl-C is the launcher's: no traceback from the child
     )
 
 

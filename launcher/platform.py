@@ -1,4 +1,8 @@
-"""The whole platform as one object: infrastructure, migrations, eight services, samples."""
+"""The whole platform as one object: infrastructure, migrations, eight services, samples.
+
+The services run under a supervisor (launcher/supervisor.py) that reports and restarts any
+that exits.
+"""
 
 from __future__ import annotations
 
@@ -20,6 +24,7 @@ from launcher.processes import (
     platform_services,
     sample_server,
 )
+from launcher.supervisor import DEFAULT_RESTART, RestartPolicy, Supervisor
 
 
 @dataclass
@@ -30,6 +35,7 @@ class RunningPlatform:
     services: dict[str, Service]
     data_root: Path
     log_dir: Path
+    supervisor: Supervisor | None = None
 
     @property
     def controller_url(self) -> str:
@@ -44,6 +50,7 @@ def migrate(env: dict[str, str]) -> None:
         env={**os.environ, **env},
         check=True,
         stdout=subprocess.DEVNULL,
+        start_new_session=True,  # Ctrl-C is the launcher's: no traceback from the child
     )
 
 
@@ -55,16 +62,20 @@ def running_platform(
     say: object = print,
     extra_env: dict[str, str] | None = None,
     models: bool = False,
+    restart: RestartPolicy | None = DEFAULT_RESTART,
 ) -> Iterator[RunningPlatform]:
     """Start everything, yield it, stop everything (services first, then embedded servers).
 
     With `models`, the agents load their models from a registry (trained first if empty).
+    A service that exits is reported through `say` and restarted per `restart` (None: not).
     """
     ports = ports or Ports()
     infra = provide(var_dir)
     data_root = var_dir / "data"
     log_dir = var_dir / "logs"
     extra = dict(extra_env or {})
+    # GET /workflows/{id}/logs reads the files the services write here.
+    extra.setdefault("CONTROLLER_LOG_DIR", str(log_dir))
     if models:
         extra.setdefault("MLFLOW_TRACKING_URI", registry_uri(var_dir))
         ensure_models(extra["MLFLOW_TRACKING_URI"], say)  # type: ignore[arg-type]
@@ -78,16 +89,25 @@ def running_platform(
     if infra.embedded:
         say(f"embedded {' and '.join(infra.embedded)} under {var_dir}")  # type: ignore[operator]
     migrate(env)
-    samples = sample_server(ports.samples, log_dir)
+    samples = sample_server(ports.samples, log_dir, own_session=True)
     services = platform_services(env, ports, log_dir)
+    supervisor = None
     try:
         for service in services:
+            service.own_session = True
             service.start()
         for service in services:
             service.wait_healthy()
             say(f"  {service.name:<24} {service.url}")  # type: ignore[operator]
-        yield RunningPlatform(infra, ports, env, {s.name: s for s in services}, data_root, log_dir)
+        if restart is not None:
+            supervisor = Supervisor(services, say=say, policy=restart)  # type: ignore[arg-type]
+            supervisor.start()
+        yield RunningPlatform(
+            infra, ports, env, {s.name: s for s in services}, data_root, log_dir, supervisor
+        )
     finally:
+        if supervisor is not None:
+            supervisor.stop()  # first: no restart of what is being stopped
         for service in reversed(services):
             service.stop()
         samples.terminate()

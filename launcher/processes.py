@@ -59,6 +59,13 @@ class Service:
     env: dict[str, str]
     log_path: Path
     process: subprocess.Popen[bytes] | None = None
+    # Set by stop(): the exit was asked for, a supervisor must not restart it.
+    stopped: bool = False
+    # Out of the terminal's process group (the launcher): Ctrl-C reaches the launcher only,
+    # which stops the services in order; otherwise the services' own exits on Ctrl-C would
+    # look like crashes to the supervisor. Tests keep them in theirs, so that killing the
+    # test run's group kills them too.
+    own_session: bool = False
 
     @property
     def url(self) -> str:
@@ -68,6 +75,7 @@ class Service:
         """Launch uvicorn for this service, logging to its file."""
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = self.log_path.open("ab")
+        self.stopped = False
         self.process = subprocess.Popen(
             [
                 sys.executable,
@@ -86,10 +94,16 @@ class Service:
             env={**os.environ, **self.env},
             stdout=log,
             stderr=subprocess.STDOUT,
+            start_new_session=self.own_session,
         )
+        log.close()  # the child has its own copy
 
     def stop(self, sig: int = signal.SIGTERM, wait_s: float = 15.0) -> None:
-        """Stop the process (SIGTERM, then SIGKILL if it lingers)."""
+        """Stop the process on purpose (SIGTERM, then SIGKILL if it lingers)."""
+        self.stopped = True
+        self._end(sig, wait_s)
+
+    def _end(self, sig: int, wait_s: float) -> None:
         if self.process is None or self.process.poll() is not None:
             return
         self.process.send_signal(sig)
@@ -100,8 +114,8 @@ class Service:
             self.process.wait()
 
     def kill(self) -> None:
-        """SIGKILL: the process gets no chance to clean up (crash tests)."""
-        self.stop(signal.SIGKILL, wait_s=5.0)
+        """SIGKILL, as a crash would: no chance to clean up, and a supervisor restarts it."""
+        self._end(signal.SIGKILL, wait_s=5.0)
 
     def wait_healthy(self, timeout_s: float = 120.0) -> None:
         """Block until GET /health answers 200 (or 'degraded'), or raise."""
@@ -174,7 +188,9 @@ def platform_services(env: dict[str, str], ports: Ports, log_dir: Path) -> list[
     return services
 
 
-def sample_server(port: int, log_dir: Path) -> subprocess.Popen[bytes]:
+def sample_server(
+    port: int, log_dir: Path, *, own_session: bool = False
+) -> subprocess.Popen[bytes]:
     """Serve samples/test over HTTP on 127.0.0.1 (the test workflow fetches from it)."""
     log_dir.mkdir(parents=True, exist_ok=True)
     return subprocess.Popen(
@@ -190,4 +206,5 @@ def sample_server(port: int, log_dir: Path) -> subprocess.Popen[bytes]:
         ],
         stdout=(log_dir / "samples.log").open("ab"),
         stderr=subprocess.STDOUT,
+        start_new_session=own_session,  # as Service.own_session
     )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import os
 import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -10,7 +12,6 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
-from prometheus_client import CollectorRegistry, Counter, Histogram
 from pydantic import ValidationError
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
@@ -30,11 +31,13 @@ from shared.errors import (
     register_exception_handlers,
 )
 from shared.limits import limit_body
-from shared.metrics import LATENCY_BUCKETS, mount_metrics
+from shared.logs import RequestLog, configure_logging, secret_values
+from shared.metrics import create_agent_metrics, mount_metrics
 from shared.spec.catalog import AGENT_ACTIONS
 
 # A health check returns (status, detail); status is "ok", "degraded" or "down".
 HealthCheck = Callable[[ActionContext], Awaitable[tuple[str, Any]]]
+log = logging.getLogger(__name__)
 
 
 def create_agent_app(
@@ -50,6 +53,11 @@ def create_agent_app(
     becomes a `ModelSlot` loading the registry's champion (see ml/slot.py).
     """
     settings = settings or AgentSettings()
+    # The credentials a spec may name are the agent's secrets too: masked in every line.
+    credentials = [os.environ.get(name, "") for name in settings.credentials]
+    configure_logging(
+        registry.agent, settings.log_level, secrets=[*secret_values(settings), *credentials]
+    )
     slots = {
         name: ModelSlot(
             name,
@@ -66,17 +74,7 @@ def create_agent_app(
             f"{registry.agent} serves {sorted(registry.actions)} but the catalog "
             f"(shared/spec/catalog.py) says {sorted(expected)}"
         )
-    metrics = CollectorRegistry()
-    calls = Counter(
-        "agent_actions_total", "Action requests", ["action", "outcome"], registry=metrics
-    )
-    duration = Histogram(
-        "agent_action_duration_seconds",
-        "Time spent in action handlers",
-        ["action"],
-        buckets=LATENCY_BUCKETS,
-        registry=metrics,
-    )
+    observed = create_agent_metrics(registry.agent)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -109,7 +107,9 @@ def create_agent_app(
     app = FastAPI(title=registry.agent, lifespan=lifespan)
     register_exception_handlers(app)
     limit_body(app, settings)
-    mount_metrics(app, metrics)
+    # Outermost, so a request refused by the body cap has its line too.
+    app.add_middleware(RequestLog, logger="http.request", bind_headers=True)
+    mount_metrics(app, observed.registry)
     app.state.settings = settings
     app.state.registry = registry
     app.state.models = slots
@@ -201,7 +201,7 @@ def create_agent_app(
             if isinstance(stored, Claim):
                 claim = stored
             else:
-                calls.labels(action, "replayed").inc()
+                observed.call(action, "replayed")
                 if stored.status == "DONE":
                     return JSONResponse(stored.result, headers={"Idempotent-Replayed": "true"})
                 return JSONResponse(
@@ -213,11 +213,19 @@ def create_agent_app(
         try:
             result = await spec.handler(body, ctx)
         except AgentError as exc:
-            calls.labels(action, "error").inc()
+            observed.call(action, "error")
+            observed.failed(action, exc.code)
             if not exc.retryable and _caused_by_database_outage(exc):
                 # The database was away (restarting, out of connections): not the request's
                 # fault, whatever the action concluded. Another attempt may well succeed.
                 exc.retryable, exc.status_code = True, 503
+            log.warning(
+                "%s failed: %s (%s)",
+                action,
+                exc.message,
+                exc.code,
+                extra={"action": action, "error_code": exc.code, "retryable": exc.retryable},
+            )
             error = {**exc.to_body(), "status": exc.status_code}
             if claim:
                 await ledger.fail(claim, error)
@@ -227,15 +235,17 @@ def create_agent_app(
             return JSONResponse(error, status_code=exc.status_code, headers=headers)
         except BaseException:
             # Unexpected crash: leave the key retryable so a later attempt can redo the work.
-            calls.labels(action, "crash").inc()
+            observed.call(action, "crash")
             if claim:
                 await ledger.fail(claim, {"error": "crash", "retryable": True, "status": 500})
             raise
         finally:
-            duration.labels(action).observe(time.perf_counter() - started)
+            elapsed = time.perf_counter() - started
+            observed.finished(action, elapsed)
+        observed.loaded(elapsed, result)
         if claim:
             await ledger.finish(claim, result)
-        calls.labels(action, "ok").inc()
+        observed.call(action, "ok")
         return JSONResponse(result)
 
     return app

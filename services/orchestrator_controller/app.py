@@ -16,6 +16,7 @@ from services.orchestrator_controller.definitions import service as definitions
 from services.orchestrator_controller.definitions.router import router as definitions_router
 from services.orchestrator_controller.events.router import router as events_router
 from services.orchestrator_controller.handoff import Handoff
+from services.orchestrator_controller.logs.router import router as logs_router
 from services.orchestrator_controller.platform_health import platform_checks
 from services.orchestrator_controller.policies.loop import AdmissionLoop
 from services.orchestrator_controller.policies.router import router as orchestrators_router
@@ -26,12 +27,14 @@ from services.orchestrator_controller.schedules.router import router as schedule
 from services.orchestrator_controller.schedules.seeds import ensure_seed_schedules
 from services.orchestrator_controller.schedules.ticker import Ticker
 from services.orchestrator_controller.settings import ControllerSettings
+from services.orchestrator_controller.sources.router import router as sources_router
 from services.orchestrator_controller.ui.router import mount_ui
 from shared.db.session import create_engine, create_sessionmaker
 from shared.errors import register_exception_handlers
 from shared.events.relay import OutboxRelay
 from shared.health import mount_health
 from shared.limits import limit_body
+from shared.logs import RequestLog, configure_logging, secret_values
 from shared.metrics import create_metrics, mount_metrics
 from shared.spec.loader import builtin_specs
 from shared.tasks import background
@@ -55,6 +58,9 @@ async def create_seed_schedules(sessionmaker: object, clock: object) -> None:
 def create_app(settings: ControllerSettings | None = None) -> FastAPI:
     """Build the controller app; clients and background loops live in the lifespan."""
     settings = settings or ControllerSettings()
+    configure_logging(
+        "orchestrator-controller", settings.log_level, secrets=secret_values(settings)
+    )
     metrics = create_metrics()
     # Tests replace app.state.clock to control time; everything reads it through here.
     policies = Policies(settings.orchestrators, clock=lambda: app.state.clock())
@@ -113,14 +119,17 @@ def create_app(settings: ControllerSettings | None = None) -> FastAPI:
     app.state.policies = policies
     register_exception_handlers(app)
     limit_body(app, settings)
+    app.add_middleware(RequestLog, logger="http.request")
     mount_metrics(app, metrics.registry)
     # definitions first: /workflows/definitions must not be taken for a run id
     app.include_router(definitions_router)
     app.include_router(runs_router)
     app.include_router(health_router)
     app.include_router(schedules_router)
+    app.include_router(sources_router)
     app.include_router(orchestrators_router)
     app.include_router(events_router)
+    app.include_router(logs_router)
     mount_ui(app)
 
     mount_health(app, "orchestrator-controller", parts=platform_checks)

@@ -17,6 +17,7 @@ from shared.errors import register_exception_handlers
 from shared.events.relay import OutboxRelay
 from shared.health import mount_health
 from shared.limits import limit_body
+from shared.logs import configure_logging, secret_values
 from shared.metrics import create_metrics, mount_metrics
 from shared.tasks import background
 
@@ -24,6 +25,7 @@ from shared.tasks import background
 def create_app(settings: EngineSettings | None = None) -> FastAPI:
     """Build the engine app; clients and worker loops live in the lifespan."""
     settings = settings or EngineSettings()
+    configure_logging("workflow-engine", settings.log_level, secrets=secret_values(settings))
     metrics = create_metrics()
 
     @asynccontextmanager

@@ -198,7 +198,12 @@ async def run_step(
             return _failure(result, spec.retry, step, late, bounded_by_run=True), None
         bounded_by_run = remaining < timeout
         timeout = min(timeout, remaining)
-    headers = {"X-Run-Id": str(step.run_id), "X-Step-Id": step.step_id, "X-Trace-Id": run.trace_id}
+    headers = {
+        "X-Run-Id": str(step.run_id),
+        "X-Step-Id": step.step_id,
+        "X-Attempt": str(step.attempts),  # for the agent's log lines
+        "X-Trace-Id": run.trace_id,
+    }
     try:
         reply = await asyncio.wait_for(
             client.call(

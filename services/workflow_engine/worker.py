@@ -22,6 +22,7 @@ import asyncpg
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
+from services.workflow_engine import step_log
 from services.workflow_engine.retry_model import RetryAdvisor
 from services.workflow_engine.settings import EngineSettings
 from services.workflow_engine.step_call import RunCache, RunContext, StepLimits, run_step
@@ -177,6 +178,7 @@ class Executor:
                 if claimed and self._starter_held:
                     self.run_wake.set()  # claiming made room for new runs
                 for step in claimed:
+                    self.metrics.steps_claimed.labels(step.agent).inc()
                     self.inflight[step.id] = step
                     self.tasks[step.id] = asyncio.create_task(self._execute(step))
                 if len(claimed) == limit:
@@ -184,6 +186,7 @@ class Executor:
             await self._wait(self.step_wake, self.settings.poll_interval_s)
 
     async def _execute(self, step: ClaimedStep) -> None:
+        step_log.step_claimed(step)  # binds the step for every line of this task
         try:
             run = await self.runs.get(step.run_id)
             result, latency = await run_step(
@@ -224,6 +227,7 @@ class Executor:
             self.tasks.pop(step.id, None)
             self._stop_reasons.pop(step.id, None)  # a stop that came too late to matter
         self.metrics.steps_executed.labels(step.agent, result.outcome).inc()
+        step_log.step_finished(result)
         self.results.put_nowait(result)
 
     # ---- recording -------------------------------------------------------------------------
@@ -267,6 +271,7 @@ class Executor:
                     await self._record(batch)
 
     def _observe(self, changes: list[RunChange]) -> None:
+        step_log.runs_changed(changes)
         for change in changes:
             if change.status in ("RUNNING", "COMPENSATING"):
                 continue
@@ -309,6 +314,8 @@ class Executor:
                     run.id, RunContext(run.spec, run.inputs, run.trace_id, run.deadline_at, {})
                 )
         self._starter_held = room <= 0
+        for run in started:
+            self.metrics.runs_started.labels(run.spec.kind).inc()
         return len(started), room
 
     # ---- upkeep ---------------------------------------------------------------------------

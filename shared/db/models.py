@@ -53,6 +53,9 @@ class WorkflowDefinition(Base):
     spec_hash: Mapped[str] = mapped_column(String(64))
     source: Mapped[str] = mapped_column(String(32), server_default="api")
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    # Set once archived: hidden from listings and from new runs, kept for the runs made of it
+    # (as Airflow deactivates a DAG rather than deleting it).
+    archived_at: Mapped[datetime | None]
 
 
 class WorkflowRun(Base):
@@ -71,6 +74,12 @@ class WorkflowRun(Base):
     error: Mapped[str | None] = mapped_column(Text)
     trace_id: Mapped[str] = mapped_column(String(32))
     cancel_requested: Mapped[bool] = mapped_column(Boolean, server_default="false")
+    # Who asked for it: the API key's id, or `schedule:<id>`; NULL for runs older than 0008.
+    submitted_by: Mapped[str | None] = mapped_column(String(100))
+    # The failed run this one retries (its succeeded steps' outputs are reused, not rerun).
+    retry_of: Mapped[uuid.UUID | None] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("workflow_runs.id", ondelete="SET NULL")
+    )
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
     admitted_at: Mapped[datetime | None]
     started_at: Mapped[datetime | None]
@@ -80,6 +89,10 @@ class WorkflowRun(Base):
     __table_args__ = (
         Index("ix_workflow_runs_status_created", "status", "created_at"),
         Index("ix_workflow_runs_name_created", "workflow_name", "created_at"),
+        Index("ix_workflow_runs_submitter_created", "submitted_by", "created_at"),
+        Index(
+            "ix_workflow_runs_retry_of", "retry_of", postgresql_where=text("retry_of IS NOT NULL")
+        ),
         # The starter's pick (highest priority, oldest first) reads only the runs it takes,
         # however many are waiting.
         Index(

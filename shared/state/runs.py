@@ -14,7 +14,7 @@ from shared.db.models import WorkflowRun
 from shared.errors import Conflict, NotFound
 from shared.events.outbox import Event, emit
 from shared.spec.models import StepSpec, WorkflowSpec, parse_spec
-from shared.state.machine import RUN_EVENT, TERMINAL_RUN, RunStatus
+from shared.state.machine import RUN_EVENT, STEP_EVENT, TERMINAL_RUN, RunStatus, StepStatus
 
 
 @dataclass
@@ -25,6 +25,8 @@ class NewRun:
     admitted: bool = True
     status_reason: str | None = None
     run_id: uuid.UUID | None = None
+    submitted_by: str | None = None  # an API key's id, schedule:<id>, ...
+    retry_of: uuid.UUID | None = None  # the failed run whose succeeded steps this one reuses
 
 
 async def create_run(session: AsyncSession, new: NewRun, *, schema: str | None) -> WorkflowRun:
@@ -51,6 +53,8 @@ async def create_runs(
             priority=new.priority,
             trace_id=uuid.uuid4().hex,
             cancel_requested=False,
+            submitted_by=new.submitted_by,
+            retry_of=new.retry_of,
             created_at=now,
             admitted_at=now if new.admitted else None,
         )
@@ -137,12 +141,15 @@ async def start_runs(
             **steps.columns(),
         },
     )
+    retries = [run.id for run in runs if run.retry_of is not None]
+    if retries:
+        events += await _reuse_succeeded_steps(session, retries, now=now)
     await emit(session, events, schema=schema, wake=owner or "steps")
     return started
 
 
 _LOCK_STARTABLE = text(
-    "SELECT id, workflow_name, spec::text AS spec, inputs, trace_id, priority "
+    "SELECT id, workflow_name, spec::text AS spec, inputs, trace_id, priority, retry_of "
     "FROM workflow_runs WHERE id = ANY(:ids) AND status = 'PENDING' "
     "AND admitted_at IS NOT NULL ORDER BY id FOR UPDATE SKIP LOCKED"
 )
@@ -170,6 +177,54 @@ FROM unnest(CAST(:run_ids AS uuid[]), CAST(:step_ids AS text[]), CAST(:agents AS
      AS s(run_id, step_id, agent, action, deps, priority, max_attempts)
 """
 )
+
+
+# A retry's steps that succeeded in the failed run take that run's output instead of running
+# again (top-level rows: a map_over step is reused whole or rerun whole); steps whose every
+# dependency was reused become READY. The promotion excludes the reused rows themselves: one
+# statement must not update a row twice.
+_REUSE = text(
+    """
+WITH reused AS (
+    UPDATE step_runs n
+    SET status = 'SUCCEEDED', output = o.output, ready_at = :now, started_at = :now,
+        finished_at = :now, status_reason = 'reused from run ' || r.retry_of::text
+    FROM workflow_runs r
+    JOIN step_runs o ON o.run_id = r.retry_of AND o.role = 'action' AND o.map_index = -1
+                    AND o.status = 'SUCCEEDED'
+    WHERE r.id = ANY(:ids) AND n.run_id = r.id AND n.step_id = o.step_id
+      AND n.role = 'action' AND n.map_index = -1
+    RETURNING n.run_id, n.step_id, r.retry_of
+), promoted AS (
+    UPDATE step_runs p SET status = 'READY', ready_at = :now
+    WHERE p.run_id = ANY(:ids) AND p.status = 'PENDING' AND p.role = 'action'
+      AND NOT EXISTS (SELECT 1 FROM reused x WHERE x.run_id = p.run_id AND x.step_id = p.step_id)
+      AND p.depends_on <@ (SELECT array_agg(x.step_id)::varchar[] FROM reused x
+                           WHERE x.run_id = p.run_id)
+    RETURNING p.run_id, p.step_id
+)
+SELECT run_id, step_id, retry_of, 'SUCCEEDED' AS status FROM reused
+UNION ALL SELECT run_id, step_id, NULL, 'READY' FROM promoted
+"""
+)
+
+
+async def _reuse_succeeded_steps(
+    session: AsyncSession, run_ids: list[uuid.UUID], *, now: datetime
+) -> list[Event]:
+    """Carry the failed runs' succeeded steps into their retries; the events say so."""
+    rows = (await session.execute(_REUSE, {"ids": run_ids, "now": now})).all()
+    return [
+        Event(
+            STEP_EVENT[StepStatus(row.status)],
+            row.run_id,
+            {
+                "step_id": row.step_id,
+                **({"reused_from": str(row.retry_of)} if row.retry_of else {}),
+            },
+        )
+        for row in rows
+    ]
 
 
 @dataclass
@@ -258,4 +313,3 @@ async def note_unclaimed(session: AsyncSession, *, after_s: float, reason: str) 
     result = await session.execute(_NOTE_UNCLAIMED, {"after_s": after_s, "reason": reason})
     await session.flush()
     return int(result.rowcount or 0)  # type: ignore[attr-defined]
-

@@ -105,6 +105,8 @@ def launch(
             "AGENT_CREDENTIALS": json.dumps(CREDENTIALS),
             # The seed schedules would start runs of their own in the middle of the tests.
             "CONTROLLER_SEED_SCHEDULES": "false",
+            # GET /workflows/{id}/logs reads the services' files there.
+            "CONTROLLER_LOG_DIR": str(log_dir),
             **extra,
         },
     )

@@ -36,15 +36,43 @@ def test_run_wait_show_and_status(platform: Platform) -> None:
     assert shown.returncode == 0 and "merge" in shown.stdout and "SUCCEEDED" in shown.stdout
     listed = json.loads(ingestctl(platform, "status", "--workflow", "test", "-o", "json").stdout)
     assert run["run_id"] in [item["run_id"] for item in listed["items"]]
+    history = ingestctl(platform, "events", "--run", run["run_id"], "--follow")  # ends with it
+    assert history.returncode == 0, history.stderr
+    assert "workflow.started" in history.stdout and "workflow.completed" in history.stdout
+    recent = ingestctl(platform, "events", "--last", "5", "-o", "json").stdout.splitlines()
+    assert len(recent) == 5 and all("sequence" in json.loads(line) for line in recent)
     agents = json.loads(ingestctl(platform, "agents", "-o", "json").stdout)
     assert {a["agent"] for a in agents["agents"]} == set(platform.ports.agents)
+
+
+def test_schedules_list_and_trigger_now(platform: Platform) -> None:
+    body = {
+        "name": "cli-trigger",
+        "workflow": "test",
+        "cron": "0 0 1 1 *",
+        "inputs": {"remote_url": platform.samples_url("remote/orders_api.json")},
+    }
+    with platform.api() as api:
+        assert api.post("/schedules", json=body).status_code == 201
+    listed = json.loads(ingestctl(platform, "schedules", "-o", "json").stdout)
+    assert "cli-trigger" in [item["name"] for item in listed["items"]]
+    fired = ingestctl(platform, "schedules", "trigger", "cli-trigger")
+    assert fired.returncode == 0, fired.stderr
+    run = platform.wait_for_run(json.loads(fired.stdout)["run_id"])
+    assert run["status"] == "SUCCEEDED" and run["workflow"] == "test"
+    missing = ingestctl(platform, "schedules", "trigger", "no-such-schedule")
+    assert missing.returncode == 1 and "HTTP 404" in missing.stderr
 
 
 def test_a_failed_run_exits_1_and_errors_are_clear(platform: Platform) -> None:
     failed = ingestctl(
         platform, "run", "test", "-i", "remote_url=http://127.0.0.1:9/nothing.json", "--wait"
     )
-    assert failed.returncode == 1 and "FAILED" in failed.stdout
+    assert failed.returncode == 1 and "FAILED" in failed.stdout, (failed.stdout, failed.stderr)
+    failed_id = json.loads(ingestctl(platform, "status", "-o", "json").stdout)["items"][0]["run_id"]
+    retried = ingestctl(platform, "retry", failed_id)
+    assert retried.returncode == 0, retried.stderr
+    assert json.loads(retried.stdout)["retry_of"] == failed_id
     no_key = ingestctl(platform, "status", key=None)
     assert no_key.returncode == 1 and "HTTP 401" in no_key.stderr and "API_KEY" in no_key.stderr
     unknown = ingestctl(platform, "show", "00000000-0000-0000-0000-000000000000")

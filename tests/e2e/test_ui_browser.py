@@ -36,6 +36,10 @@ def test_submit_from_the_ui_and_watch_the_run_succeed(platform: Platform, tmp_pa
         page.fill("#api-key", API_KEY)
         page.press("#api-key", "Enter")
 
+        # the list reads summaries (no specs): steps and description come from them
+        page.goto(f"{platform.controller}/ui#/workflows")
+        expect(page.locator("tr[data-name=test] td").nth(3)).to_have_text("8", timeout=15_000)
+
         page.goto(f"{platform.controller}/ui#/workflows/test")
         remote = page.locator("#run-form [name=remote_url]")
         expect(remote).to_be_visible(timeout=15_000)
@@ -60,3 +64,48 @@ def test_submit_from_the_ui_and_watch_the_run_succeed(platform: Platform, tmp_pa
     assert not errors, errors
     (ROOT / "docs" / "screenshots").mkdir(parents=True, exist_ok=True)
     shutil.copy(shot, ROOT / "docs" / "screenshots" / "run-page.png")
+
+
+@pytest.mark.timeout(180)
+def test_open_a_failed_step_and_retry_the_run_from_the_ui(
+    platform: Platform, tmp_path: Path
+) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    from tests.e2e.test_retry import flaky_source, spec
+    from tests.serving import serve
+
+    app, state = flaky_source()
+    with serve(app) as base, platform.api() as api:
+        failed_id = api.post("/coordinate", json={"spec": spec(f"{base}/orders")}).json()["run_id"]
+        assert platform.wait_for_run(failed_id)["status"] == "FAILED"
+        state["up"] = True
+        with sync_playwright() as p:
+            browser = p.chromium.launch(
+                executable_path=str(CHROMIUM), args=["--no-sandbox", "--disable-gpu"]
+            )
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            errors: list[str] = []
+            page.on("pageerror", lambda exc: errors.append(str(exc)))
+            page.goto(f"{platform.controller}/ui")
+            page.fill("#api-key", API_KEY)
+            page.press("#api-key", "Enter")
+            page.goto(f"{platform.controller}/ui#/runs/{failed_id}")
+            # The failed step opens by itself, with its error.
+            expect(page.locator("#step")).to_contain_text("404", timeout=15_000)
+            # Its log lines from every service, for the selected (failed) step.
+            page.click("#load-logs")
+            expect(page.locator("#logs")).to_contain_text("step failed", timeout=15_000)
+            page.screenshot(path=str(tmp_path / "failed-run.png"), full_page=True)
+            page.click("#retry")
+            left = f"() => !location.hash.endsWith('{failed_id}')"  # now on the new run's page
+            page.wait_for_function(left, timeout=15_000)
+            page.wait_for_function(
+                "() => { const n = [...document.querySelectorAll('g.node')];"
+                " return n.length === 3 && n.every(g => g.dataset.status === 'SUCCEEDED'); }",
+                timeout=60_000,
+            )
+            expect(page.locator("#summary")).to_contain_text(failed_id)  # "retry of"
+            page.screenshot(path=str(tmp_path / "retried-run.png"), full_page=True)
+            browser.close()
+    assert not errors, errors

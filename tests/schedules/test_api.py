@@ -163,3 +163,29 @@ async def test_delete_and_404(env: dict) -> None:
         missing = await client.patch("/schedules/nope", json={"priority": 1}, headers=AUTH)
         assert missing.status_code == 404
         assert await schedule_count(app) == 0
+
+
+async def test_trigger_now_runs_the_schedule_outside_its_timetable(env: dict) -> None:
+    async with controller(env, Clock(NOW)) as (app, client):
+        await register(client, one_step_spec("wf"))
+        made = (await client.post("/schedules", json=cron_body(), headers=AUTH)).json()
+        assert (await client.post("/schedules/nightly/trigger")).status_code == 401
+        assert (await client.post("/schedules/no-such/trigger", headers=AUTH)).status_code == 404
+
+        fired = await client.post("/schedules/nightly/trigger", headers=AUTH)
+        assert fired.status_code == 202, fired.text
+        run = (await client.get(fired.json()["status_url"], headers=AUTH)).json()
+        assert run["workflow"] == "wf" and run["submitted_by"] is not None
+        shown = (await client.get("/schedules/nightly", headers=AUTH)).json()
+        assert shown["next_fire_times"] == made["next_fire_times"]  # the timetable is as it was
+        [fire] = shown["last_runs"]
+        assert fire["run_id"] == run["run_id"] and fire["detail"].startswith("triggered now by")
+
+        # Its run is still PENDING (no engine here) and overlap is `skip`: a second is a 409.
+        busy = await client.post("/schedules/nightly/trigger", headers=AUTH)
+        assert busy.status_code == 409 and busy.json()["error"] == "schedule_busy"
+        assert busy.json()["details"]["run_id"] == run["run_id"]
+        patched = await client.patch("/schedules/nightly", json={"overlap": "allow"}, headers=AUTH)
+        assert patched.status_code == 200, patched.text
+        again = await client.post("/schedules/nightly/trigger", headers=AUTH)
+        assert again.status_code == 202 and again.json()["run_id"] != run["run_id"]

@@ -87,15 +87,29 @@ async def platform_feed(
         str | None, Query(alias="type", description="only events whose type starts so")
     ] = None,
     last_event_id: Annotated[str | None, Header()] = None,
+    follow: Annotated[
+        bool, Query(description="keep the feed open; false: the replay (or the last events) only")
+    ] = True,
+    last: Annotated[
+        int, Query(ge=1, le=service.REPLAY_LIMIT, description="without follow or after: how many")
+    ] = 100,
 ) -> StreamingResponse:
-    """Every run's events as SSE, live; `after` (or Last-Event-ID) replays a gap first."""
+    """Every run's events as SSE, live; `after` (or Last-Event-ID) replays a gap first.
+
+    With `follow=false` the feed ends after the replay: the events after `after`, or the last
+    `last` events when no position is given.
+    """
     redis = request.app.state.redis
-    positions = await service.stream_positions(redis, request.app.state.settings.stream_prefix)
+    positions: dict[str, str] = {}
+    if follow:
+        positions = await service.stream_positions(redis, request.app.state.settings.stream_prefix)
     past: list[dict[str, Any]] = []
     start = _after(last_event_id, after or 0)
-    if after is not None or start:
-        async with request.app.state.sessionmaker() as session:
+    async with request.app.state.sessionmaker() as session:
+        if after is not None or start:
             past = await service.events_after(session, after=start)
+        elif not follow:
+            past = await service.recent_events(session, limit=last)
 
     def wanted(event: dict[str, Any]) -> bool:
         return run_type is None or str(event.get("type", "")).startswith(run_type)
@@ -105,6 +119,8 @@ async def platform_feed(
         for event in past:
             if wanted(event):
                 yield service.sse(event)
+        if not follow:
+            return
         async for batch in service.tail(redis, positions):
             if not batch:
                 yield KEEPALIVE

@@ -38,6 +38,10 @@ _RUN_EVENTS = text(
 _EVENTS_AFTER = text(
     f"SELECT {_EVENT_JSON} FROM event_outbox WHERE id > :after ORDER BY id LIMIT :limit"
 )
+_RECENT_EVENTS = text(
+    f"SELECT event FROM (SELECT id, {_EVENT_JSON} FROM event_outbox ORDER BY id DESC "
+    "LIMIT :limit) recent ORDER BY id"
+)
 
 
 async def run_events(
@@ -53,6 +57,12 @@ async def run_events(
 async def events_after(session: AsyncSession, *, after: int) -> list[dict[str, Any]]:
     """Every committed event after `after` (a sequence), oldest first (a reconnect's gap)."""
     rows = await session.execute(_EVENTS_AFTER, {"after": after, "limit": REPLAY_LIMIT})
+    return [json.loads(row.event) for row in rows]
+
+
+async def recent_events(session: AsyncSession, *, limit: int) -> list[dict[str, Any]]:
+    """The last `limit` committed events, oldest first (a feed that does not follow)."""
+    rows = await session.execute(_RECENT_EVENTS, {"limit": limit})
     return [json.loads(row.event) for row in rows]
 
 

@@ -98,6 +98,13 @@ def _settle(future: asyncio.Future[Accepted], result: Accepted | BaseException) 
     if isinstance(result, BaseException):
         future.set_exception(result)
     else:
+        if result.created:
+            log.info(
+                "run accepted: %s v%s",
+                result.run.workflow_name,
+                result.run.workflow_version,
+                extra={"run_id": str(result.run.id), "workflow": result.run.workflow_name},
+            )
         future.set_result(result)
 
 

@@ -44,6 +44,9 @@ async def coordinate(
             idempotency_key=idempotency_key,
             policies=request.app.state.policies,
             max_nesting_depth=request.app.state.settings.max_nesting_depth,
+            max_spec_bytes=request.app.state.settings.max_spec_bytes,
+            # set by the SubmitKey dependency: the id of the key that was checked
+            submitted_by=request.state.api_key_id,
         )
     accepted = await request.app.state.admissions.accept(item)
     run = accepted.run
@@ -64,18 +67,59 @@ async def coordinate(
     )
 
 
+@router.post(
+    "/workflows/{run_id}/retry",
+    dependencies=[SubmitKey],
+    status_code=202,
+    response_model=CoordinateResponse,
+)
+async def retry(run_id: str, request: Request, session: SessionDep) -> JSONResponse:
+    """Retry a FAILED or CANCELLED run from its failed steps: a new run, linked to the old by
+    `retry_of`, with the old run's spec and inputs; steps that succeeded keep their outputs
+    and do not run again. 409 for a run in any other state."""
+    parsed = service.parse_run_id(run_id)
+    async with session.begin():
+        item = await service.prepare_retry(
+            session, run_id=parsed, submitted_by=request.state.api_key_id
+        )
+    accepted = await request.app.state.admissions.accept(item)
+    run = accepted.run
+    request.app.state.handoff.kick(run.id)
+    response = CoordinateResponse(
+        run_id=run.id,
+        status=run.status,
+        workflow=run.workflow_name,
+        version=run.workflow_version,
+        status_url=f"/workflows/{run.id}",
+        created=True,
+    )
+    return JSONResponse(
+        {**response.model_dump(mode="json"), "retry_of": str(parsed)},
+        status_code=202,
+        headers={"Location": response.status_url},
+    )
+
+
 @router.get("/workflows/status", dependencies=[ReadKey], response_model=RunPage)
 async def workflows_status(
     session: SessionDep,
     status: RunStatus | None = None,
     workflow: str | None = None,
+    submitted_by: Annotated[
+        str | None, Query(max_length=100, description="an API key's id, or schedule:<id>")
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     # Bounded so no value reaches PostgreSQL out of its integer range (a 500 before).
     offset: Annotated[int, Query(ge=0, le=MAX_INT32)] = 0,
 ) -> RunPage:
-    """Runs, newest first; filter by status and workflow; paginate with limit/offset."""
+    """Runs, newest first; filter by status, workflow and submitter; paginate."""
     return await service.list_runs(
-        session, status=status, workflow=workflow, limit=limit, offset=offset
+        session,
+        status=status,
+        workflow=workflow,
+        submitted_by=submitted_by,
+        limit=limit,
+        offset=offset,
     )
 
 

@@ -70,6 +70,13 @@ class RunSummary(BaseModel):
     status: str
     status_reason: str | None
     priority: int
+    submitted_by: str | None = Field(
+        description="the API key's id, or schedule:<id> for a scheduled fire; null for runs "
+        "recorded before submitters were"
+    )
+    retry_of: uuid.UUID | None = Field(
+        None, description="the failed run this one retries, reusing its succeeded steps"
+    )
     failed_step: str | None
     error: str | None
     created_at: datetime

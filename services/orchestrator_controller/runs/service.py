@@ -51,7 +51,9 @@ class Prepared:
     priority: int
     idempotency_key: str | None
     fingerprint: str
+    submitted_by: str | None = None
     run_id: uuid.UUID = field(default_factory=uuid.uuid4)
+    retry_of: uuid.UUID | None = None
 
 
 def check_nesting(spec: WorkflowSpec, inputs: dict[str, Any], *, limit: int) -> None:
@@ -85,10 +87,18 @@ async def prepare_run(
     idempotency_key: str | None,
     policies: Policies | None = None,
     max_nesting_depth: int = 32,
+    max_spec_bytes: int | None = None,
+    submitted_by: str | None = None,
 ) -> Prepared:
-    """Everything about accepting a run that needs no lock: resolve, shape, bind the inputs."""
+    """Everything about accepting a run that needs no lock: resolve, shape, bind the inputs.
+
+    An archived workflow is a 409 (`definition_archived`); an inline spec over
+    `max_spec_bytes` a 413, as it would be if registered.
+    """
     if body.spec is not None:
         check_nesting(body.spec, body.inputs, limit=max_nesting_depth)
+        if max_spec_bytes is not None:
+            definitions.check_spec_size(body.spec, limit=max_spec_bytes)
         spec = body.spec
     else:
         assert body.workflow is not None
@@ -102,7 +112,40 @@ async def prepare_run(
         spec, given = policies.shape(spec, given)
     inputs = bind_inputs(spec, given)
     fingerprint = _request_hash(body) if idempotency_key is not None else ""
-    return Prepared(spec, inputs, body.priority, idempotency_key, fingerprint)
+    return Prepared(spec, inputs, body.priority, idempotency_key, fingerprint, submitted_by)
+
+
+RETRYABLE_RUN = frozenset({RunStatus.FAILED, RunStatus.CANCELLED})
+
+
+async def prepare_retry(
+    session: AsyncSession, *, run_id: uuid.UUID, submitted_by: str | None
+) -> Prepared:
+    """A new run of a failed (or cancelled) run's own spec and inputs that reuses the outputs
+    of the steps that succeeded in it and runs the rest (Airflow's "clear failed tasks", as a
+    new run so the failed one's history stays as it was).
+
+    A compensated run is not retried: its succeeded steps were undone, so there is nothing
+    to reuse and rerunning "from the failure" would skip effects that no longer exist.
+    """
+    old = await session.get(WorkflowRun, run_id)
+    if old is None:
+        raise NotFound(f"no workflow run {run_id}")
+    if old.status not in RETRYABLE_RUN:
+        raise Conflict(
+            f"run {run_id} is {old.status}: only FAILED or CANCELLED runs can be retried "
+            "from their failed steps",
+            code="not_retryable",
+        )
+    return Prepared(
+        spec=WorkflowSpec.model_validate(old.spec),
+        inputs=old.inputs,
+        priority=old.priority,
+        idempotency_key=None,
+        fingerprint="",
+        submitted_by=submitted_by,
+        retry_of=old.id,
+    )
 
 
 async def accept_prepared(
@@ -152,6 +195,8 @@ async def accept_prepared(
                 admitted=decision.admit,
                 status_reason=decision.reason,
                 run_id=items[i].run_id,
+                submitted_by=items[i].submitted_by,
+                retry_of=items[i].retry_of,
             )
             for i, decision in zip(fresh, decisions, strict=True)
         ],
@@ -210,9 +255,16 @@ async def accept_run(
     idempotency_key: str | None,
     schema: str | None,
     policies: Policies | None = None,
+    submitted_by: str | None = None,
 ) -> Accepted:
     """Validate and store a new PENDING run (or return the run an earlier same key made)."""
-    item = await prepare_run(session, body=body, idempotency_key=idempotency_key, policies=policies)
+    item = await prepare_run(
+        session,
+        body=body,
+        idempotency_key=idempotency_key,
+        policies=policies,
+        submitted_by=submitted_by,
+    )
     [result] = await accept_prepared(session, [item], schema=schema, policies=policies)
     if isinstance(result, AppError):
         raise result
@@ -232,6 +284,8 @@ def _summary(run: WorkflowRun) -> dict[str, Any]:
         "status": run.status,
         "status_reason": run.status_reason,
         "priority": run.priority,
+        "submitted_by": run.submitted_by,
+        "retry_of": run.retry_of,
         "failed_step": run.failed_step,
         "error": run.error,
         "created_at": run.created_at,
@@ -307,8 +361,9 @@ async def list_runs(
     workflow: str | None,
     limit: int,
     offset: int,
+    submitted_by: str | None = None,
 ) -> RunPage:
-    """Runs newest first, filtered by status and workflow name."""
+    """Runs newest first, filtered by status, workflow name and submitter."""
     query = select(WorkflowRun)
     count = select(func.count()).select_from(WorkflowRun)
     if status is not None:
@@ -317,6 +372,9 @@ async def list_runs(
     if workflow is not None:
         query = query.where(WorkflowRun.workflow_name == workflow)
         count = count.where(WorkflowRun.workflow_name == workflow)
+    if submitted_by is not None:
+        query = query.where(WorkflowRun.submitted_by == submitted_by)
+        count = count.where(WorkflowRun.submitted_by == submitted_by)
     runs = (
         await session.execute(
             query.order_by(WorkflowRun.created_at.desc(), WorkflowRun.id)

@@ -6,8 +6,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
 
-from services.orchestrator_controller.deps import AdminKey, ReadKey, SessionDep
+from services.orchestrator_controller.deps import AdminKey, ReadKey, SessionDep, SubmitKey
+from services.orchestrator_controller.runs.schemas import CoordinateResponse
 from services.orchestrator_controller.schedules import service
+from services.orchestrator_controller.schedules.manual import trigger_now
 from services.orchestrator_controller.schedules.schemas import (
     ScheduleCreate,
     ScheduleList,
@@ -75,6 +77,38 @@ async def update_schedule(
         )
         (out,) = await service.describe(session, [schedule], next_count=5, runs_count=5)
     return out
+
+
+@router.post(
+    "/{ref}/trigger",
+    dependencies=[SubmitKey],
+    status_code=202,
+    response_model=CoordinateResponse,
+)
+async def trigger(ref: str, request: Request, session: SessionDep) -> CoordinateResponse:
+    """Run the schedule's workflow now, with its inputs, outside its timetable (even when
+    disabled); 409 `schedule_busy` while its last run is active and overlap is not `allow`."""
+    app = request.app
+    async with session.begin():
+        accepted = await trigger_now(
+            session,
+            ref=ref,
+            now=app.state.clock(),
+            policies=app.state.policies,
+            schema=app.state.settings.db_schema,
+            submitted_by=request.state.api_key_id,
+        )
+    run = accepted.run
+    if run.admitted_at is not None:
+        app.state.handoff.kick(run.id)
+    return CoordinateResponse(
+        run_id=run.id,
+        status=run.status,
+        workflow=run.workflow_name,
+        version=run.workflow_version,
+        status_url=f"/workflows/{run.id}",
+        created=True,
+    )
 
 
 @router.delete("/{ref}", dependencies=[AdminKey], status_code=204)

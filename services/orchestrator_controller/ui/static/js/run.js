@@ -84,7 +84,8 @@ export async function runPage(main, runId) {
   main.innerHTML = `
     <h1><a href="#/workflows/${esc(run.workflow)}">${esc(run.workflow)}</a>
       <span class="muted">v${run.version} · <code>${esc(run.run_id)}</code></span>
-      <span id="run-status"></span><button id="cancel" class="danger" hidden>Cancel</button></h1>
+      <span id="run-status"></span><button id="cancel" class="danger" hidden>Cancel</button>
+      <button id="retry" hidden title="a new run that reuses the steps that succeeded">Retry failed steps</button></h1>
     <div class="panel" id="summary"></div>
     <h2>Graph</h2><div class="dag" id="dag"></div>
     <div class="grid2" style="margin-top:16px">
@@ -93,15 +94,20 @@ export async function runPage(main, runId) {
         <div class="panel" style="margin-top:16px"><h2 style="margin-top:0">Events <span class="muted" id="feed-state"></span></h2>
         <div class="events" id="events"></div></div></div>
     </div>
-    <div id="compensation"></div>`;
+    <div id="compensation"></div>
+    <div class="panel" style="margin-top:16px"><h2 style="margin-top:0">Logs
+      <button id="load-logs" class="secondary">Show the run's log lines</button></h2>
+      <pre class="events" id="logs" hidden></pre></div>`;
 
   function draw() {
     const actions = run.steps.filter((s) => s.role === "action");
     main.querySelector("#run-status").innerHTML = badge(run.status);
     main.querySelector("#run-status").dataset.status = run.status;
     main.querySelector("#cancel").hidden = TERMINAL.has(run.status) || run.cancel_requested;
+    main.querySelector("#retry").hidden = !["FAILED", "CANCELLED"].includes(run.status);
     main.querySelector("#summary").innerHTML = `<dl class="kv">
       ${run.status_reason ? `<dt>why</dt><dd>${esc(run.status_reason)}</dd>` : ""}
+      ${run.retry_of ? `<dt>retry of</dt><dd><a href="#/runs/${esc(run.retry_of)}"><code>${esc(run.retry_of)}</code></a></dd>` : ""}
       ${run.error ? `<dt>error</dt><dd class="error-text">${esc(run.failed_step || "")}: ${esc(run.error)}</dd>` : ""}
       <dt>created</dt><dd>${when(run.created_at)}</dd><dt>started</dt><dd>${when(run.started_at)}</dd>
       <dt>finished</dt><dd>${when(run.finished_at)}</dd><dt>duration</dt><dd>${duration(run.duration_ms)}</dd>
@@ -137,6 +143,24 @@ export async function runPage(main, runId) {
       flash("Cancel requested");
       refresh();
     } catch (err) { flash(err.message, true); }
+  });
+
+  main.querySelector("#retry").addEventListener("click", async () => {
+    try {
+      const retried = await post(`/workflows/${runId}/retry`);
+      flash("Retry started");
+      location.hash = `#/runs/${retried.run_id}`;
+    } catch (err) { flash(err.message, true); }
+  });
+
+  main.querySelector("#load-logs").addEventListener("click", async () => {
+    const box = main.querySelector("#logs");
+    box.hidden = false;
+    try {
+      const found = await get(`/workflows/${runId}/logs?limit=1000${selected ? `&step=${encodeURIComponent(selected)}` : ""}`);
+      box.textContent = found.lines.map((l) => `${(l.ts || "").slice(11, 23)} ${l.service} ${l.level} ${l.step_id || "-"}${l.attempt ? `#${l.attempt}` : ""} ${l.message}${l.exc ? `\n${l.exc}` : ""}`).join("\n")
+        || "no lines for this run";
+    } catch (err) { box.textContent = err.message; }
   });
 
   const log = main.querySelector("#events");
