@@ -1,5 +1,14 @@
-"""`python -m ingestctl`."""
+"""`python -m ingestctl` (or the `ingestctl` script)."""
 
-from ingestctl.cli import app
+from ingestctl.config import apply_config_file
 
-app()
+
+def main() -> None:
+    apply_config_file()
+    from ingestctl.cli import app
+
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -11,7 +11,10 @@ from urllib.parse import quote
 
 import typer
 import yaml
+from rich.columns import Columns
 from rich.console import Console
+from rich.live import Live
+from rich.progress_bar import ProgressBar
 from rich.table import Table
 
 from ingestctl.client import CliError, Controller
@@ -56,16 +59,34 @@ def _guard(fn: Any) -> Any:
     return wrapped
 
 
+FINISHED_ITEM = {"SUCCEEDED", "FAILED", "TIMED_OUT", "SKIPPED", "CANCELLED", "COMPENSATED"}
+
+
+def _fan_out(step: dict[str, Any]) -> Any:
+    """A map_over step's items as a bar with done/total; "" for a plain step."""
+    items = step.get("map_items") or {}
+    total = sum(items.values())
+    if not total:
+        return ""
+    done = sum(n for status, n in items.items() if status in FINISHED_ITEM)
+    return Columns([ProgressBar(total=total, completed=done, width=16), f"{done}/{total}"])
+
+
 def _steps_table(run: dict[str, Any]) -> Table:
     table = Table(title=f"{run['workflow']} v{run['version']}  {run['run_id']}  {run['status']}")
-    for column in ("step", "agent.action", "status", "attempts", "ms", "error"):
+    for column in ("step", "agent.action", "status", "attempt", "ms", "items", "error"):
         table.add_column(column)
     for step in run["steps"]:
         ms = f"{step['duration_ms']:.0f}" if step.get("duration_ms") is not None else "-"
         error = (step.get("error") or {}).get("message", "")[:60]
+        attempt = (
+            f"{step['attempts']}/{step['max_attempts']}"
+            if step.get("max_attempts")
+            else str(step["attempts"])
+        )
         table.add_row(
             step["step_id"], f"{step['agent']}.{step['action']}", step["status"],
-            str(step["attempts"]), ms, error,
+            attempt, ms, _fan_out(step), error,
         )  # fmt: skip
     return table
 
@@ -108,15 +129,14 @@ def run(
         _emit(accepted, output if output == "json" else "json")
         return
     deadline = time.monotonic() + timeout_s
-    with console.status(f"run {accepted['run_id']}…") as status:
-        while True:
-            current = api.call("GET", f"/workflows/{accepted['run_id']}")
-            done = sum(1 for s in current["steps"] if s["status"] in ("SUCCEEDED", "SKIPPED"))
-            status.update(f"run {current['run_id'][:8]} {current['status']}: "
-                          f"{done}/{len(current['steps'])} steps")  # fmt: skip
-            if current["status"] in TERMINAL or time.monotonic() > deadline:
-                break
+    current = api.call("GET", f"/workflows/{accepted['run_id']}")
+    # A live table of the steps while it runs (a terminal only: transient, so the final table
+    # below is printed once, and a pipe gets only that).
+    with Live(_steps_table(current), console=console, transient=True, refresh_per_second=4) as live:
+        while current["status"] not in TERMINAL and time.monotonic() < deadline:
             time.sleep(0.5)
+            current = api.call("GET", f"/workflows/{accepted['run_id']}")
+            live.update(_steps_table(current))
     _emit(current, output, _steps_table(current))
     if current["status"] != "SUCCEEDED":
         raise typer.Exit(1)
@@ -257,6 +277,29 @@ def definitions_list(
     for item in listed["items"]:
         table.add_row(item["name"], str(item["version"]), item["kind"], item.get("source", ""))
     _emit(listed, output, table)
+
+
+@definitions.command("show")
+@_guard
+def definitions_show(
+    name: str,
+    version: Annotated[int | None, typer.Option(help="this version; the newest by default")] = None,
+    url: Url = "http://127.0.0.1:8080",
+    api_key: Key = None,
+    output: Output = "yaml",
+) -> None:
+    """One definition's spec (YAML by default, as `definitions apply` takes it)."""
+    params = {"name": name, "include_spec": True, "include_archived": True}
+    items = _controller(url, api_key).call("GET", "/workflows/definitions", params=params)["items"]
+    chosen = [i for i in items if version is None or i["version"] == version]
+    if not chosen:
+        which = f"{name!r} v{version}" if version is not None else repr(name)
+        raise CliError(f"no workflow definition {which}")
+    newest = max(chosen, key=lambda item: item["version"])
+    if output == "yaml":
+        typer.echo(yaml.safe_dump(newest["spec"], sort_keys=False).rstrip())
+    else:
+        _emit(newest, "json")
 
 
 def _state_path(key: str) -> str:

@@ -65,9 +65,8 @@ def test_schedules_list_and_trigger_now(platform: Platform) -> None:
 
 
 def test_a_failed_run_exits_1_and_errors_are_clear(platform: Platform) -> None:
-    failed = ingestctl(
-        platform, "run", "test", "-i", "remote_url=http://127.0.0.1:9/nothing.json", "--wait"
-    )
+    missing = platform.samples_url("remote/no-such-file.json")  # a 404: fails at once
+    failed = ingestctl(platform, "run", "test", "-i", f"remote_url={missing}", "--wait")
     assert failed.returncode == 1 and "FAILED" in failed.stdout, (failed.stdout, failed.stderr)
     failed_id = json.loads(ingestctl(platform, "status", "-o", "json").stdout)["items"][0]["run_id"]
     retried = ingestctl(platform, "retry", failed_id)
@@ -80,3 +79,28 @@ def test_a_failed_run_exits_1_and_errors_are_clear(platform: Platform) -> None:
     bad_input = ingestctl(platform, "run", "test", "-i", "n0pe")
     assert bad_input.returncode == 1 and "key=value" in bad_input.stderr
     assert "Traceback" not in no_key.stderr + unknown.stderr + bad_input.stderr
+
+
+def test_a_config_file_gives_the_url_and_key_and_definitions_show_prints_yaml(
+    platform: Platform, tmp_path: Path
+) -> None:
+    config = tmp_path / "ingestctl.yaml"
+    config.write_text(f"url: {platform.controller}\napi_key: {API_KEY}\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("INGESTCTL_")}
+    env["INGESTCTL_CONFIG"] = str(config)
+    script = Path(sys.executable).parent / "ingestctl"  # the console script of the project
+    shown = subprocess.run(
+        [str(script), "definitions", "show", "test"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert shown.returncode == 0, shown.stderr
+    import yaml
+
+    spec = yaml.safe_load(shown.stdout)
+    assert spec["name"] == "test" and len(spec["steps"]) == 8
+    config.write_text("url: x\npassword: y\n")
+    bad = subprocess.run(
+        [sys.executable, "-m", "ingestctl", "status"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert bad.returncode != 0 and "unknown keys password" in bad.stderr

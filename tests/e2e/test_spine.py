@@ -123,6 +123,16 @@ def test_agent_health_is_monitored(platform: Platform) -> None:
     assert all(a["latency_ms"] is not None for a in health["agents"])
     metrics = httpx.get(f"{platform.controller}/metrics").text
     assert _metric(metrics, "agent_health_status", agent="data-merger") == 1.0
+    # Each agent's change to healthy is in its history (published by the relay shortly).
+    url = f"{platform.controller}/agents/health/history"
+    for _ in range(50):
+        changes = httpx.get(url, params={"agent": "data-merger"}).json()["items"]
+        if changes:
+            break
+        time.sleep(0.2)
+    assert changes and changes[0]["agent"] == "data-merger", changes
+    assert changes[0]["status"] == "healthy" and changes[0]["time"] is not None
+    assert httpx.get(url, params={"agent": "nope"}).status_code == 404
 
 
 def test_services_refuse_missing_or_wrong_credentials(platform: Platform) -> None:

@@ -60,6 +60,11 @@ def test_submit_from_the_ui_and_watch_the_run_succeed(platform: Platform, tmp_pa
         expect(page.locator("#page")).to_contain_text("SUCCEEDED")
         shot = tmp_path / "run-page.png"
         page.screenshot(path=str(shot), full_page=True)
+
+        # The agents page: each agent's models and its health history.
+        page.goto(f"{platform.controller}/ui#/agents")
+        expect(page.locator("#health-history")).to_contain_text("data-merger", timeout=15_000)
+        page.screenshot(path=str(tmp_path / "agents-page.png"), full_page=True)
         browser.close()
     assert not errors, errors
     (ROOT / "docs" / "screenshots").mkdir(parents=True, exist_ok=True)

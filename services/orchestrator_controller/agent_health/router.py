@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter
-from pydantic import BaseModel
+from fastapi import APIRouter, Query, Request
+from pydantic import BaseModel, ConfigDict
 from sqlalchemy import select
 
 from services.orchestrator_controller.deps import SessionDep, SettingsDep
 from shared.db.models import AgentHealth
+from shared.errors import NotFound
 
 router = APIRouter(tags=["agents"])
 
@@ -55,3 +57,45 @@ async def agents_health(session: SessionDep, settings: SettingsDep) -> AgentHeal
         else ("unknown" if statuses == {"unknown"} else "degraded")
     )
     return AgentHealthList(status=overall, agents=agents)
+
+
+class HealthChange(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    agent: str
+    status: str
+    previous: str | None
+    latency_ms: float | None
+    time: str | None
+    sequence: int | None
+
+
+class HealthHistory(BaseModel):
+    items: list[HealthChange]
+
+
+@router.get("/agents/health/history", response_model=HealthHistory)
+async def agents_health_history(
+    request: Request,
+    settings: SettingsDep,
+    agent: Annotated[str | None, Query(max_length=64, description="one agent's changes")] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> HealthHistory:
+    """The agents' status changes, newest first, from the `ingestion.agent.health` stream
+    (Redis keeps its last 100,000 entries); 404 for an agent that is not configured."""
+    if agent is not None and agent not in settings.agent_urls:
+        raise NotFound(f"no agent {agent!r}")
+    stream = f"{settings.stream_prefix}ingestion.agent.health"
+    items: list[HealthChange] = []
+    last = "+"
+    # Read back in pages until `limit` changes of the agent asked for are found.
+    while len(items) < limit:
+        page = await request.app.state.redis.xrevrange(stream, max=last, count=500)
+        for entry_id, fields in page:
+            event = json.loads(fields[b"event"])
+            if agent is None or event.get("agent") == agent:
+                items.append(HealthChange.model_validate(event))
+            last = f"({entry_id.decode() if isinstance(entry_id, bytes) else entry_id}"
+        if len(page) < 500:
+            break
+    return HealthHistory(items=items[:limit])

@@ -23,7 +23,7 @@ export async function schedulesPage(main) {
 }
 
 export async function agentsPage(main) {
-  const health = await get("/agents/health");
+  const [health, history] = await Promise.all([get("/agents/health"), get("/agents/health/history?limit=50")]);
   main.innerHTML = `<h1>Agents ${badge(health.status)}</h1><table><thead><tr><th>Agent</th><th>Status</th>
     <th>Latency</th><th>Checked</th><th>Since</th><th>Models</th><th>Checks</th></tr></thead><tbody>${health.agents.map((a) => {
       const checks = (a.detail && a.detail.checks) || {};
@@ -32,7 +32,12 @@ export async function agentsPage(main) {
         <td>${a.latency_ms ?? "—"} ms</td><td>${ago(a.checked_at)}</td><td>${ago(a.changed_at)}</td>
         <td>${models.map(([k, v]) => `<div><span class="tag">${esc(k.slice(6))}</span> <code>${esc(JSON.stringify(v))}</code></div>`).join("") || "—"}</td>
         <td>${Object.entries(checks).filter(([k]) => !k.startsWith("model:")).map(([k, v]) => `<span class="tag">${esc(k)}: ${esc(typeof v === "string" ? v : JSON.stringify(v))}</span>`).join("")}</td></tr>`;
-    }).join("")}</tbody></table>`;
+    }).join("")}</tbody></table>
+    <h2>Health history <span class="muted">(status changes, newest first)</span></h2>
+    <table id="health-history"><thead><tr><th>When</th><th>Agent</th><th>Change</th><th>Latency</th></tr></thead><tbody>
+    ${history.items.map((c) => `<tr><td>${when(c.time)} <span class="muted">${ago(c.time)}</span></td><td>${esc(c.agent)}</td>
+      <td>${c.previous ? `${badge(c.previous)} → ` : ""}${badge(c.status)}</td><td>${c.latency_ms != null ? `${Math.round(c.latency_ms)} ms` : "—"}</td></tr>`).join("") || '<tr><td colspan="4" class="muted">no changes recorded</td></tr>'}
+    </tbody></table>`;
 }
 
 export async function orchestratorsPage(main) {
