@@ -194,3 +194,17 @@ async def test_an_unreachable_database_is_a_503_to_retry(common_env: dict) -> No
         assert response.json()["error"] == "database_unavailable"
         assert response.json()["retryable"] is True
         assert (await client.get("/workflows/status")).status_code == 503
+
+
+async def test_a_definition_can_be_sent_as_yaml(api: httpx.AsyncClient) -> None:
+    yaml_spec = "name: from-yaml\nsteps:\n  - {id: a, agent: data-connector, action: noop}\n"
+    headers = {**KEY, "Content-Type": "application/yaml"}
+    made = await api.post("/workflows/definitions", content=yaml_spec, headers=headers)
+    assert made.status_code == 201, made.text
+    assert made.json()["name"] == "from-yaml"
+    broken = await api.post("/workflows/definitions", content="name: [unclosed", headers=headers)
+    assert broken.status_code == 422 and "not YAML" in broken.text
+    no_steps = await api.post("/workflows/definitions", content="name: x\n", headers=headers)
+    assert no_steps.status_code == 422 and "steps" in no_steps.text
+    listed = (await api.get("/workflows/definitions", params={"name": "x"})).json()["items"]
+    assert listed == []  # nothing stored by the refused ones

@@ -98,6 +98,15 @@ def test_a_config_file_gives_the_url_and_key_and_definitions_show_prints_yaml(
 
     spec = yaml.safe_load(shown.stdout)
     assert spec["name"] == "test" and len(spec["steps"]) == 8
+    # What `show` prints, `apply` takes back (sent as YAML): the same content, nothing new.
+    saved = tmp_path / "test.yaml"
+    saved.write_text(shown.stdout)
+    applied = subprocess.run(
+        [str(script), "definitions", "apply", "-f", str(saved)],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert applied.returncode == 0, applied.stderr
+    assert json.loads(applied.stdout)["version"] == spec["version"]
     config.write_text("url: x\npassword: y\n")
     bad = subprocess.run(
         [sys.executable, "-m", "ingestctl", "status"],

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+import yaml
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import ValidationError
 
 from services.orchestrator_controller.definitions import service
 from services.orchestrator_controller.definitions.schemas import DefinitionList, DefinitionOut
@@ -21,9 +25,51 @@ Version = Annotated[
 ]
 
 
-@router.post("", dependencies=[AdminKey], status_code=201, response_model=DefinitionOut)
+YAML_TYPES = {"application/yaml", "application/x-yaml", "text/yaml"}
+
+
+async def spec_from_body(request: Request) -> WorkflowSpec:
+    """The spec from a JSON body, or a YAML one (`Content-Type: application/yaml`), so the file
+    a user keeps in git can be sent as it is; errors are 422s naming the field either way."""
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    raw = await request.body()
+    try:
+        data = yaml.safe_load(raw) if content_type in YAML_TYPES else json.loads(raw or b"null")
+    except (yaml.YAMLError, ValueError) as exc:
+        kind = "YAML" if content_type in YAML_TYPES else "JSON"
+        raise RequestValidationError(
+            [{"type": "parse_error", "loc": ("body",), "msg": f"not {kind}: {exc}"}]
+        ) from exc
+    try:
+        return WorkflowSpec.model_validate(data)
+    except ValidationError as exc:
+        raise RequestValidationError(
+            [{**error, "loc": ("body", *error["loc"])} for error in exc.errors()]
+        ) from exc
+
+
+_SPEC_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            media: {"schema": {"$ref": "#/components/schemas/WorkflowSpec"}}
+            for media in ("application/json", "application/yaml")
+        },
+    }
+}
+
+
+@router.post(
+    "",
+    dependencies=[AdminKey],
+    status_code=201,
+    response_model=DefinitionOut,
+    openapi_extra=_SPEC_BODY,
+)
 async def register_definition(
-    spec: WorkflowSpec, session: SessionDep, settings: SettingsDep
+    spec: Annotated[WorkflowSpec, Depends(spec_from_body)],
+    session: SessionDep,
+    settings: SettingsDep,
 ) -> JSONResponse:
     """Register a workflow spec (201 new, 200 when the same content is already stored).
 
