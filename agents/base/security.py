@@ -13,6 +13,9 @@
   through a network backend that takes the checked address for the host (TLS still verifies
   the host's name), so a DNS answer that changes between check and connect (DNS rebinding)
   changes nothing. Allowlist entries are a host, `host:port`, a CIDR or `CIDR:port`.
+  PostgreSQL sources likewise: `pinned_pg_target` resolves and checks once and asyncpg is
+  given the checked address; with `ssl=verify-full` the certificate is still verified
+  against the name in the URL.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import os
 import posixpath
 import re
 import socket
+import ssl
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -222,6 +226,71 @@ def pinned_client(**kwargs: Any) -> httpx.AsyncClient:
     pool: Any = transport._pool
     pool._network_backend = _PinnedBackend(pool._network_backend)
     return httpx.AsyncClient(transport=transport, **kwargs)
+
+
+@dataclass(frozen=True)
+class PgTarget:
+    """Where a PostgreSQL source connection goes: the checked address, not the name again."""
+
+    address: str
+    port: int
+    host: str
+    tls: ssl.SSLContext | None = None
+
+    def connect_args(self) -> dict[str, Any]:
+        """asyncpg.connect() keywords that override the URL's host, port (and TLS context)."""
+        args: dict[str, Any] = {"host": self.address, "port": self.port}
+        if self.tls is not None:
+            args["ssl"] = self.tls
+        return args
+
+
+class _NamedTLS(ssl.SSLContext):
+    """A client context that verifies `pinned_name` whatever address the socket went to.
+
+    asyncpg passes its `host` (here the pinned IP) as the TLS server name and has no separate
+    setting for it, so the name is put back where the handshake is set up.
+    """
+
+    pinned_name: str
+
+    def wrap_bio(  # type: ignore[override]
+        self, incoming: Any, outgoing: Any, server_side: bool = False, **kwargs: Any
+    ) -> ssl.SSLObject:
+        kwargs["server_hostname"] = self.pinned_name
+        return super().wrap_bio(incoming, outgoing, server_side, **kwargs)
+
+    def wrap_socket(self, sock: Any, *args: Any, **kwargs: Any) -> ssl.SSLSocket:
+        kwargs["server_hostname"] = self.pinned_name
+        return super().wrap_socket(sock, *args, **kwargs)
+
+
+def _verify_full_context(name: str) -> ssl.SSLContext:
+    """What asyncpg builds for sslmode=verify-full, bound to `name` (same root certificates:
+    PGSSLROOTCERT, else ~/.postgresql/root.crt, else the system's store)."""
+    context = _NamedTLS(ssl.PROTOCOL_TLS_CLIENT)
+    context.pinned_name = name
+    root = os.environ.get("PGSSLROOTCERT") or str(Path("~/.postgresql/root.crt").expanduser())
+    if Path(root).is_file():
+        context.load_verify_locations(cafile=root)
+    else:
+        context.load_default_certs()
+    return context
+
+
+async def pinned_pg_target(
+    host: str, port: int, settings: AgentSettings, *, sslmode: str | None = None
+) -> PgTarget:
+    """Check a PostgreSQL host once and pin the connection to the address that passed.
+
+    `sslmode` is the URL's `ssl` value (or PGSSLMODE); only verify-full checks the server's
+    name, so only then is a context built here. Other modes need no name and keep asyncpg's.
+    """
+    addresses = await check_host(host, port, settings)
+    name = host.strip("[]").lower().rstrip(".")
+    mode = sslmode if sslmode is not None else os.environ.get("PGSSLMODE")
+    tls = _verify_full_context(name) if mode == "verify-full" else None
+    return PgTarget(address=str(addresses[0]), port=port, host=name, tls=tls)
 
 
 def redact_url(url: str | httpx.URL, secrets: Iterable[str] = ()) -> str:

@@ -20,8 +20,8 @@ from agents.base.actions import ActionBody, AgentError
 from agents.base.security import (
     CredentialName,
     HttpAuth,
-    check_host,
     credential_may_reach,
+    pinned_pg_target,
     refuse_secret_headers,
     refuse_secret_params,
     refuse_secret_query,
@@ -111,10 +111,20 @@ def postgres_url(source: PostgresSource, settings: AgentSettings) -> tuple[URL, 
 async def postgres_engine(
     source: PostgresSource, settings: AgentSettings
 ) -> AsyncIterator[tuple[AsyncEngine, list[str]]]:
-    """A short-lived engine on a source database whose host passed the SSRF policy."""
+    """A short-lived engine on a source database whose host passed the SSRF policy.
+
+    Every connection goes to the address the check passed (connect_args override the URL's
+    host), so a name that resolves elsewhere later (DNS rebinding) reaches nothing new.
+    """
     url, secrets = postgres_url(source, settings)
-    await check_host(url.host or "localhost", url.port or 5432, settings)
-    connect_args: dict[str, Any] = {"timeout": source.connect_timeout_s}
+    ssl_mode = url.query.get("ssl")
+    target = await pinned_pg_target(
+        url.host or "localhost",
+        url.port or 5432,
+        settings,
+        sslmode=ssl_mode if isinstance(ssl_mode, str) else None,
+    )
+    connect_args: dict[str, Any] = {"timeout": source.connect_timeout_s, **target.connect_args()}
     engine = create_async_engine(url, poolclass=NullPool, connect_args=connect_args)
     try:
         yield engine, secrets
