@@ -8,7 +8,9 @@ import asyncpg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 # SQLSTATEs of a server that is going away or not back yet: connection exceptions (class 08),
 # admin/crash shutdown, cannot connect now, too many connections.
@@ -23,6 +25,34 @@ def database_unavailable(exc: BaseException) -> bool:
         state = str(getattr(exc.orig, "sqlstate", "") or "")
         return exc.connection_invalidated or state.startswith("08") or state in _UNAVAILABLE
     return False
+
+
+class ErrorBody(BaseModel):
+    """The one body of every error answer (4xx and 5xx) the services send."""
+
+    error: str = Field(description="a stable code, e.g. `not_found`, `validation_error`")
+    message: str = Field(description="what went wrong, for a person")
+    details: Any = Field(
+        None, description="more about it; for `validation_error` a list of {field, message, type}"
+    )
+    retryable: bool = Field(description="whether the same request may succeed if sent again")
+
+
+_MEANINGS = {
+    401: "no bearer token, or one that is not accepted",
+    403: "the key lacks the scope this route needs",
+    404: "no such resource",
+    405: "method not allowed",
+    409: "conflicts with the current state",
+    413: "the request body is over the size limit",
+    422: "invalid request; `details` names each field",
+    503: "a dependency (the database) is unavailable; retry",
+}
+
+
+def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """The `responses=` of a route answering with these error statuses, all as `ErrorBody`."""
+    return {s: {"model": ErrorBody, "description": _MEANINGS[s]} for s in statuses}
 
 
 class AppError(Exception):
@@ -113,6 +143,28 @@ async def _request_validation_handler(_: Request, exc: Exception) -> JSONRespons
     )
 
 
+async def _http_exception_handler(_: Request, exc: Exception) -> JSONResponse:
+    # Starlette's own answers (no such route, method not allowed) in the same body as ours.
+    assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code == 400:
+        # FastAPI's 400 for a body it cannot decode (not UTF-8): bad input, a 422 like the rest.
+        return JSONResponse(
+            {
+                "error": "validation_error",
+                "message": f"invalid request: body ({exc.detail})",
+                "details": [{"field": "", "message": str(exc.detail), "type": "parse_error"}],
+                "retryable": False,
+            },
+            status_code=422,
+        )
+    code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+    return JSONResponse(
+        {"error": code, "message": str(exc.detail), "retryable": False},
+        status_code=exc.status_code,
+        headers=exc.headers,
+    )
+
+
 async def _database_unavailable_handler(_: Request, exc: Exception) -> JSONResponse:
     # The database restarting or unreachable is a moment to retry, not a server bug: 503.
     reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0][:200]
@@ -131,6 +183,7 @@ def register_exception_handlers(app: FastAPI) -> None:
     """Map AppError and request validation errors to `{"error", "message"}` JSON."""
     app.add_exception_handler(AppError, _app_error_handler)
     app.add_exception_handler(RequestValidationError, _request_validation_handler)
+    app.add_exception_handler(StarletteHTTPException, _http_exception_handler)
     for lost in (
         OperationalError,
         InterfaceError,

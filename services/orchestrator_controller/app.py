@@ -17,6 +17,7 @@ from services.orchestrator_controller.definitions.router import router as defini
 from services.orchestrator_controller.events.router import router as events_router
 from services.orchestrator_controller.handoff import Handoff
 from services.orchestrator_controller.logs.router import router as logs_router
+from services.orchestrator_controller.openapi import install as install_openapi
 from services.orchestrator_controller.platform_health import platform_checks
 from services.orchestrator_controller.policies.loop import AdmissionLoop
 from services.orchestrator_controller.policies.router import router as orchestrators_router
@@ -131,6 +132,7 @@ def create_app(settings: ControllerSettings | None = None) -> FastAPI:
     app.include_router(events_router)
     app.include_router(logs_router)
     mount_ui(app)
+    install_openapi(app)
 
     mount_health(app, "orchestrator-controller", parts=platform_checks)
     return app

@@ -12,7 +12,7 @@ from sqlalchemy import select
 
 from services.orchestrator_controller.deps import SessionDep, SettingsDep
 from shared.db.models import AgentHealth
-from shared.errors import NotFound
+from shared.errors import NotFound, errors
 
 router = APIRouter(tags=["agents"])
 
@@ -74,7 +74,7 @@ class HealthHistory(BaseModel):
     items: list[HealthChange]
 
 
-@router.get("/agents/health/history", response_model=HealthHistory)
+@router.get("/agents/health/history", response_model=HealthHistory, responses=errors(404, 422))
 async def agents_health_history(
     request: Request,
     settings: SettingsDep,

@@ -15,9 +15,12 @@ from services.orchestrator_controller.definitions import service
 from services.orchestrator_controller.definitions.schemas import DefinitionList, DefinitionOut
 from services.orchestrator_controller.deps import AdminKey, ReadKey, SessionDep, SettingsDep
 from services.orchestrator_controller.runs.service import check_nesting
+from shared.errors import errors
 from shared.spec.models import MAX_INT32, WorkflowSpec
 
-router = APIRouter(prefix="/workflows/definitions", tags=["definitions"])
+router = APIRouter(
+    prefix="/workflows/definitions", tags=["definitions"], responses=errors(401, 403)
+)
 
 Version = Annotated[
     int | None,
@@ -65,6 +68,10 @@ _SPEC_BODY = {
     status_code=201,
     response_model=DefinitionOut,
     openapi_extra=_SPEC_BODY,
+    responses={
+        200: {"model": DefinitionOut, "description": "the same content was already stored"},
+        **errors(409, 413, 422),
+    },
 )
 async def register_definition(
     spec: Annotated[WorkflowSpec, Depends(spec_from_body)],
@@ -84,7 +91,7 @@ async def register_definition(
     return JSONResponse(body.model_dump(mode="json"), status_code=201 if is_new else 200)
 
 
-@router.get("", dependencies=[ReadKey], response_model=DefinitionList)
+@router.get("", dependencies=[ReadKey], response_model=DefinitionList, responses=errors(422))
 async def list_definitions(
     session: SessionDep,
     name: Annotated[str | None, Query(max_length=100, description="only this workflow")] = None,
@@ -98,7 +105,12 @@ async def list_definitions(
     return DefinitionList(items=items)
 
 
-@router.delete("/{name}", dependencies=[AdminKey], response_model=DefinitionList)
+@router.delete(
+    "/{name}",
+    dependencies=[AdminKey],
+    response_model=DefinitionList,
+    responses=errors(404, 409, 422),
+)
 async def archive_definition(
     name: str, session: SessionDep, version: Version = None
 ) -> DefinitionList:
@@ -112,7 +124,12 @@ async def archive_definition(
         return DefinitionList(items=[service.summarize(row) for row in rows])
 
 
-@router.post("/{name}/restore", dependencies=[AdminKey], response_model=DefinitionList)
+@router.post(
+    "/{name}/restore",
+    dependencies=[AdminKey],
+    response_model=DefinitionList,
+    responses=errors(404, 409, 422),
+)
 async def restore_definition(
     name: str, session: SessionDep, version: Version = None
 ) -> DefinitionList:

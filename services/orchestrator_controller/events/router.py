@@ -12,9 +12,9 @@ from services.orchestrator_controller.deps import ReadKey
 from services.orchestrator_controller.events import service
 from services.orchestrator_controller.runs.service import parse_run_id
 from shared.db.models import WorkflowRun
-from shared.errors import NotFound
+from shared.errors import NotFound, errors
 
-router = APIRouter(tags=["events"])
+router = APIRouter(tags=["events"], responses=errors(401, 403, 422))
 
 # Proxies (nginx) buffer responses unless told not to, which would hold a feed back.
 _HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
@@ -32,7 +32,7 @@ def _after(last_event_id: str | None, after: int) -> int:
     "/workflows/{run_id}/events",
     dependencies=[ReadKey],
     response_class=StreamingResponse,
-    responses={200: {"content": {"text/event-stream": {}}}},
+    responses={200: {"content": {"text/event-stream": {}}}, **errors(404)},
 )
 async def run_feed(
     run_id: str,

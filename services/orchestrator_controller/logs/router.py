@@ -12,7 +12,7 @@ from services.orchestrator_controller.logs import service
 from services.orchestrator_controller.logs.schemas import RunLogs
 from services.orchestrator_controller.runs.service import parse_run_id
 from shared.db.models import WorkflowRun
-from shared.errors import NotFound
+from shared.errors import ErrorBody, NotFound, errors
 
 router = APIRouter(tags=["logs"])
 
@@ -23,7 +23,10 @@ router = APIRouter(tags=["logs"])
     response_model=RunLogs,
     # A line's fields as written: those it does not have are left out, not shown as null.
     response_model_exclude_unset=True,
-    responses={409: {"description": "no log files to read (CONTROLLER_LOG_DIR unset)"}},
+    responses={
+        **errors(401, 403, 404, 422),
+        409: {"model": ErrorBody, "description": "no log files to read (CONTROLLER_LOG_DIR unset)"},
+    },
 )
 async def run_logs(
     run_id: str,

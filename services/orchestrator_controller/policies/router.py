@@ -7,8 +7,9 @@ from fastapi import APIRouter, Request
 from services.orchestrator_controller.deps import ReadKey, SessionDep
 from services.orchestrator_controller.policies.schemas import OrchestratorList, OrchestratorOut
 from services.orchestrator_controller.policies.service import MANAGERS, Policies
+from shared.errors import errors
 
-router = APIRouter(tags=["orchestrators"])
+router = APIRouter(tags=["orchestrators"], responses=errors(401, 403))
 
 DESCRIPTIONS = {
     "api_manager": "per source host: concurrency cap, rate limit, pause on 429 or open circuit",

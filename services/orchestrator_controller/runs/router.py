@@ -10,21 +10,29 @@ from fastapi.responses import JSONResponse
 from services.orchestrator_controller.deps import ReadKey, SessionDep, SettingsDep, SubmitKey
 from services.orchestrator_controller.runs import service
 from services.orchestrator_controller.runs.schemas import (
+    CancelResponse,
     CoordinateRequest,
     CoordinateResponse,
     RunDetail,
     RunPage,
 )
-from shared.errors import ValidationFailed
+from shared.errors import ValidationFailed, errors
 from shared.spec.models import MAX_INT32
 from shared.state.machine import RunStatus
 from shared.state.runs import request_cancel
 
-router = APIRouter(tags=["runs"])
+router = APIRouter(tags=["runs"], responses=errors(401, 403))
 
 
 @router.post(
-    "/coordinate", dependencies=[SubmitKey], status_code=202, response_model=CoordinateResponse
+    "/coordinate",
+    dependencies=[SubmitKey],
+    status_code=202,
+    response_model=CoordinateResponse,
+    responses={
+        200: {"model": CoordinateResponse, "description": "the run of a repeated Idempotency-Key"},
+        **errors(404, 409, 413, 422),
+    },
 )
 async def coordinate(
     body: CoordinateRequest,
@@ -52,14 +60,7 @@ async def coordinate(
     run = accepted.run
     if accepted.created:
         request.app.state.handoff.kick(run.id)
-    response = CoordinateResponse(
-        run_id=run.id,
-        status=run.status,
-        workflow=run.workflow_name,
-        version=run.workflow_version,
-        status_url=f"/workflows/{run.id}",
-        created=accepted.created,
-    )
+    response = CoordinateResponse.of(run, created=accepted.created)
     return JSONResponse(
         response.model_dump(mode="json"),
         status_code=202 if accepted.created else 200,
@@ -72,6 +73,7 @@ async def coordinate(
     dependencies=[SubmitKey],
     status_code=202,
     response_model=CoordinateResponse,
+    responses=errors(404, 409, 422),
 )
 async def retry(run_id: str, request: Request, session: SessionDep) -> JSONResponse:
     """Retry a FAILED or CANCELLED run from its failed steps: a new run, linked to the old by
@@ -85,22 +87,17 @@ async def retry(run_id: str, request: Request, session: SessionDep) -> JSONRespo
     accepted = await request.app.state.admissions.accept(item)
     run = accepted.run
     request.app.state.handoff.kick(run.id)
-    response = CoordinateResponse(
-        run_id=run.id,
-        status=run.status,
-        workflow=run.workflow_name,
-        version=run.workflow_version,
-        status_url=f"/workflows/{run.id}",
-        created=True,
-    )
+    response = CoordinateResponse.of(run, created=True)
     return JSONResponse(
-        {**response.model_dump(mode="json"), "retry_of": str(parsed)},
+        response.model_dump(mode="json"),
         status_code=202,
         headers={"Location": response.status_url},
     )
 
 
-@router.get("/workflows/status", dependencies=[ReadKey], response_model=RunPage)
+@router.get(
+    "/workflows/status", dependencies=[ReadKey], response_model=RunPage, responses=errors(422)
+)
 async def workflows_status(
     session: SessionDep,
     status: RunStatus | None = None,
@@ -123,13 +120,24 @@ async def workflows_status(
     )
 
 
-@router.get("/workflows/{run_id}", dependencies=[ReadKey], response_model=RunDetail)
+@router.get(
+    "/workflows/{run_id}",
+    dependencies=[ReadKey],
+    response_model=RunDetail,
+    responses=errors(404, 422),
+)
 async def workflow_detail(run_id: str, session: SessionDep) -> RunDetail:
     """One run with every step: status, attempts, timings, output, error."""
     return await service.get_run(session, run_id=service.parse_run_id(run_id))
 
 
-@router.post("/workflows/{run_id}/cancel", dependencies=[SubmitKey], status_code=202)
+@router.post(
+    "/workflows/{run_id}/cancel",
+    dependencies=[SubmitKey],
+    status_code=202,
+    response_model=CancelResponse,
+    responses=errors(404, 409, 422),
+)
 async def cancel(run_id: str, session: SessionDep, settings: SettingsDep) -> JSONResponse:
     """Stop a run: no new steps start; it ends CANCELLED (or compensates, if the spec says)."""
     parsed = service.parse_run_id(run_id)

@@ -14,7 +14,22 @@ from shared.spec.models import MAX_INT32, WorkflowSpec
 class CoordinateRequest(BaseModel):
     """Start a run of a registered workflow (`workflow`, optional `version`) or of `spec`."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"workflow": "test", "inputs": {"dataset": "test_orders"}, "priority": 10},
+                {
+                    "spec": {
+                        "name": "inline",
+                        "inputs": {"n": {"type": "integer", "required": True}},
+                        "steps": [{"id": "a", "agent": "data-connector", "action": "noop"}],
+                    },
+                    "inputs": {"n": 1},
+                },
+            ]
+        },
+    )
 
     workflow: str | None = Field(None, description="name of a registered workflow")
     version: int | None = Field(
@@ -40,6 +55,28 @@ class CoordinateResponse(BaseModel):
     version: int
     status_url: str
     created: bool
+    retry_of: uuid.UUID | None = Field(
+        None, description="for a retry: the failed run whose succeeded steps it reuses"
+    )
+
+    @classmethod
+    def of(cls, run: Any, *, created: bool) -> CoordinateResponse:
+        """The answer for an accepted run (a WorkflowRun row)."""
+        return cls(
+            run_id=run.id,
+            status=run.status,
+            workflow=run.workflow_name,
+            version=run.workflow_version,
+            status_url=f"/workflows/{run.id}",
+            created=created,
+            retry_of=run.retry_of,
+        )
+
+
+class CancelResponse(BaseModel):
+    run_id: uuid.UUID
+    status: str
+    cancel_requested: bool
 
 
 class StepOut(BaseModel):

@@ -16,9 +16,9 @@ from services.orchestrator_controller.schedules.schemas import (
     ScheduleOut,
     ScheduleUpdate,
 )
-from shared.errors import Conflict
+from shared.errors import Conflict, errors
 
-router = APIRouter(prefix="/schedules", tags=["schedules"])
+router = APIRouter(prefix="/schedules", tags=["schedules"], responses=errors(401, 403))
 
 NextCount = Annotated[
     int, Query(alias="next", ge=0, le=100, description="how many next fire times to show")
@@ -28,7 +28,13 @@ RunsCount = Annotated[
 ]
 
 
-@router.post("", dependencies=[AdminKey], status_code=201, response_model=ScheduleOut)
+@router.post(
+    "",
+    dependencies=[AdminKey],
+    status_code=201,
+    response_model=ScheduleOut,
+    responses=errors(404, 409, 413, 422),
+)
 async def create_schedule(
     body: ScheduleCreate, request: Request, session: SessionDep
 ) -> ScheduleOut:
@@ -41,7 +47,7 @@ async def create_schedule(
     return out
 
 
-@router.get("", dependencies=[ReadKey], response_model=ScheduleList)
+@router.get("", dependencies=[ReadKey], response_model=ScheduleList, responses=errors(422))
 async def list_schedules(
     session: SessionDep,
     workflow: str | None = None,
@@ -54,7 +60,9 @@ async def list_schedules(
     return ScheduleList(items=items)
 
 
-@router.get("/{ref}", dependencies=[ReadKey], response_model=ScheduleOut)
+@router.get(
+    "/{ref}", dependencies=[ReadKey], response_model=ScheduleOut, responses=errors(404, 422)
+)
 async def get_schedule(
     ref: str, session: SessionDep, next_count: NextCount = 5, runs_count: RunsCount = 10
 ) -> ScheduleOut:
@@ -66,7 +74,12 @@ async def get_schedule(
     return out
 
 
-@router.patch("/{ref}", dependencies=[AdminKey], response_model=ScheduleOut)
+@router.patch(
+    "/{ref}",
+    dependencies=[AdminKey],
+    response_model=ScheduleOut,
+    responses=errors(404, 409, 413, 422),
+)
 async def update_schedule(
     ref: str, patch: ScheduleUpdate, request: Request, session: SessionDep
 ) -> ScheduleOut:
@@ -84,6 +97,7 @@ async def update_schedule(
     dependencies=[SubmitKey],
     status_code=202,
     response_model=CoordinateResponse,
+    responses=errors(404, 409, 422),
 )
 async def trigger(ref: str, request: Request, session: SessionDep) -> CoordinateResponse:
     """Run the schedule's workflow now, with its inputs, outside its timetable (even when
@@ -101,17 +115,10 @@ async def trigger(ref: str, request: Request, session: SessionDep) -> Coordinate
     run = accepted.run
     if run.admitted_at is not None:
         app.state.handoff.kick(run.id)
-    return CoordinateResponse(
-        run_id=run.id,
-        status=run.status,
-        workflow=run.workflow_name,
-        version=run.workflow_version,
-        status_url=f"/workflows/{run.id}",
-        created=True,
-    )
+    return CoordinateResponse.of(run, created=True)
 
 
-@router.delete("/{ref}", dependencies=[AdminKey], status_code=204)
+@router.delete("/{ref}", dependencies=[AdminKey], status_code=204, responses=errors(404, 409, 422))
 async def delete_schedule(ref: str, session: SessionDep) -> Response:
     """Delete a schedule (its runs stay); seed schedules are disabled instead (409)."""
     async with session.begin():

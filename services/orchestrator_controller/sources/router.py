@@ -9,8 +9,9 @@ from fastapi import APIRouter, Request, Response
 from services.orchestrator_controller.deps import AdminKey, ReadKey, SessionDep
 from services.orchestrator_controller.sources import service
 from services.orchestrator_controller.sources.schemas import SourceStateOut, StateKeyPath
+from shared.errors import errors
 
-router = APIRouter(prefix="/sources", tags=["sources"])
+router = APIRouter(prefix="/sources", tags=["sources"], responses=errors(401, 403, 404, 422))
 log = logging.getLogger(__name__)
 
 
