@@ -1,7 +1,8 @@
-"""Collecting from PostgreSQL: a server-side cursor streamed in chunks, written as Parquet.
+"""Collecting from PostgreSQL: Arrow batches streamed from the table, written as Parquet.
 
-The table never sits in memory whole: rows arrive `chunk_size` at a time from a server-side
-cursor (SQLAlchemy `stream()` over asyncpg) and each chunk becomes one Parquet file.
+The catalog (columns, keys) is read over SQLAlchemy/asyncpg; the rows come as Arrow record
+batches over ADBC (`pg_arrow`), never a Python object per row, and every `chunk_size` rows
+become one Parquet file, so the table never sits in memory whole.
 """
 
 from __future__ import annotations
@@ -10,21 +11,23 @@ import asyncio
 import json
 import posixpath
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
 import pyarrow as pa
-import sqlalchemy as sa
 from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.pool import NullPool
 
 from agents.base.actions import AgentError
 from agents.base.completeness import Completeness
 from agents.base.context import ActionContext
-from agents.base.security import scrub
+from agents.base.security import pinned_pg_target, scrub
 from agents.base.storage import DataRoot
-from agents.data_collector import staging
-from agents.data_collector.cursor import CursorState, IncrementalWindow, record_key
+from agents.data_collector import pg_arrow, staging
+from agents.data_collector.cursor import CursorState, IncrementalWindow, record_key, to_json
 from agents.data_collector.rest import Incremental
 from agents.data_connector.postgres import (
     CONNECT_ERRORS,
@@ -32,7 +35,7 @@ from agents.data_connector.postgres import (
     primary_keys,
     table_columns,
 )
-from agents.data_connector.sources import PostgresSource, postgres_engine
+from agents.data_connector.sources import PostgresSource, postgres_url
 
 _INTS = {"smallint": pa.int16(), "integer": pa.int32(), "bigint": pa.int64()}
 _SIMPLE = {
@@ -60,26 +63,6 @@ def arrow_type(column: Column) -> pa.DataType:
         factory = pa.decimal128 if column.precision <= 38 else pa.decimal256
         return factory(column.precision, column.scale or 0)
     return pa.string()
-
-
-def _as_text(value: Any) -> Any:
-    if value is None or isinstance(value, str):
-        return value
-    if isinstance(value, list | dict):
-        return json.dumps(value, default=str)
-    return str(value)
-
-
-def _to_table(rows: list[Any], names: list[str], schema: pa.Schema) -> pa.Table:
-    arrays = []
-    for index, field in enumerate(schema):
-        values = [row[index] for row in rows]
-        if pa.types.is_string(field.type):
-            values = [_as_text(v) for v in values]
-        elif pa.types.is_floating(field.type):
-            values = [float(v) if v is not None else None for v in values]
-        arrays.append(pa.array(values, type=field.type))
-    return pa.Table.from_arrays(arrays, schema=schema)
 
 
 def cursor_parser(column: Column) -> Callable[[Any], Any]:
@@ -123,33 +106,60 @@ async def collect_postgres(
     root = DataRoot.from_setting(ctx.settings.data_root)
     out = root.run_dir(ctx.run_id, ctx.step_id)
     await asyncio.to_thread(staging.reset_dir, root, out)
-    secrets: list[str] = []
+    url, secrets = postgres_url(source, ctx.settings)
+    pg_arrow.check_query(url)
     try:
-        async with (
-            postgres_engine(source, ctx.settings) as (engine, secrets),
-            engine.connect() as conn,
-        ):
-            return await _stream(
-                conn, source, root, out, incremental, previous, columns, chunk_size
-            )
-    except CONNECT_ERRORS as exc:
+        # One SSRF check, one pinned address for both connections: the catalog's (asyncpg)
+        # and the rows' (ADBC), so a name that re-resolves elsewhere reaches nothing new.
+        ssl_mode = url.query.get("ssl")
+        target = await pinned_pg_target(
+            url.host or "localhost",
+            url.port or 5432,
+            ctx.settings,
+            sslmode=ssl_mode if isinstance(ssl_mode, str) else None,
+        )
+        connect_args = {"timeout": source.connect_timeout_s, **target.connect_args()}
+        engine = create_async_engine(url, poolclass=NullPool, connect_args=connect_args)
+        try:
+            async with engine.connect() as conn:
+                plan = await _plan(conn, source, incremental, previous, columns)
+        finally:
+            await engine.dispose()
+        dsn = pg_arrow.conninfo(url, target, timeout_s=source.connect_timeout_s)
+        return await _stream(dsn, plan, root, out, chunk_size)
+    except (*CONNECT_ERRORS, pg_arrow.DbError) as exc:
         raise AgentError(
             scrub(f"database error: {type(exc).__name__}: {exc}", secrets),
             code="source_unavailable",
             retryable=True,
         ) from exc
+    except pa.ArrowInvalid as exc:
+        raise AgentError(
+            scrub(f"a value does not fit its column type: {exc}", secrets),
+            code="invalid_value",
+        ) from exc
 
 
-async def _stream(
+@dataclass
+class _Plan:
+    schema: str
+    table: str
+    names: list[str]
+    arrow_schema: pa.Schema
+    sql: str
+    lower_bound: str | None
+    window: IncrementalWindow | None
+    cursor_col: str | None
+    key_cols: list[str]
+
+
+async def _plan(
     conn: Any,
     source: PostgresSource,
-    root: DataRoot,
-    out: str,
     incremental: Incremental | None,
     previous: CursorState | None,
     wanted: list[str] | None,
-    chunk_size: int,
-) -> dict[str, Any]:
+) -> _Plan:
     table_name = source.table
     assert table_name is not None
     schema = source.db_schema or (await conn.execute(text("SELECT current_schema()"))).scalar_one()
@@ -190,51 +200,89 @@ async def _stream(
             parse=cursor_parser(by_name[cursor_col]),
         )
     arrow_schema = pa.schema([(n, arrow_type(by_name[n])) for n in names])
-    tbl = sa.table(table_name, *(sa.column(n) for n in names), schema=schema)
-    stmt = sa.select(*(tbl.c[n] for n in names))
+    selected = ", ".join(pg_arrow.select_expr(n, by_name[n].data_type) for n in names)
+    sql = f"SELECT {selected} FROM {pg_arrow.ident(schema)}.{pg_arrow.ident(table_name)}"
+    lower_bound = None
     if window is not None and cursor_col is not None:
         if window.lower_bound is not None:
-            stmt = stmt.where(tbl.c[cursor_col] >= sa.bindparam("start", window.lower_bound))
-        stmt = stmt.order_by(tbl.c[cursor_col])
-    position = {n: i for i, n in enumerate(names)}
+            cast = pg_arrow.BOUND_CASTS[by_name[cursor_col].data_type]
+            lower_bound = str(to_json(window.lower_bound))
+            setting = f"current_setting('{pg_arrow.LOWER_BOUND_SETTING}')::{cast}"
+            sql += f" WHERE {pg_arrow.ident(cursor_col)} >= {setting}"
+        sql += f" ORDER BY {pg_arrow.ident(cursor_col)}"
+    return _Plan(
+        schema=schema,
+        table=table_name,
+        names=names,
+        arrow_schema=arrow_schema,
+        sql=sql,
+        lower_bound=lower_bound,
+        window=window,
+        cursor_col=cursor_col,
+        key_cols=key_cols,
+    )
+
+
+async def _stream(
+    dsn: str, plan: _Plan, root: DataRoot, out: str, chunk_size: int
+) -> dict[str, Any]:
     files: list[dict[str, Any]] = []
     rows_read = 0
-    # yield_per: the server-side cursor fetches chunk_size rows per round trip.
-    result = await conn.stream(stmt.execution_options(yield_per=chunk_size))
-    async for chunk in result.partitions(chunk_size):
-        rows_read += len(chunk)
-        if window is not None and cursor_col is not None:
-            chunk = [r for r in chunk if _is_new(window, r, names, key_cols, position, cursor_col)]
-        if not chunk:
-            continue
-        dest = posixpath.join(out, f"chunk-{len(files) + 1:05d}.parquet")
-        table = await asyncio.to_thread(_to_table, chunk, names, arrow_schema)
-        files.append(await asyncio.to_thread(staging.write_parquet, root, dest, table))
+    window = plan.window
+    query = await asyncio.to_thread(
+        pg_arrow.ArrowQuery, dsn, plan.sql, plan.arrow_schema, plan.lower_bound
+    )
+    try:
+        batches = query.batches()
+        pending: list[pa.RecordBatch] = []
+        held = 0
+        done = False
+        while not done:
+            batch = await asyncio.to_thread(next, batches, None)
+            if batch is None:
+                done = True
+            else:
+                rows_read += batch.num_rows
+                if window is not None:
+                    batch = _new_rows(window, batch, plan)
+                if batch.num_rows:
+                    pending.append(batch)
+                    held += batch.num_rows
+            # Exactly chunk_size rows per file (the last one less): memory stays one chunk
+            # plus one driver batch, whatever the table size.
+            while held >= chunk_size or (done and held):
+                whole = pa.Table.from_batches(pending, schema=plan.arrow_schema)
+                chunk, rest = whole.slice(0, chunk_size), whole.slice(chunk_size)
+                pending, held = rest.to_batches(), rest.num_rows
+                dest = posixpath.join(out, f"chunk-{len(files) + 1:05d}.parquet")
+                files.append(await asyncio.to_thread(staging.write_parquet, root, dest, chunk))
+    finally:
+        await asyncio.to_thread(query.close)
     return {
         "kind": "postgres",
-        "table": f"{schema}.{table_name}",
+        "table": f"{plan.schema}.{plan.table}",
         "files": files,
         "count": len(files),
         "bytes": sum(f["bytes"] for f in files),
         "rows": sum(f["rows"] for f in files),
         "rows_read": rows_read,
         "duplicates_skipped": window.duplicates if window else 0,
-        "schema": {f.name: str(f.type) for f in arrow_schema},
+        "schema": {f.name: str(f.type) for f in plan.arrow_schema},
         **Completeness(read=rows_read).fields(),  # no count(*) first: a table announces none
         "cursor": window.state() if window else None,
     }
 
 
-def _is_new(
-    window: IncrementalWindow,
-    row: Any,
-    names: list[str],
-    key_cols: list[str],
-    position: dict[str, int],
-    cursor_col: str,
-) -> bool:
-    if key_cols:
-        key = json.dumps([row[position[k]] for k in key_cols], default=str)
+def _new_rows(window: IncrementalWindow, batch: pa.RecordBatch, plan: _Plan) -> pa.RecordBatch:
+    """The rows of `batch` the window lets through (only cursor and key columns go to Python)."""
+    assert plan.cursor_col is not None
+    values = batch.column(plan.cursor_col).to_pylist()
+    if plan.key_cols:
+        key_values = [batch.column(k).to_pylist() for k in plan.key_cols]
+        keys = [json.dumps(list(k), default=str) for k in zip(*key_values, strict=True)]
     else:
-        key = record_key(dict(zip(names, row, strict=True)))
-    return window.consider(key, row[position[cursor_col]])
+        keys = [record_key(row) for row in batch.to_pylist()]
+    mask = [window.consider(k, v) for k, v in zip(keys, values, strict=True)]
+    if all(mask):
+        return batch
+    return batch.filter(pa.array(mask, type=pa.bool_()))
