@@ -23,10 +23,19 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, SecretBytes, SecretStr
 
+from shared.tracing import trace_id_of
+
 RUN_ID: ContextVar[str | None] = ContextVar("run_id", default=None)
 STEP_ID: ContextVar[str | None] = ContextVar("step_id", default=None)
 ATTEMPT: ContextVar[int | None] = ContextVar("attempt", default=None)
-_CONTEXT = (("run_id", RUN_ID), ("step_id", STEP_ID), ("attempt", ATTEMPT))
+# The run's trace (32 hex): the id the UI shows, and the OpenTelemetry trace id of its spans.
+TRACE_ID: ContextVar[str | None] = ContextVar("trace_id", default=None)
+_CONTEXT = (
+    ("run_id", RUN_ID),
+    ("step_id", STEP_ID),
+    ("attempt", ATTEMPT),
+    ("trace_id", TRACE_ID),
+)
 
 MASK = "***"
 # Shorter values are not masked: replacing every "ab" in every line would garble the logs,
@@ -41,16 +50,31 @@ _STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
 }
 # One encoder for every line: json.dumps with options builds a new one per call.
 _ENCODE = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=str).encode
-_CORE = ("ts", "level", "service", "logger", "message", "run_id", "step_id", "attempt", "exc")
+_CORE = (
+    "ts",
+    "level",
+    "service",
+    "logger",
+    "message",
+    "run_id",
+    "step_id",
+    "attempt",
+    "trace_id",
+    "exc",
+)
 # Requests to these answer probes (every few seconds, from the controller and Kubernetes): a
 # line each only when they fail.
 QUIET_PATHS = frozenset({"/health", "/metrics"})
 
 
 def bind(
-    *, run_id: object = None, step_id: str | None = None, attempt: int | None = None
+    *,
+    run_id: object = None,
+    step_id: str | None = None,
+    attempt: int | None = None,
+    trace_id: str | None = None,
 ) -> list[Token[Any]]:
-    """Set the run/step/attempt of the lines logged from here on in this context (task)."""
+    """Set the run/step/attempt/trace of the lines logged from here on in this context (task)."""
     tokens: list[Token[Any]] = []
     if run_id is not None:
         tokens.append(RUN_ID.set(str(run_id)))
@@ -58,6 +82,8 @@ def bind(
         tokens.append(STEP_ID.set(step_id))
     if attempt is not None:
         tokens.append(ATTEMPT.set(attempt))
+    if trace_id is not None:
+        tokens.append(TRACE_ID.set(trace_id))
     return tokens
 
 
@@ -75,10 +101,14 @@ def _extras(record: logging.LogRecord) -> Iterable[str]:
 
 @contextmanager
 def log_context(
-    *, run_id: object = None, step_id: str | None = None, attempt: int | None = None
+    *,
+    run_id: object = None,
+    step_id: str | None = None,
+    attempt: int | None = None,
+    trace_id: str | None = None,
 ) -> Iterator[None]:
     """`bind` for the duration of a block."""
-    tokens = bind(run_id=run_id, step_id=step_id, attempt=attempt)
+    tokens = bind(run_id=run_id, step_id=step_id, attempt=attempt, trace_id=trace_id)
     try:
         yield
     finally:
@@ -86,7 +116,8 @@ def log_context(
 
 
 class JsonFormatter(logging.Formatter):
-    """ts, level, service, logger, message, run_id/step_id/attempt when known, exc, extras."""
+    """ts, level, service, logger, message, run_id/step_id/attempt/trace_id when known, exc,
+    extras."""
 
     def __init__(self, service: str) -> None:
         super().__init__()
@@ -257,14 +288,20 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
-_ID_HEADERS = {b"x-run-id": "run_id", b"x-step-id": "step_id", b"x-attempt": "attempt"}
+_ID_HEADERS = {
+    b"x-run-id": "run_id",
+    b"x-step-id": "step_id",
+    b"x-attempt": "attempt",
+    b"traceparent": "trace_id",
+}
 
 
 class RequestLog:
     """ASGI middleware: one line per request (method, path, status, duration_ms).
 
     With `bind_headers`, the X-Run-Id / X-Step-Id / X-Attempt headers the engine sends on an
-    agent call are bound for the whole request, so every line the action logs names its step.
+    agent call, and the trace id of its `traceparent`, are bound for the whole request, so
+    every line the action logs names its step and trace.
     """
 
     def __init__(self, app: ASGIApp, *, logger: str, bind_headers: bool = False) -> None:
@@ -304,10 +341,15 @@ class RequestLog:
                 continue
             # Bounded: a header is the client's text (the agent itself rejects a bad id).
             text = value.decode("latin-1")[:64]
-            if key != "attempt":
+            if key == "attempt":
+                if text.isdigit():
+                    found[key] = int(text)
+            elif key == "trace_id":
+                trace_id = trace_id_of(text)
+                if trace_id is not None:
+                    found[key] = trace_id
+            else:
                 found[key] = text
-            elif text.isdigit():
-                found[key] = int(text)
         return bind(**found) if found else []
 
     def _line(

@@ -12,6 +12,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from opentelemetry.trace import StatusCode
 from pydantic import ValidationError
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
@@ -34,6 +35,8 @@ from shared.limits import limit_body
 from shared.logs import RequestLog, configure_logging, secret_values
 from shared.metrics import create_agent_metrics, mount_metrics
 from shared.spec.catalog import AGENT_ACTIONS
+from shared.tracing import FASTAPI_TELEMETRY, configure_tracing, server_span
+from shared.tracing import enabled as tracing_enabled
 
 # A health check returns (status, detail); status is "ok", "degraded" or "down".
 HealthCheck = Callable[[ActionContext], Awaitable[tuple[str, Any]]]
@@ -58,6 +61,7 @@ def create_agent_app(
     configure_logging(
         registry.agent, settings.log_level, secrets=[*secret_values(settings), *credentials]
     )
+    configure_tracing(registry.agent)
     slots = {
         name: ModelSlot(
             name,
@@ -104,7 +108,7 @@ def create_agent_app(
         if target is not engine:
             await target.dispose()
 
-    app = FastAPI(title=registry.agent, lifespan=lifespan)
+    app = FastAPI(title=registry.agent, lifespan=lifespan, telemetry=FASTAPI_TELEMETRY)
     register_exception_handlers(app)
     limit_body(app, settings)
     # Outermost, so a request refused by the body cap has its line too.
@@ -171,6 +175,23 @@ def create_agent_app(
 
     @app.post("/api/v1/{action}")
     async def run_action(action: str, request: Request) -> JSONResponse:
+        if not tracing_enabled():
+            return await act(action, request)
+        # A server span per call, a child of the engine's step span (its `traceparent`).
+        attributes = {"agent": registry.agent, "action": action}
+        for header, name in (("x-run-id", "run_id"), ("x-step-id", "step_id")):
+            if value := request.headers.get(header):
+                attributes[name] = value[:64]
+        with server_span(
+            request.headers, f"{registry.agent} {action}", attributes=attributes
+        ) as span:
+            response = await act(action, request)
+            span.set_attribute("http.response.status_code", response.status_code)
+            if response.status_code >= 500:
+                span.set_status(StatusCode.ERROR)
+            return response
+
+    async def act(action: str, request: Request) -> JSONResponse:
         require_token(request, settings.service_tokens())
         spec = registry.actions.get(action)
         if spec is None:

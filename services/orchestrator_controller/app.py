@@ -39,6 +39,7 @@ from shared.logs import RequestLog, configure_logging, secret_values
 from shared.metrics import create_metrics, mount_metrics
 from shared.spec.loader import builtin_specs
 from shared.tasks import background
+from shared.tracing import FASTAPI_TELEMETRY, configure_tracing
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +63,7 @@ def create_app(settings: ControllerSettings | None = None) -> FastAPI:
     configure_logging(
         "orchestrator-controller", settings.log_level, secrets=secret_values(settings)
     )
+    configure_tracing("orchestrator-controller")
     metrics = create_metrics()
     # Tests replace app.state.clock to control time; everything reads it through here.
     policies = Policies(settings.orchestrators, clock=lambda: app.state.clock())
@@ -114,7 +116,12 @@ def create_app(settings: ControllerSettings | None = None) -> FastAPI:
         await engine.dispose()
 
     # docs_url=None: /docs is served by mount_ui from vendored assets (no CDN).
-    app = FastAPI(title="orchestrator-controller", lifespan=lifespan, docs_url=None)
+    app = FastAPI(
+        title="orchestrator-controller",
+        lifespan=lifespan,
+        docs_url=None,
+        telemetry=FASTAPI_TELEMETRY,
+    )
     app.state.settings = settings
     app.state.clock = utc_now
     app.state.policies = policies

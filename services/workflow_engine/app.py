@@ -20,12 +20,14 @@ from shared.limits import limit_body
 from shared.logs import configure_logging, secret_values
 from shared.metrics import create_metrics, mount_metrics
 from shared.tasks import background
+from shared.tracing import FASTAPI_TELEMETRY, configure_tracing
 
 
 def create_app(settings: EngineSettings | None = None) -> FastAPI:
     """Build the engine app; clients and worker loops live in the lifespan."""
     settings = settings or EngineSettings()
     configure_logging("workflow-engine", settings.log_level, secrets=secret_values(settings))
+    configure_tracing("workflow-engine")
     metrics = create_metrics()
 
     @asynccontextmanager
@@ -57,7 +59,7 @@ def create_app(settings: EngineSettings | None = None) -> FastAPI:
         await redis.aclose()
         await engine.dispose()
 
-    app = FastAPI(title="workflow-engine", lifespan=lifespan)
+    app = FastAPI(title="workflow-engine", lifespan=lifespan, telemetry=FASTAPI_TELEMETRY)
     app.state.settings = settings
     register_exception_handlers(app)
     limit_body(app, settings)

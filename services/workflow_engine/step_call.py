@@ -18,6 +18,7 @@ from shared.agent_client import AgentCallError, AgentClient
 from shared.spec.models import RetryPolicy, StepSpec, WorkflowSpec, parse_spec
 from shared.spec.templates import TemplateContext, TemplateError, render
 from shared.state.steps import AttemptResult, ClaimedStep
+from shared.tracing import traceparent
 
 
 @dataclass
@@ -203,6 +204,8 @@ async def run_step(
         "X-Step-Id": step.step_id,
         "X-Attempt": str(step.attempts),  # for the agent's log lines
         "X-Trace-Id": run.trace_id,
+        # W3C: the agent's span is a child of this attempt's span (the run's root when off).
+        "traceparent": traceparent(run.trace_id),
     }
     try:
         reply = await asyncio.wait_for(

@@ -19,6 +19,7 @@ import uuid
 from typing import Any, Literal
 
 import asyncpg
+from opentelemetry import trace
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
@@ -29,6 +30,7 @@ from services.workflow_engine.step_call import RunCache, RunContext, StepLimits,
 from shared.agent_client import AgentClient
 from shared.db.session import asyncpg_dsn
 from shared.events.outbox import wakeup_channel
+from shared.logs import bind
 from shared.metrics import PlatformMetrics
 from shared.state.progress import RunChange, advance_runs, lock_runs
 from shared.state.runs import StartedRun, start_runs, startable_runs
@@ -41,6 +43,8 @@ from shared.state.steps import (
     release_leases,
     renew_leases,
 )
+from shared.tracing import enabled as tracing_enabled
+from shared.tracing import step_span
 
 log = logging.getLogger(__name__)
 
@@ -189,14 +193,18 @@ class Executor:
         step_log.step_claimed(step)  # binds the step for every line of this task
         try:
             run = await self.runs.get(step.run_id)
-            result, latency = await run_step(
-                step,
-                run,
-                self.client,
-                worker=self.worker,
-                limits=self.limits,
-                advisor=self.advisor,
-            )
+            bind(trace_id=run.trace_id)  # this task's lines; the task ends with the step
+            attributes = _attributes(step) if tracing_enabled() else {}
+            with step_span(run.trace_id, f"step {step.step_id}", attributes=attributes) as span:
+                result, latency = await run_step(
+                    step,
+                    run,
+                    self.client,
+                    worker=self.worker,
+                    limits=self.limits,
+                    advisor=self.advisor,
+                )
+                _outcome(span, result)
             if latency is not None:
                 self.metrics.agent_coordination_latency.labels(step.agent, step.action).observe(
                     latency
@@ -381,6 +389,31 @@ class Executor:
             row = (await session.execute(_GAUGES)).one()
         self.metrics.workflow_queue_size.set(row.queued)
         self.metrics.active_workflows.set(row.active)
+
+
+def _attributes(step: ClaimedStep) -> dict[str, str | int]:
+    attributes: dict[str, str | int] = {
+        "run_id": str(step.run_id),
+        "step_id": step.step_id,
+        "attempt": step.attempts,
+        "agent": step.agent,
+        "action": step.action,
+        "role": step.role,
+    }
+    if step.map_index >= 0:
+        attributes["map_index"] = step.map_index
+    return attributes
+
+
+def _outcome(span: trace.Span, result: AttemptResult) -> None:
+    """Record an attempt's outcome on its span (nothing when tracing is off)."""
+    if not span.is_recording():
+        return
+    span.set_attribute("outcome", result.outcome)
+    if result.outcome != "succeeded":
+        code = (result.error or {}).get("code", result.outcome)
+        span.set_attribute("error_code", str(code))
+        span.set_status(trace.StatusCode.ERROR, str(code))
 
 
 # Ready but unclaimed: READY steps, retries whose time has come, and admitted runs not started

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Request
@@ -20,6 +21,7 @@ from shared.errors import ValidationFailed, errors
 from shared.spec.models import MAX_INT32
 from shared.state.machine import RunStatus
 from shared.state.runs import request_cancel
+from shared.tracing import run_span
 
 router = APIRouter(tags=["runs"], responses=errors(401, 403))
 
@@ -41,6 +43,7 @@ async def coordinate(
     idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
 ) -> JSONResponse:
     """Accept a run: 202 once it is committed; 200 with the same run for a repeated key."""
+    received = time.time_ns()  # the root span starts with the request, not once the id is known
     if idempotency_key is not None and not idempotency_key.strip():
         raise ValidationFailed("Idempotency-Key: must not be blank")
     # The lock-free part first, on a connection given back before admission (which is batched
@@ -59,7 +62,14 @@ async def coordinate(
     accepted = await request.app.state.admissions.accept(item)
     run = accepted.run
     if accepted.created:
-        request.app.state.handoff.kick(run.id)
+        # The run's trace starts here: its id is the run's trace_id (a repeat adds no span).
+        with run_span(
+            run.trace_id,
+            "coordinate",
+            attributes={"run_id": str(run.id), "workflow": run.workflow_name},
+            start_time=received,
+        ):
+            request.app.state.handoff.kick(run.id)
     response = CoordinateResponse.of(run, created=accepted.created)
     return JSONResponse(
         response.model_dump(mode="json"),
@@ -79,6 +89,7 @@ async def retry(run_id: str, request: Request, session: SessionDep) -> JSONRespo
     """Retry a FAILED or CANCELLED run from its failed steps: a new run, linked to the old by
     `retry_of`, with the old run's spec and inputs; steps that succeeded keep their outputs
     and do not run again. 409 for a run in any other state."""
+    received = time.time_ns()
     parsed = service.parse_run_id(run_id)
     async with session.begin():
         item = await service.prepare_retry(
@@ -86,7 +97,13 @@ async def retry(run_id: str, request: Request, session: SessionDep) -> JSONRespo
         )
     accepted = await request.app.state.admissions.accept(item)
     run = accepted.run
-    request.app.state.handoff.kick(run.id)
+    with run_span(
+        run.trace_id,
+        "retry",
+        attributes={"run_id": str(run.id), "workflow": run.workflow_name, "retry_of": run_id},
+        start_time=received,
+    ):
+        request.app.state.handoff.kick(run.id)
     response = CoordinateResponse.of(run, created=True)
     return JSONResponse(
         response.model_dump(mode="json"),

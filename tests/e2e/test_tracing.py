@@ -1,0 +1,196 @@
+"""Traces across real processes: one trace per run, from the controller through the engine to
+the agents, exported over OTLP/HTTP to a receiver run by this test."""
+
+from __future__ import annotations
+
+import gzip
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTraceServiceRequest,
+    ExportTraceServiceResponse,
+)
+
+from tests.conftest import fresh_schema
+from tests.e2e.conftest import Platform, launch
+
+SERVER = 2  # SPAN_KIND_SERVER in OTLP
+
+
+@dataclass(frozen=True)
+class Received:
+    service: str
+    name: str
+    trace_id: str
+    span_id: str
+    parent_span_id: str
+    kind: int
+    attributes: dict[str, Any]
+
+
+class Receiver:
+    """A minimal OTLP/HTTP trace receiver: POST /v1/traces with protobuf bodies."""
+
+    def __init__(self) -> None:
+        self.spans: list[Received] = []
+        self.lock = threading.Lock()
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                if self.headers.get("Content-Encoding") == "gzip":
+                    body = gzip.decompress(body)
+                if self.path != "/v1/traces":
+                    self.send_response(404)
+                    self.end_headers()
+                    return
+                request = ExportTraceServiceRequest.FromString(body)
+                receiver.add(request)
+                reply = ExportTraceServiceResponse().SerializeToString()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/x-protobuf")
+                self.send_header("Content-Length", str(len(reply)))
+                self.end_headers()
+                self.wfile.write(reply)
+
+            def log_message(self, *_args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+
+    def add(self, request: ExportTraceServiceRequest) -> None:
+        found = []
+        for resource_spans in request.resource_spans:
+            resource = {a.key: _value(a.value) for a in resource_spans.resource.attributes}
+            for scope_spans in resource_spans.scope_spans:
+                for span in scope_spans.spans:
+                    found.append(
+                        Received(
+                            service=str(resource.get("service.name")),
+                            name=span.name,
+                            trace_id=span.trace_id.hex(),
+                            span_id=span.span_id.hex(),
+                            parent_span_id=span.parent_span_id.hex(),
+                            kind=span.kind,
+                            attributes={a.key: _value(a.value) for a in span.attributes},
+                        )
+                    )
+        with self.lock:
+            self.spans.extend(found)
+
+    def of_trace(self, trace_id: str) -> list[Received]:
+        with self.lock:
+            return [s for s in self.spans if s.trace_id == trace_id]
+
+
+def _value(value: Any) -> Any:
+    return getattr(value, value.WhichOneof("value")) if value.WhichOneof("value") else None
+
+
+@pytest.fixture(scope="module")
+def traced(
+    stream_prefix: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[Platform, Receiver]]:
+    receiver = Receiver()
+    thread = threading.Thread(target=receiver.server.serve_forever, daemon=True)
+    thread.start()
+    schemas = fresh_schema()
+    schema = next(schemas)
+    try:
+        with launch(
+            schema,
+            f"{stream_prefix}traces:",
+            tmp_path_factory.mktemp("trace_data"),
+            tmp_path_factory.mktemp("trace_logs"),
+            OTEL_EXPORTER_OTLP_ENDPOINT=f"http://127.0.0.1:{receiver.port}",
+            OTEL_BSP_SCHEDULE_DELAY="200",
+        ) as platform:
+            yield platform, receiver
+    finally:
+        next(schemas, None)
+        receiver.server.shutdown()
+        receiver.server.server_close()
+
+
+def test_a_run_is_one_trace_from_controller_to_agents(
+    traced: tuple[Platform, Receiver], tmp_path: Path
+) -> None:
+    platform, receiver = traced
+    with platform.api() as api:
+        response = api.post(
+            "/coordinate",
+            json={
+                "workflow": "test",
+                "inputs": {
+                    "remote_url": platform.samples_url("remote/orders_api.json"),
+                    "dataset": f"orders_{uuid.uuid4().hex[:6]}",
+                },
+            },
+        )
+        assert response.status_code == 202, response.text
+        run_id = response.json()["run_id"]
+    run = platform.wait_for_run(run_id)
+    assert run["status"] == "SUCCEEDED", run
+    trace_id = run["trace_id"]
+    attempts = sum(s["attempts"] for s in run["steps"])
+
+    def engine_spans(spans: list[Received]) -> list[Received]:
+        return [s for s in spans if s.service == "workflow-engine" and s.name.startswith("step ")]
+
+    def agent_spans(spans: list[Received]) -> list[Received]:
+        # Server spans: one per action call.
+        return [
+            s
+            for s in spans
+            if s.service not in ("workflow-engine", "orchestrator-controller") and s.kind == SERVER
+        ]
+
+    # Spans are exported in batches every 200 ms: wait for the last ones.
+    deadline = time.monotonic() + 15
+    spans = receiver.of_trace(trace_id)
+    while time.monotonic() < deadline and (
+        len(engine_spans(spans)) < attempts or len(agent_spans(spans)) < attempts
+    ):
+        time.sleep(0.2)
+        spans = receiver.of_trace(trace_id)
+
+    # Every span naming the run is in the run's trace, whose id is the one the API shows.
+    with receiver.lock:
+        about_run = [s for s in receiver.spans if s.attributes.get("run_id") == run_id]
+    assert about_run and {s.trace_id for s in about_run} == {trace_id}
+
+    [root] = [s for s in spans if s.service == "orchestrator-controller"]
+    assert root.name == "coordinate" and root.parent_span_id == ""
+    assert root.attributes["run_id"] == run_id
+
+    # One engine span per step attempt, under the controller's root span.
+    steps = engine_spans(spans)
+    assert len(steps) == attempts
+    assert {s.attributes["step_id"] for s in steps} == {s["step_id"] for s in run["steps"]}
+    assert all(s.parent_span_id == root.span_id for s in steps)
+    assert all(s.attributes["run_id"] == run_id for s in steps)
+
+    # One agent span per call, each a child of the engine span of its attempt.
+    calls = agent_spans(spans)
+    assert len(calls) == attempts
+    by_id = {s.span_id: s for s in steps}
+    for call in calls:
+        parent = by_id.get(call.parent_span_id)
+        assert parent is not None, call
+        assert call.attributes["step_id"] == parent.attributes["step_id"]
+        assert call.attributes["run_id"] == run_id
+    assert len({s.service for s in calls}) >= 2
+
+    # The agents' log lines carry the trace id too.
+    logs = (Path(platform.env["CONTROLLER_LOG_DIR"]) / "data-merger.log").read_text()
+    assert f'"trace_id":"{trace_id}"' in logs
