@@ -55,6 +55,16 @@ def enabled() -> bool:
     return _enabled
 
 
+def valid_trace_id(trace_id: str | None) -> bool:
+    """32 lowercase hex digits, not all zero: what W3C allows (runs get uuid4().hex)."""
+    return bool(
+        trace_id
+        and len(trace_id) == 32
+        and all(c in "0123456789abcdef" for c in trace_id)
+        and trace_id.strip("0")
+    )
+
+
 def root_span_id(trace_id: str) -> int:
     """The span id of a run's root span: the low 64 bits of its trace id (never 0)."""
     return int(trace_id[16:32], 16) or 1
@@ -100,7 +110,10 @@ def _tracer() -> trace.Tracer:
 
 
 def run_context(trace_id: str) -> Context:
-    """A context whose parent is the run's root span (built from the trace id alone)."""
+    """A context whose parent is the run's root span (built from the trace id alone); an empty
+    one for an id that is not a W3C trace id."""
+    if not valid_trace_id(trace_id):
+        return Context()
     parent = SpanContext(
         trace_id=int(trace_id, 16),
         span_id=root_span_id(trace_id),
@@ -162,12 +175,15 @@ def server_span(
         yield span
 
 
-def traceparent(trace_id: str) -> str:
-    """The W3C `traceparent` for a call made now: the current span, else the run's root."""
+def traceparent(trace_id: str) -> str | None:
+    """The W3C `traceparent` for a call made now: the current span, else the run's root; None
+    when neither is a valid trace (the header is then left out)."""
     if _enabled:
         current = trace.get_current_span().get_span_context()
         if current.is_valid:
             return f"00-{current.trace_id:032x}-{current.span_id:016x}-{current.trace_flags:02x}"
+    if not valid_trace_id(trace_id):
+        return None
     return f"00-{trace_id}-{root_span_id(trace_id):016x}-01"
 
 

@@ -204,9 +204,10 @@ async def run_step(
         "X-Step-Id": step.step_id,
         "X-Attempt": str(step.attempts),  # for the agent's log lines
         "X-Trace-Id": run.trace_id,
-        # W3C: the agent's span is a child of this attempt's span (the run's root when off).
-        "traceparent": traceparent(run.trace_id),
     }
+    # W3C: the agent's span is a child of this attempt's span (the run's root when off).
+    if (parent := traceparent(run.trace_id)) is not None:
+        headers["traceparent"] = parent
     try:
         reply = await asyncio.wait_for(
             client.call(
