@@ -208,7 +208,7 @@ class _StderrHandler(logging.StreamHandler):
 
     @stream.setter
     def stream(self, _value: Any) -> None:
-        pass
+        pass  # StreamHandler assigns it once: the handler keeps following sys.stderr instead
 
 
 def secret_values(settings: BaseModel) -> list[str]:

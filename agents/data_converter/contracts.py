@@ -121,7 +121,7 @@ def _number_type(stripped: pl.Series) -> pl.DataType | None:
         stripped.cast(pl.Int64(), strict=True)
         return pl.Int64()
     except pl.exceptions.PolarsError:
-        pass
+        pass  # not every value is an integer: the wider types below may still hold them all
     if stripped.str.contains(r"^[+-]?\d{16,}$").any():
         return None  # an integer a float cannot hold exactly: an id, kept digit for digit
     try:

@@ -96,7 +96,7 @@ def invalid_utf8(path: str, name: str, newline: bytes = b"\n") -> AgentError | N
     EXPLAIN_BYTES hold none)."""
     try:
         for _ in _decoded(path, "utf-8", name, newline, EXPLAIN_BYTES):
-            pass
+            pass  # decoding the head is the check: a bad byte raises with its offset and line
     except AgentError as error:
         return error
     return None

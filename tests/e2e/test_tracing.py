@@ -63,7 +63,7 @@ class Receiver:
                 self.wfile.write(reply)
 
             def log_message(self, *_args: Any) -> None:
-                pass
+                pass  # http.server logs every request to stderr; the test output needs none
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.port = self.server.server_address[1]
