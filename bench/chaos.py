@@ -25,7 +25,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tests.conftest import DATABASE_URL  # noqa: E402
-from tests.e2e import scenarios, scenarios_fetch  # noqa: E402
+from tests.e2e import scenarios, scenarios_destinations, scenarios_fetch  # noqa: E402
 from tests.e2e.chaos import ChaosPlatform, running  # noqa: E402
 from tests.e2e.counts import Counts  # noqa: E402
 from tests.e2e.faults import postgres_restart_command  # noqa: E402
@@ -110,11 +110,20 @@ async def run_all(platform: ChaosPlatform, args: argparse.Namespace) -> list[Cou
     for _ in range(args.cancels):
         await step("cancel", scenarios_fetch.cancel_fanout(platform, items=100, concurrency=8))
     await step("fan-out", scenarios_fetch.bulk_fanout(platform, items=args.fanout))
+    for kind in scenarios_destinations.KINDS:
+        await step(
+            f"merger SIGKILL ({kind})",
+            scenarios_destinations.merger_crashes(platform, kind, runs=args.runs // 5),
+        )
     command, why = postgres_restart_command(DATABASE_URL)
     if command is None:
         print(f"PostgreSQL restart skipped: {why}", file=sys.stderr)
     else:
         await step("PostgreSQL restart", scenarios.postgres_restart(platform, runs=args.runs // 3))
+        print("... PostgreSQL restart during loads", file=sys.stderr, flush=True)
+        results += await scenarios_destinations.postgres_restart_during_loads(
+            platform, runs=args.runs // 10
+        )
     return results
 
 

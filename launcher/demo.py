@@ -117,9 +117,12 @@ def run_demo(platform: RunningPlatform) -> int:
         )
     merged = next((s["output"] for s in run["steps"] if s["step_id"] == "merge"), None)
     if merged:
+        where = merged.get("uri") or merged.get("table")
         print(
-            f"\nmerged dataset {merged.get('dataset')}: {merged.get('rows')} rows, "
-            f"checksum {str(merged.get('checksum'))[:16]}…\n  at {merged.get('uri')}"
+            f"\nmerged dataset {merged.get('dataset')}: {merged.get('rows')} rows "
+            f"({merged.get('inserted')} inserted, {merged.get('updated')} updated), "
+            f"{merged.get('target')} version {merged.get('version')}\n  at {where}"
+            f"\n  its loads: GET /datasets/{merged.get('dataset')}/loads"
         )
     print("\nthe run's DAG, layer by layer (<- its dependencies):")
     print("\n".join(dag_text(run["steps"])))

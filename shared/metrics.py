@@ -186,7 +186,8 @@ class AgentMetrics:
         """A successful result naming a `dataset` and its `written` rows is a load.
 
         That is the data merger's result (agents/data_merger/actions.py): `rows` is the
-        dataset's size after the load, `files[].bytes` its data files (Parquet targets only),
+        dataset's size after the load, `size_bytes` (Delta) or `files[].bytes` (the earlier Parquet
+        format) its data files,
         and `replayed: true` a batch merged before, so nothing is counted twice.
         """
         if not isinstance(result, Mapping):
@@ -200,7 +201,9 @@ class AgentMetrics:
         if (rows := _count(result.get("rows"))) is not None:
             self.dataset_rows.labels(dataset).set(rows)
         files = result.get("files")
-        if isinstance(files, list) and files:
+        if (size := _count(result.get("size_bytes"))) is not None:
+            self.dataset_bytes.labels(dataset).set(size)  # a Delta table's current files
+        elif isinstance(files, list) and files:
             sizes = [_count(f.get("bytes")) if isinstance(f, Mapping) else None for f in files]
             if None not in sizes:
                 self.dataset_bytes.labels(dataset).set(sum(s or 0 for s in sizes))
@@ -245,7 +248,7 @@ def create_agent_metrics(agent: str) -> AgentMetrics:
         ),
         dataset_bytes=Gauge(
             "dataset_bytes",
-            "Bytes of the dataset's data files after its last load (Parquet targets)",
+            "Bytes of the dataset's data files after its last load (Delta and Parquet targets)",
             ["dataset"],
             registry=registry,
         ),

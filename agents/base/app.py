@@ -20,6 +20,7 @@ from sqlalchemy.exc import DBAPIError
 from agents.base.actions import ActionRegistry, AgentError, NoopBody, noop
 from agents.base.context import ActionContext
 from agents.base.ledger import Claim, Ledger, request_hash
+from agents.base.liveness import Heartbeat
 from agents.base.security import pinned_client
 from agents.base.settings import AgentSettings
 from ml.slot import ModelSlot
@@ -94,8 +95,14 @@ def create_agent_app(
             app.state.target_engine = target
             app.state.sessionmaker = create_sessionmaker(engine)
             app.state.http = http
+            heartbeat = Heartbeat(registry.agent, app.state.sessionmaker, settings.heartbeat_s)
+            await heartbeat.start()
             app.state.ledger = Ledger(
-                registry.agent, app.state.sessionmaker, settings.ledger_claim_s
+                registry.agent,
+                app.state.sessionmaker,
+                settings.ledger_claim_s,
+                instance_id=heartbeat.instance_id,
+                dead_after_s=settings.dead_after_s,
             )
             for slot in slots.values():
                 await slot.start()
@@ -104,6 +111,7 @@ def create_agent_app(
             finally:
                 for slot in slots.values():
                     await slot.stop()
+                await heartbeat.stop()
         await engine.dispose()
         if target is not engine:
             await target.dispose()
@@ -211,7 +219,8 @@ def create_agent_app(
                 {"field": ".".join(str(p) for p in e["loc"]), "message": e["msg"]}
                 for e in exc.errors()
             ]
-            fields = ", ".join(d["field"] or "body" for d in details)
+            # Each field with its reason: a model-wide rule has no field, only its message.
+            fields = "; ".join(f"{d['field'] or 'body'}: {d['message']}" for d in details)
             raise ValidationFailed(f"invalid body for {action}: {fields}", details=details) from exc
         ctx = context(request)
         ledger: Ledger = app.state.ledger

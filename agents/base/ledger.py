@@ -2,7 +2,9 @@
 
 DBOS-style: the first caller inserts the key (ON CONFLICT DO NOTHING) and does the work; a
 repeat finds DONE and replays; a repeat that arrives while the first is still working gets a
-retryable 409; a key whose worker vanished (claim expired) is taken over.
+retryable 409; a key whose worker vanished is taken over: its claim expired, or the process
+named by `claimed_by` stopped beating its heartbeat (agents/base/liveness.py), which after a
+SIGKILL takes seconds instead of the whole claim.
 
 Recording the outcome survives a database restart: `finish` and `fail` retry while the database
 is away, and each is keyed by the claim (the `claimed_until` its `begin` set, which no other
@@ -57,11 +59,16 @@ class Ledger:
         sessionmaker: async_sessionmaker,
         claim_s: float,
         *,
+        instance_id: str | None = None,
+        dead_after_s: float = 15.0,
         record_retry_s: float = 120.0,
     ) -> None:
         self.agent = agent
         self.sessionmaker = sessionmaker
         self.claim_s = claim_s
+        # This process, as its heartbeat row names it; None: claims lapse by time only.
+        self.instance_id = instance_id
+        self.dead_after_s = dead_after_s
         # How long finish/fail keep trying while the database is away (a restart takes seconds).
         self.record_retry_s = record_retry_s
 
@@ -73,13 +80,16 @@ class Ledger:
             "action": action,
             "hash": fingerprint,
             "claim_s": self.claim_s,
+            "by": self.instance_id,
+            "dead_after_s": self.dead_after_s,
         }
         async with self.sessionmaker() as session, session.begin():
             inserted = await session.execute(
                 text(
                     "INSERT INTO agent_effects (agent, idempotency_key, action, request_hash, "
-                    "status, executions, claimed_until) VALUES (:agent, :key, :action, :hash, "
-                    "'IN_PROGRESS', 0, clock_timestamp() + make_interval(secs => :claim_s)) "
+                    "status, executions, claimed_until, claimed_by) VALUES (:agent, :key, "
+                    ":action, :hash, 'IN_PROGRESS', 0, "
+                    "clock_timestamp() + make_interval(secs => :claim_s), :by) "
                     "ON CONFLICT DO NOTHING RETURNING claimed_until"
                 ),
                 params,
@@ -91,7 +101,7 @@ class Ledger:
                 await session.execute(
                     text(
                         "SELECT status, request_hash, result, error, "
-                        "claimed_until < now() AS stale FROM agent_effects "
+                        f"claimed_until < now() OR {_HOLDER_GONE} AS stale FROM agent_effects e "
                         "WHERE agent = :agent AND idempotency_key = :key "
                         "FOR UPDATE"
                     ),
@@ -116,7 +126,8 @@ class Ledger:
             taken = await session.execute(
                 text(
                     "UPDATE agent_effects SET status = 'IN_PROGRESS', error = NULL, "
-                    "claimed_until = clock_timestamp() + make_interval(secs => :claim_s) "
+                    "claimed_until = clock_timestamp() + make_interval(secs => :claim_s), "
+                    "claimed_by = :by "
                     "WHERE agent = :agent AND idempotency_key = :key RETURNING claimed_until"
                 ),
                 params,
@@ -142,10 +153,17 @@ class Ledger:
             )
             if stored.first() is not None:
                 return
-            # Nobody may take over a claim before it lapses: while ours is still valid, a key
-            # no longer held by it was finished by an earlier try whose answer was lost.
-            lapsed = await session.execute(text("SELECT now() >= :until"), params)
-            if not lapsed.scalar_one():
+            # No longer held by this claim: either an earlier try of this very write committed
+            # (its answer lost), or another process took the key over. Taking over needs our
+            # claim lapsed or this process silent; while neither is so, it was our earlier try.
+            held = await session.execute(
+                text(
+                    "SELECT now() >= :until OR claimed_by IS DISTINCT FROM :by FROM agent_effects "
+                    "WHERE agent = :agent AND idempotency_key = :key"
+                ),
+                {**params, "by": self.instance_id},
+            )
+            if not held.scalar_one():
                 return
             # Taken over after our claim lapsed: our effect ran besides the other one. Count it.
             await session.execute(
@@ -195,6 +213,14 @@ class Ledger:
                 log.warning("ledger %s of %r waits for the database: %s", what, claim.key, exc)
             await asyncio.sleep(delay)
             delay = min(delay * 2, 2.0)
+
+
+# The process holding a claim has stopped beating (or never had a heartbeat row).
+_HOLDER_GONE = (
+    "(e.claimed_by IS NOT NULL AND NOT EXISTS (SELECT 1 FROM agent_instances i "
+    "WHERE i.instance_id = e.claimed_by "
+    "AND i.heartbeat_at > now() - make_interval(secs => :dead_after_s)))"
+)
 
 
 def _retryable(error: dict[str, Any] | None) -> bool:

@@ -48,6 +48,15 @@ class AgentSettings(CommonSettings):
         300.0,
         description="how long an in-progress idempotency key blocks a repeat before takeover",
     )
+    heartbeat_s: float = Field(
+        2.0, gt=0, description="how often this agent process records that it is alive"
+    )
+    dead_after_s: float = Field(
+        15.0,
+        gt=0,
+        description="a process silent this long is dead: its in-progress idempotency claims are "
+        "taken over at once instead of after ledger_claim_s (more than a database restart)",
+    )
     mlflow_tracking_uri: str | None = Field(
         None,
         validation_alias=AliasChoices("mlflow_tracking_uri", "MLFLOW_TRACKING_URI"),

@@ -5,108 +5,38 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
-from collections.abc import AsyncIterator
-from typing import Any, Literal
+from collections.abc import AsyncIterator, Callable
+from typing import Any
 
+import polars as pl
+from deltalake import DeltaTable
 from fastapi.encoders import jsonable_encoder
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic import Field, model_validator
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from agents.base.actions import ActionBody, ActionRegistry, AgentError
 from agents.base.completeness import Completeness
 from agents.base.context import ActionContext
-from agents.base.storage import DataRoot
-from agents.data_converter.inputs import FileRefs, resolve_input, scratch_dir
-from agents.data_merger import dataset, postgres
+from agents.base.storage import DataRoot, file_manifest
+from agents.data_converter.inputs import FileRefs, publish, resolve_input, scratch_dir
+from agents.data_converter.schema import schema_names
+from agents.data_merger import dataset
+from agents.data_merger.bodies import MergeBody
+from agents.data_merger.contracts import SchemaContract
+from agents.data_merger.destinations import LoadRequest, delta, postgres
+from agents.data_merger.destinations import duckdb as duckdb_file
 from agents.data_merger.loading import (
     fingerprint,
-    load_batches,
     merge_parquet_dataset,
+    nothing_loaded,
     open_files,
-    unchanged_result,
+    prepare,
 )
-from agents.data_merger.merging import MergeSpec, WriteDisposition
+from agents.data_merger.merging import MergeSpec
 from agents.data_merger.quality import Checks, collected_checks, run_checks
+from agents.data_merger.records import record_load
 
 registry = ActionRegistry("data-merger")
-
-
-class DedupSort(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    column: str = Field(description="column deciding which of several rows with one key wins")
-    order: Literal["asc", "desc"] = Field(
-        "desc", description="desc keeps the row with the largest value, asc the smallest"
-    )
-
-
-class Target(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    kind: Literal["parquet", "postgres"] = Field(
-        "parquet", description="parquet: DATA_ROOT/datasets/<dataset>/; postgres: a table"
-    )
-    table: str | None = Field(None, description="table name (postgres; default: the dataset)")
-    db_schema: str | None = Field(
-        None,
-        alias="schema",
-        description="PostgreSQL schema of the table: one of AGENT_TARGET_SCHEMAS (default: the "
-        "first of them); never the platform's own schema",
-    )
-
-
-class MergeBody(ActionBody):
-    batches: FileRefs = Field(
-        description="batch files: URIs, manifests {'uri': ...}, step outputs {'files': [...]} "
-        "or nested lists of these (usually data-converter outputs)",
-    )
-    dataset: str = Field(
-        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$", description="name of the target dataset"
-    )
-    write_disposition: WriteDisposition = Field(
-        "append",
-        description="append: add rows; replace: the batch becomes the dataset; merge: upsert "
-        "by primary_key",
-    )
-    primary_key: list[str] | None = Field(
-        None,
-        validate_default=True,
-        description="key columns; required for merge, where a new row with a known key "
-        "replaces the old one",
-    )
-    dedup_sort: DedupSort | None = Field(
-        None, description="among batch rows sharing a key, which one wins (default: the last)"
-    )
-    hard_delete: str | None = Field(
-        None,
-        description="column marking rows to delete (merge): true, or any value for a non-boolean",
-    )
-    target: Target = Field(default_factory=Target, description="where the dataset lives")
-
-    @field_validator("primary_key")
-    @classmethod
-    def _key_for_merge(cls, value: list[str] | None, info: ValidationInfo) -> list[str] | None:
-        if info.data.get("write_disposition") == "merge" and not value:
-            raise ValueError("write_disposition 'merge' needs a primary_key (one or more columns)")
-        if value is not None and len(set(value)) != len(value):
-            raise ValueError("primary_key lists a column twice")
-        return value
-
-    @model_validator(mode="after")
-    def _options_need_key(self) -> MergeBody:
-        if (self.dedup_sort or self.hard_delete) and not self.primary_key:
-            raise ValueError("dedup_sort and hard_delete need a primary_key")
-        return self
-
-    def spec(self) -> MergeSpec:
-        """The merge semantics of this request."""
-        return MergeSpec(
-            disposition=self.write_disposition,
-            primary_key=list(self.primary_key or []),
-            dedup_column=self.dedup_sort.column if self.dedup_sort else None,
-            dedup_descending=(self.dedup_sort.order == "desc") if self.dedup_sort else True,
-            hard_delete=self.hard_delete,
-        )
 
 
 class QualityBody(ActionBody):
@@ -115,7 +45,8 @@ class QualityBody(ActionBody):
     )
     dataset: str | None = Field(
         None,
-        description="a Parquet dataset under DATA_ROOT/datasets to check (its current version)",
+        description="a dataset under DATA_ROOT/datasets (Delta or the earlier Parquet format) "
+        "to check: its current version",
     )
     checks: Checks = Field(description="the checks; every one must pass")
     collected: Completeness | None = Field(
@@ -157,64 +88,186 @@ def _first_line(exc: BaseException) -> str:
     return (str(origin).strip().splitlines() or [type(origin).__name__])[0]
 
 
+def _storage_options(root: DataRoot) -> dict[str, str] | None:
+    """delta-rs options for DATA_ROOT's store; credentials come from the same AWS_* variables."""
+    if root.protocol in ("file", "local"):
+        return None
+    # Writers to one table are serialised by the advisory lock, so S3's lack of an atomic
+    # rename (delta-rs' reason for a locking provider) cannot bite.
+    return {"AWS_S3_ALLOW_UNSAFE_RENAME": "true"}
+
+
+def _kind(root: DataRoot, body: MergeBody) -> str:
+    """The destination kind: as asked, else the legacy Parquet format for a dataset that
+    already has it, else Delta."""
+    legacy = dataset.load_state(root, body.dataset) is not None
+    if body.destination.kind == "delta" and legacy:
+        raise AgentError(
+            f"dataset {body.dataset!r} is in the earlier Parquet format; a Delta table cannot "
+            "share its folder: load into a new dataset name (or leave destination.kind out)",
+            code="destination_conflict",
+            status_code=409,
+        )
+    if body.destination.kind is not None:
+        return body.destination.kind
+    return "parquet" if legacy else "delta"
+
+
+def _refuse_for_parquet(body: MergeBody, kind: str) -> None:
+    if kind != "parquet":
+        return
+    if body.strategy == "scd2" or body.schema_contract != SchemaContract():
+        raise AgentError(
+            f"dataset {body.dataset!r} is in the earlier Parquet format, which has no scd2 and "
+            "no schema contracts; load into a new dataset (Delta) for them",
+            code="unsupported_destination",
+        )
+
+
+Requester = Callable[[pl.LazyFrame, pl.LazyFrame | None, str], LoadRequest]
+
+
+def _load_in_thread(
+    root: DataRoot,
+    locations: list[str],
+    spec: MergeSpec,
+    request: Requester,
+    load: Callable[[LoadRequest], dict[str, Any]],
+) -> dict[str, Any]:
+    with scratch_dir(root) as work:
+        batch, deletes = prepare(locations, spec, work)
+        return load(request(batch, deletes, work))
+
+
+async def _shielded(call: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """Run a blocking load in a thread; cancelled, still wait for it (a thread cannot be
+    stopped, and the caller must keep its lock until the commit is done)."""
+    running = asyncio.ensure_future(asyncio.to_thread(call))
+    try:
+        return await asyncio.shield(running)
+    except asyncio.CancelledError:
+        await asyncio.wait([running])
+        raise
+
+
 @registry.action("merge", MergeBody, description="merge batches into a dataset or table")
 async def merge_action(body: MergeBody, ctx: ActionContext) -> dict[str, Any]:
-    """Merge batches into the dataset, all or nothing.
+    """Merge batches into the dataset's destination, all or nothing, exactly once.
 
-    Returns `{"dataset", "target", "uri" (parquet) or "table" (postgres), "version", "files",
-    "rows", "inserted", "updated", "unchanged", "deleted", "written", "checksum", "schema",
-    "primary_key", "write_disposition", "replayed"}`; `replayed` is true when this exact batch
-    was merged before and the stored result is returned instead of merging it again.
-    `written` counts the rows this merge wrote (parquet: the rows of the data file the new
-    version added; postgres: the rows inserted or updated). A parquet merge with nothing to
-    write keeps the version and says `written: 0`: no batch files or an append or upsert of
-    zero rows (`empty_batch: true`), or an upsert whose rows are all there unchanged; a new
-    column is a change and is written.
+    Returns `{"dataset", "target" (the kind), "uri" (delta, parquet) or "table" (postgres,
+    duckdb) and "path" (duckdb), "version", "rows", "inserted", "updated", "unchanged",
+    "deleted", "written", "schema", "primary_key", "write_disposition", "strategy",
+    "contract", "replayed"}` (parquet adds "files" and "checksum"); `replayed` is true when
+    this exact batch was loaded before and the stored result is returned instead. A load
+    with nothing to write keeps the version and says `written: 0`. Each load is recorded in
+    the platform's `dataset_loads` (GET /datasets/{name}/loads).
     """
     root = DataRoot.from_setting(ctx.settings.data_root)
     spec = body.spec()
+    dataset.dataset_dir(root, body.dataset)  # refuses a bad name before anything else
+    kind = await asyncio.to_thread(_kind, root, body)
+    _refuse_for_parquet(body, kind)
     if not body.batches:
         # No batch files (a micro-batch that found no new data): the dataset stays as it is,
         # whatever the disposition; a batch file with zero rows is a different thing.
-        return await asyncio.to_thread(unchanged_result, root, body.dataset, spec, body.target)
+        return await asyncio.to_thread(nothing_loaded, root, body, kind, _storage_options(root))
     locations = [await asyncio.to_thread(resolve_input, u, ctx.settings) for u in body.batches]
     batch_id = await asyncio.to_thread(fingerprint, locations, spec)
-    if body.target.kind == "parquet":
-        dataset.dataset_dir(root, body.dataset)  # refuses a bad name before taking the lock
-        async with (
-            _database_errors(),
-            dataset.locked(ctx.db_engine, f"dataset:{body.dataset}"),
-        ):
-            merging = asyncio.ensure_future(
-                asyncio.to_thread(
-                    merge_parquet_dataset, root, body.dataset, locations, spec, batch_id
-                )
-            )
-            try:
-                result = await asyncio.shield(merging)
-            except asyncio.CancelledError:
-                # A thread cannot be stopped: keep the lock until it has finished its commit.
-                await asyncio.wait([merging])
-                raise
-        return jsonable_encoder(result)
-    table = body.target.table or re.sub(r"[^A-Za-z0-9_]", "_", body.dataset)
-    schema = postgres.target_schema(body.target.db_schema, ctx.settings.target_schemas)
-    postgres.quote(table)  # a bad name is refused before any batch is read
-    with scratch_dir(root) as work:
-        batch, deletes = await asyncio.to_thread(load_batches, locations, spec, work)
-    resource = f"table:{schema}.{table}"
-    async with _database_errors(), dataset.locked(ctx.target_engine, resource) as conn:
-        result = await postgres.load(
-            conn,
-            table=table,
-            schema=schema,
+
+    def request(batch: pl.LazyFrame, deletes: pl.LazyFrame | None, work: str) -> LoadRequest:
+        return LoadRequest(
+            dataset=body.dataset,
             batch=batch,
             deletes=deletes,
             spec=spec,
             fingerprint=batch_id,
+            contract=body.schema_contract,
+            run_id=ctx.run_id,
+            step_id=ctx.step_id,
+            workdir=work,
         )
-    written = result["inserted"] + result["updated"]
-    return jsonable_encoder({"dataset": body.dataset, **result, "written": written})
+
+    if kind == "postgres":
+        result = await _load_postgres(body, ctx, root, locations, request)
+    else:
+        if kind == "parquet":
+            resource = f"dataset:{body.dataset}"
+
+            def call() -> dict[str, Any]:
+                return merge_parquet_dataset(root, body.dataset, locations, spec, batch_id)
+        elif kind == "delta":
+            resource = f"dataset:{body.dataset}"
+            uri = root.uri(dataset.dataset_dir(root, body.dataset))
+            options = _storage_options(root)
+
+            def call() -> dict[str, Any]:
+                return _load_in_thread(
+                    root, locations, spec, request, lambda r: delta.load(r, uri, options)
+                )
+        else:
+            path, table, schema = _duckdb_target(root, body)
+            resource = f"duckdb:{path}"
+
+            def call() -> dict[str, Any]:
+                return _load_in_thread(
+                    root,
+                    locations,
+                    spec,
+                    request,
+                    lambda r: duckdb_file.load(r, path, table, schema),
+                )
+
+        async with _database_errors(), dataset.locked(ctx.db_engine, resource):
+            result = await _shielded(call)
+        result = {"strategy": spec.strategy, **result}
+    encoded: dict[str, Any] = jsonable_encoder(result)
+    async with _database_errors():
+        await record_load(
+            ctx.sessionmaker, encoded, fingerprint=batch_id, run_id=ctx.run_id, step_id=ctx.step_id
+        )
+    return encoded
+
+
+def _duckdb_target(root: DataRoot, body: MergeBody) -> tuple[str, str, str]:
+    if root.protocol not in ("file", "local"):
+        raise AgentError(
+            "a DuckDB destination needs a local DATA_ROOT (DuckDB writes its file in place)",
+            code="unsupported_destination",
+        )
+    relative = body.destination.path or f"{body.dataset}.duckdb"
+    table = body.destination.table or re.sub(r"[^A-Za-z0-9_]", "_", body.dataset)
+    return root.path("duckdb", relative), table, body.destination.db_schema or "main"
+
+
+async def _load_postgres(
+    body: MergeBody,
+    ctx: ActionContext,
+    root: DataRoot,
+    locations: list[str],
+    request: Requester,
+) -> dict[str, Any]:
+    table = body.destination.table or re.sub(r"[^A-Za-z0-9_]", "_", body.dataset)
+    schema = postgres.target_schema(body.destination.db_schema, ctx.settings.target_schemas)
+    postgres.quote(table)  # a bad name is refused before any batch is read
+    resource = f"table:{schema}.{table}"
+    with scratch_dir(root) as work:
+        batch, deletes = await asyncio.to_thread(prepare, locations, body.spec(), work)
+        async with _database_errors(), dataset.locked(ctx.target_engine, resource) as conn:
+            result = await postgres.load(
+                conn, request(batch, deletes, work), table=table, schema=schema
+            )
+    return {"dataset": body.dataset, **result}
+
+
+def _current_files(root: DataRoot, name: str) -> list[str]:
+    """The data files of the dataset's current version (Delta table or earlier format)."""
+    uri = root.uri(dataset.dataset_dir(root, name))
+    if DeltaTable.is_deltatable(uri, storage_options=_storage_options(root)):
+        return list(DeltaTable(uri, storage_options=_storage_options(root)).file_uris())
+    state = dataset.load_state(root, name)
+    if state is None:
+        raise AgentError(f"dataset {name!r} does not exist", code="dataset_not_found")
+    return [root.uri(p) for p in dataset.file_paths(root, name, state)]
 
 
 def _check_files(
@@ -242,12 +295,7 @@ async def quality_check_action(body: QualityBody, ctx: ActionContext) -> dict[st
     else:
         # A merge committing meanwhile deletes the files it replaced: read the new version.
         for attempt in range(3):
-            state = await asyncio.to_thread(dataset.load_state, root, body.dataset)
-            if state is None:
-                raise AgentError(
-                    f"dataset {body.dataset!r} does not exist", code="dataset_not_found"
-                )
-            locations = [root.uri(p) for p in dataset.file_paths(root, body.dataset, state)]
+            locations = await asyncio.to_thread(_current_files, root, body.dataset)
             try:
                 rows, results = await asyncio.to_thread(_check_files, root, locations, body.checks)
                 break
@@ -271,3 +319,85 @@ async def quality_check_action(body: QualityBody, ctx: ActionContext) -> dict[st
             details={"rows": rows, "results": encoded},
         )
     return {"passed": True, "rows": rows, "results": encoded}
+
+
+class DeltaTableBody(ActionBody):
+    dataset: str = Field(
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$", description="a Delta dataset's name"
+    )
+
+
+class MaintainBody(DeltaTableBody):
+    optimize: bool = Field(True, description="compact small files into larger ones")
+    vacuum_retention_hours: int | None = Field(
+        168,
+        ge=0,
+        description="delete files no version younger than this needs (null: no vacuum); "
+        "time travel to older versions ends there",
+    )
+
+
+class SnapshotBody(DeltaTableBody):
+    version: int = Field(
+        ge=0, description="the Delta version to read (GET /datasets/{name}/versions)"
+    )
+
+
+def _delta_uri(root: DataRoot, name: str) -> str:
+    uri = root.uri(dataset.dataset_dir(root, name))
+    if not DeltaTable.is_deltatable(uri, storage_options=_storage_options(root)):
+        raise AgentError(f"dataset {name!r} is not a Delta table", code="dataset_not_found")
+    return uri
+
+
+@registry.action("maintain", MaintainBody, description="OPTIMIZE and VACUUM a Delta dataset")
+async def maintain_action(body: MaintainBody, ctx: ActionContext) -> dict[str, Any]:
+    """Compact the dataset's files and delete the ones no kept version needs.
+
+    Holds the dataset's lock like a merge, so it never races one. Returns the OPTIMIZE and
+    VACUUM metrics: `{"dataset", "uri", "optimize": {...}, "vacuum": {...}}`.
+    """
+    root = DataRoot.from_setting(ctx.settings.data_root)
+    uri = await asyncio.to_thread(_delta_uri, root, body.dataset)
+    async with _database_errors(), dataset.locked(ctx.db_engine, f"dataset:{body.dataset}"):
+        metrics = await _shielded(
+            lambda: delta.maintain(
+                uri,
+                _storage_options(root),
+                optimize=body.optimize,
+                vacuum_retention_hours=body.vacuum_retention_hours,
+            )
+        )
+    return jsonable_encoder({"dataset": body.dataset, "uri": uri, **metrics})
+
+
+@registry.action(
+    "snapshot", SnapshotBody, description="stage one version of a Delta dataset", read_only=True
+)
+async def snapshot_action(body: SnapshotBody, ctx: ActionContext) -> dict[str, Any]:
+    """Time travel: the rows of the dataset as version `version` held them, staged as one
+    Parquet file under the step's run folder. Returns `{"dataset", "version", "files": [...]}`
+    with the file's manifest (uri, rows, bytes, sha256)."""
+    root = DataRoot.from_setting(ctx.settings.data_root)
+    uri = await asyncio.to_thread(_delta_uri, root, body.dataset)
+    target = root.path(
+        root.run_dir(ctx.run_id, ctx.step_id), f"{body.dataset}-v{body.version}.parquet"
+    )
+
+    def stage() -> dict[str, Any]:
+        try:
+            frame = delta.read_version(uri, body.version, _storage_options(root))
+            rows = frame.collect(engine="streaming")
+        except Exception as exc:  # delta-rs names a version past the last one in its own way
+            raise AgentError(
+                f"dataset {body.dataset!r} has no version {body.version}: {exc}",
+                code="version_not_found",
+            ) from exc
+        with scratch_dir(root) as work:
+            local = f"{work}/snapshot.parquet"
+            rows.write_parquet(local)
+            publish(root, local, target)
+        return file_manifest(root.uri(target), rows=rows.height, schema=schema_names(rows.schema))
+
+    manifest = await asyncio.to_thread(stage)
+    return {"dataset": body.dataset, "version": body.version, "files": [manifest]}

@@ -10,6 +10,7 @@ from dataclasses import asdict
 from typing import Any
 
 import polars as pl
+from deltalake import DeltaTable
 
 from agents.base.actions import AgentError
 from agents.base.storage import DataRoot, sha256_of
@@ -31,7 +32,11 @@ from agents.data_merger.merging import (
 def fingerprint(locations: list[str], spec: MergeSpec) -> str:
     """Identifies a batch: the content of its files, in order, and how it is merged."""
     digests = [sha256_of(location)[0] for location in locations]
-    canonical = json.dumps({"files": digests, "spec": asdict(spec)}, sort_keys=True)
+    how = asdict(spec)
+    if spec.strategy == "upsert":
+        # Fields added with scd2: an upsert's fingerprint stays what earlier versions stored.
+        del how["strategy"], how["retire_absent"]
+    canonical = json.dumps({"files": digests, "spec": how}, sort_keys=True)
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
@@ -62,22 +67,21 @@ def _batch(locations: list[str], spec: MergeSpec, workdir: str) -> pl.LazyFrame:
         raise AgentError(f"cannot combine the batches: {exc}", code="parse_error") from exc
 
 
-def load_batches(
+def prepare(
     locations: list[str], spec: MergeSpec, workdir: str
-) -> tuple[pl.DataFrame, pl.DataFrame | None]:
-    """The deduplicated batch rows to upsert, and the keys to delete (hard_delete), in memory."""
+) -> tuple[pl.LazyFrame, pl.LazyFrame | None]:
+    """The deduplicated batch rows, and the keys its hard_delete rows delete, lazily."""
     batch = _batch(locations, spec, workdir)
-    deletes = None
-    if spec.hard_delete and spec.hard_delete in batch.collect_schema().names():
-        dtype = batch.collect_schema()[spec.hard_delete]
-        flag = (
-            pl.col(spec.hard_delete).fill_null(False)
-            if dtype == pl.Boolean
-            else pl.col(spec.hard_delete).is_not_null()
-        )
-        deletes = batch.filter(flag).select(spec.primary_key).collect()
-        batch = batch.filter(~flag).drop(spec.hard_delete)
-    return batch.collect(), deletes
+    if not (spec.hard_delete and spec.hard_delete in batch.collect_schema().names()):
+        return batch, None
+    dtype = batch.collect_schema()[spec.hard_delete]
+    flag = (
+        pl.col(spec.hard_delete).fill_null(False)
+        if dtype == pl.Boolean
+        else pl.col(spec.hard_delete).is_not_null()
+    )
+    deletes = batch.filter(flag).select(spec.primary_key)
+    return batch.filter(~flag).drop(spec.hard_delete), deletes
 
 
 def _file_entry(root: DataRoot, base: str, path: str, rows: int) -> dict[str, Any]:
@@ -207,18 +211,33 @@ def _merged_nothing(
 _NO_CHANGE = {"inserted": 0, "updated": 0, "unchanged": 0, "deleted": 0, "written": 0}
 
 
-def unchanged_result(root: DataRoot, name: str, spec: MergeSpec, target: Any) -> dict[str, Any]:
-    """The result of merging no batch files: the dataset (or table) as it already is."""
-    if target.kind != "parquet":
-        return {
-            "dataset": name,
-            "target": target.kind,
-            "table": target.table or name,
-            **_NO_CHANGE,
-            "write_disposition": spec.disposition,
-            "empty_batch": True,
-        }
-    return _unchanged_parquet(root, name, spec, dataset.load_state(root, name) or {})
+def nothing_loaded(
+    root: DataRoot, body: Any, kind: str, storage_options: dict[str, str] | None
+) -> dict[str, Any]:
+    """The result of merging no batch files: the destination as it already is."""
+    spec = body.spec()
+    if kind == "parquet":
+        return _unchanged_parquet(
+            root, body.dataset, spec, dataset.load_state(root, body.dataset) or {}
+        )
+    result: dict[str, Any] = {
+        "dataset": body.dataset,
+        "target": kind,
+        **_NO_CHANGE,
+        "write_disposition": spec.disposition,
+        "strategy": spec.strategy,
+        "replayed": False,
+        "empty_batch": True,
+    }
+    if kind == "delta":
+        uri = root.uri(dataset.dataset_dir(root, body.dataset))
+        result["uri"] = uri
+        if DeltaTable.is_deltatable(uri, storage_options=storage_options):
+            table = DeltaTable(uri, storage_options=storage_options)
+            result.update(version=table.version(), rows=table.count())
+    else:
+        result["table"] = body.destination.table or body.dataset
+    return result
 
 
 def _unchanged_parquet(

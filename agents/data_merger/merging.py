@@ -16,6 +16,10 @@ from agents.base.actions import AgentError
 from agents.data_converter.schema import schema_names
 
 WriteDisposition = Literal["append", "replace", "merge"]
+MergeStrategy = Literal["upsert", "scd2"]
+# The validity columns an scd2 merge keeps beside the data (as dlt's `_dlt_valid_from/_to`).
+VALID_FROM, VALID_TO, IS_CURRENT = "_valid_from", "_valid_to", "_is_current"
+SCD2_COLUMNS = (VALID_FROM, VALID_TO, IS_CURRENT)
 _ORDER = "__merger_order"
 _HASH = "__merger_hash"
 _SLICE = 50_000
@@ -23,11 +27,24 @@ _SLICE = 50_000
 
 @dataclass(frozen=True)
 class MergeSpec:
+    """How a batch is applied to a destination.
+
+    `strategy` matters for `merge` only. `upsert`: a batch row replaces the row with its key
+    (a delete-insert on the primary key), `hard_delete` rows remove theirs. `scd2`: rows are
+    never updated in place; a key whose values changed gets its current version closed
+    (`_valid_to` = the load's time, `_is_current` false) and a new version inserted
+    (`_valid_from` = the load's time, `_valid_to` null, `_is_current` true). A `hard_delete`
+    row closes its key's current version; with `retire_absent` (dlt's default: the batch is a
+    full extract) so does every current key the batch does not hold.
+    """
+
     disposition: WriteDisposition
     primary_key: list[str]
     dedup_column: str | None
     dedup_descending: bool
     hard_delete: str | None
+    strategy: MergeStrategy = "upsert"
+    retire_absent: bool = True
 
 
 @dataclass

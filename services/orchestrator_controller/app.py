@@ -12,6 +12,7 @@ from fastapi import FastAPI
 
 from services.orchestrator_controller.agent_health.monitor import HealthMonitor
 from services.orchestrator_controller.agent_health.router import router as health_router
+from services.orchestrator_controller.datasets.router import router as datasets_router
 from services.orchestrator_controller.definitions import service as definitions
 from services.orchestrator_controller.definitions.router import router as definitions_router
 from services.orchestrator_controller.events.router import router as events_router
@@ -135,6 +136,7 @@ def create_app(settings: ControllerSettings | None = None) -> FastAPI:
     app.include_router(health_router)
     app.include_router(schedules_router)
     app.include_router(sources_router)
+    app.include_router(datasets_router)
     app.include_router(orchestrators_router)
     app.include_router(events_router)
     app.include_router(logs_router)

@@ -226,5 +226,21 @@ class AgentEffect(Base):
     error: Mapped[Json | None]
     executions: Mapped[int] = mapped_column(Integer, server_default="0")
     claimed_until: Mapped[datetime | None]
+    # The agent process holding (or last holding) the claim: a claim whose process stopped
+    # beating (agent_instances) is taken over without waiting for claimed_until.
+    claimed_by: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
     completed_at: Mapped[datetime | None]
+
+
+class AgentInstance(Base):
+    """A running agent process and its last heartbeat (agents/base/liveness.py)."""
+
+    __tablename__ = "agent_instances"
+
+    instance_id: Mapped[str] = mapped_column(Text, primary_key=True)
+    agent: Mapped[str] = mapped_column(String(64))
+    host: Mapped[str] = mapped_column(Text)
+    pid: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    heartbeat_at: Mapped[datetime] = mapped_column(server_default=func.now())

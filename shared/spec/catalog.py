@@ -8,7 +8,7 @@ AGENT_ACTIONS: dict[str, frozenset[str]] = {
     "data-collector": frozenset({"collect", "commit_state", "get_state", "ack_stream", "noop"}),
     "data-converter": frozenset({"detect", "convert", "classify", "mask", "noop"}),
     "data-scheduler": frozenset({"validate", "next_runs", "recommend", "next_interval", "noop"}),
-    "data-merger": frozenset({"merge", "quality_check", "noop"}),
+    "data-merger": frozenset({"merge", "quality_check", "maintain", "snapshot", "noop"}),
     "data-fetch-retry": frozenset({"fetch", "noop"}),
     "data-ml": frozenset({"history", "train", "report", "noop"}),
 }

@@ -9,7 +9,14 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 WorkflowKind = Literal[
-    "standard", "secure_api", "bulk_file", "realtime_stream", "resilient_fetch", "test", "training"
+    "standard",
+    "secure_api",
+    "bulk_file",
+    "realtime_stream",
+    "resilient_fetch",
+    "test",
+    "training",
+    "maintenance",
 ]
 STEP_ID_PATTERN = r"^[a-z][a-z0-9_]{0,62}$"
 MAX_INT32 = 2**31 - 1  # the platform's integer columns (versions) are PostgreSQL integers
@@ -59,6 +66,12 @@ class InputSpec(_Strict):
     required: bool = False
     default: Any = None
     description: str = ""
+    enum: list[Any] | None = Field(None, description="the only values the input may take")
+    required_if: dict[str, list[Any]] = Field(
+        default_factory=dict,
+        description="{other_input: [values]}: this input must be non-empty when another input "
+        "has one of these values (e.g. a primary_key when write_disposition is merge)",
+    )
 
 
 class StepSpec(_Strict):

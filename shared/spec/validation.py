@@ -104,6 +104,13 @@ def _check_input_defaults(spec: WorkflowSpec) -> None:
     # A default may be exactly `${inputs.<other>}`: it takes the other input's bound value.
     # One level only, so binding never chases chains or cycles.
     for name, declared in spec.inputs.items():
+        for other in declared.required_if:
+            if other not in spec.inputs or other == name:
+                raise SpecError(
+                    f"inputs.{name}.required_if", f"{other!r} is not another declared input"
+                )
+        if declared.enum is not None and declared.default not in [*declared.enum, None]:
+            raise SpecError(f"inputs.{name}.default", "the default is not one of the enum")
         field = f"inputs.{name}.default"
         if not isinstance(declared.default, str) or "${" not in declared.default:
             continue

@@ -15,6 +15,7 @@ from typing import Any
 
 import asyncpg
 import httpx
+import polars as pl
 import pyarrow.parquet as pq
 import pytest
 from redis.asyncio import Redis
@@ -283,7 +284,7 @@ async def test_stream_crash_before_ack_adds_no_duplicate_rows(
         assert (await run(crash_before_ack=False))["rows"] == 20
         final = await run(crash_before_ack=False)
     assert final["rows"] == 25
-    stored = [r["_stream_id"] for f in final["files"] for r in pq.read_table(f["uri"]).to_pylist()]
+    stored = pl.read_delta(final["uri"])["_stream_id"].to_list()
     assert sorted(stored) == sorted(ids)  # every entry once: none dropped, none twice
 
 

@@ -40,6 +40,10 @@ async def call(
     client: httpx.AsyncClient, action: str, body: dict[str, Any], step: str = "s"
 ) -> Any:
     headers = {**service_auth(), "X-Run-Id": "merge-tests", "X-Step-Id": step}
+    if action == "merge" and "target" not in body:
+        # The earlier Parquet format, whose files and checksum these tests read; Delta tables
+        # have tests of their own (test_destination_delta.py, test_merger_loads.py).
+        body = {"destination": {"kind": "parquet"}, **body}
     return await client.post(f"/api/v1/{action}", json=body, headers=headers)
 
 
@@ -256,7 +260,7 @@ async def test_merges_into_a_postgres_table_in_one_transaction(
         2,
     )
     again = await call(merger, "merge", {**body, "batches": [batch(tmp_path, "pg2", update)]})
-    assert again.json()["replayed"] is True and again.json()["checksum"] == result["checksum"]
+    assert again.json() == {**result, "replayed": True}
 
     conn = await asyncpg.connect(asyncpg_dsn(DATABASE_URL))
     try:

@@ -192,6 +192,9 @@ def start_platform(base: Path, *, extra_env: dict[str, str] | None = None) -> Ch
                     "ingestion_manager": {"max_concurrent_runs": 100000},
                 }
             ),
+            # A killed agent's in-progress claims are taken over within seconds.
+            "AGENT_HEARTBEAT_S": "0.5",
+            "AGENT_DEAD_AFTER_S": "3",
             # Short leases: a killed engine's steps are taken over within seconds.
             "ENGINE_LEASE_SECONDS": "2",
             "ENGINE_POLL_INTERVAL_S": "0.5",

@@ -18,7 +18,7 @@ import pytest
 
 from launcher.processes import Service, free_port
 from tests.conftest import DATABASE_URL
-from tests.e2e import scenarios, scenarios_fetch
+from tests.e2e import scenarios, scenarios_destinations, scenarios_fetch
 from tests.e2e.chaos import ChaosPlatform, start_platform, stop_platform
 from tests.e2e.faults import postgres_restart_command
 from tests.e2e.scenarios_fetch import POLICY, as_json, fetch
@@ -262,6 +262,30 @@ async def test_postgres_restart_mid_run_leaves_no_run_stuck(chaos: ChaosPlatform
     assert counts.outcomes == {"SUCCEEDED": 60}, counts
     for service in [*chaos.services.values(), *chaos.engines]:
         await asyncio.to_thread(service.wait_healthy, 60)  # every service reconnected
+
+
+@pytest.mark.parametrize("kind", scenarios_destinations.KINDS)
+async def test_a_merger_sigkilled_mid_load_loads_each_batch_once(
+    chaos: ChaosPlatform, kind: str
+) -> None:
+    """Each destination: appends while the merger is SIGKILLed and restarted; every run's rows
+    are in the table exactly once (an append has no key that would hide a repeat)."""
+    counts = await scenarios_destinations.merger_crashes(chaos, kind, runs=24)
+    counts.assert_clean()
+    assert counts.faults == 4, counts
+    assert counts.outcomes == {"SUCCEEDED": 24}, counts
+    assert counts.notes["rows_loaded"] == 24 * scenarios.ROWS
+
+
+@pytest.mark.skipif(_PG_RESTART is None, reason=f"cannot restart PostgreSQL here: {_PG_WHY}")
+async def test_postgres_restart_mid_load_loads_each_batch_once_in_every_destination(
+    chaos: ChaosPlatform,
+) -> None:
+    """The database restarts while runs append into a Delta, a DuckDB and a PostgreSQL table."""
+    for counts in await scenarios_destinations.postgres_restart_during_loads(chaos, runs=20):
+        counts.assert_clean()
+        assert counts.outcomes == {"SUCCEEDED": 20}, counts
+        assert counts.notes["rows_loaded"] == 20 * scenarios.ROWS, counts
 
 
 # ---- helpers -----------------------------------------------------------------------------------

@@ -19,11 +19,13 @@ from agents.base.actions import ActionBody, ActionRegistry, AgentError
 from agents.base.app import create_agent_app
 from agents.base.context import ActionContext
 from agents.base.ledger import Claim, Ledger
+from agents.base.liveness import Heartbeat
 from agents.base.settings import AgentSettings
 from services.workflow_engine.settings import EngineSettings
 from services.workflow_engine.worker import Executor
 from shared.agent_client import AgentClient
 from shared.db.session import asyncpg_dsn, create_engine, create_sessionmaker
+from shared.errors import Conflict
 from shared.metrics import create_metrics
 from shared.settings import CommonSettings
 from shared.spec.models import WorkflowSpec
@@ -154,6 +156,49 @@ async def test_a_failure_recorded_twice_leaves_a_taken_over_key_alone(
     assert row["status"] == "IN_PROGRESS"  # still the second worker's
     await ledger.finish(second, {"rows": 1})
     assert (await _effect(db_schema, key))["executions"] == 1
+
+
+async def test_a_claim_whose_process_stopped_beating_is_taken_over_at_once(
+    common_env: dict, db_schema: str
+) -> None:
+    """A merger SIGKILLed mid-action leaves its claim IN_PROGRESS for `claim_s` (minutes):
+    the retry must not wait that long when the holder's heartbeat has stopped."""
+    engine = create_engine(CommonSettings(**common_env))
+    sessions = create_sessionmaker(engine)
+    try:
+        alive = Heartbeat("data-merger", sessions, interval_s=0.1)
+        silent = Heartbeat("data-merger", sessions, interval_s=0.1)
+        await alive.start()
+        await silent.start()
+
+        def ledger_of(beat: Heartbeat) -> Ledger:
+            return Ledger(
+                "data-merger", sessions, 600, instance_id=beat.instance_id, dead_after_s=0.5
+            )
+
+        live_key, dead_key = f"{uuid.uuid4()}:merge", f"{uuid.uuid4()}:merge"
+        assert isinstance(await ledger_of(alive).begin(live_key, "merge", "h"), Claim)
+        first = await ledger_of(silent).begin(dead_key, "merge", "h")
+        assert isinstance(first, Claim)
+        assert silent._task is not None
+        silent._task.cancel()  # the process is killed: no more beats, no stop()
+        await asyncio.sleep(1.0)
+
+        other = Heartbeat("data-merger", sessions, interval_s=0.1)
+        await other.start()
+        retrying = ledger_of(other)
+        with pytest.raises(Conflict):  # the live holder keeps its claim
+            await retrying.begin(live_key, "merge", "h")
+        second = await retrying.begin(dead_key, "merge", "h")  # the silent one's is taken over
+        assert isinstance(second, Claim)
+        await retrying.finish(second, {"rows": 5})
+        # Had the silent process lived on and finished, the record shows the effect twice.
+        await ledger_of(silent).finish(first, {"rows": 5})
+        assert (await _effect(db_schema, dead_key))["executions"] == 2
+        for beat in (alive, other):
+            await beat.stop()
+    finally:
+        await engine.dispose()
 
 
 @pytest.fixture
@@ -296,9 +341,12 @@ async def test_an_action_refused_because_the_database_is_full_may_be_retried(
             await target.dispose()
         return {}
 
-    @registry.action("quality_check", _Empty)
-    async def quality_check(body: _Empty, ctx: ActionContext) -> dict[str, Any]:
+    # The app refuses to start unless it serves the catalog's actions: the rest do nothing.
+    async def nothing(body: _Empty, ctx: ActionContext) -> dict[str, Any]:
         return {}
+
+    for other in ("quality_check", "maintain", "snapshot"):
+        registry.action(other, _Empty)(nothing)
 
     settings = AgentSettings(
         database_url=DATABASE_URL, db_schema=db_schema, service_token="test-service-token"

@@ -9,11 +9,11 @@ import uuid
 from typing import Any
 
 import httpx
-import pyarrow.parquet as pq
 import redis
 
 from shared.state.machine import RUN_EVENT, STEP_EVENT
 from tests.conftest import REDIS_URL, SERVICE_TOKEN
+from tests.datasets import merged_table
 from tests.e2e.conftest import Platform
 
 STREAMS = sorted(set(RUN_EVENT.values()) | set(STEP_EVENT.values()))
@@ -85,7 +85,7 @@ def test_the_test_workflow_runs_end_to_end(platform: Platform) -> None:
     # 60 + 60 CSV rows and 30 JSON rows, 10 of which update CSV rows: 140 unique orders.
     merged = steps["merge"]["output"]
     assert merged["rows"] == 140
-    table = pq.read_table(merged["uri"])
+    table = merged_table(merged)
     assert table.num_rows == 140
     assert sorted(table.column("order_id").to_pylist()) == list(range(1, 141))
     assert len(steps["next_run"]["output"]["next_runs"]) == 3

@@ -9,11 +9,11 @@ import uuid
 from typing import Any
 
 import asyncpg
-import pyarrow.parquet as pq
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse, Response
 
 from tests.conftest import DATABASE_URL
+from tests.datasets import merged_rows
 from tests.e2e.conftest import Platform
 from tests.serving import serve
 
@@ -28,7 +28,7 @@ def run_workflow(platform: Platform, name: str, inputs: dict[str, Any]) -> dict[
 
 
 def dataset_rows(output: dict[str, Any], key: str) -> list[dict[str, Any]]:
-    rows = pq.read_table(output["uri"]).to_pylist()
+    rows = merged_rows(output)
     return sorted(rows, key=lambda r: r[key])
 
 

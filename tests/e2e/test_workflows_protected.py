@@ -9,12 +9,12 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import pyarrow.parquet as pq
 import redis
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from tests.conftest import REDIS_URL, SERVICE_TOKEN
+from tests.datasets import merged_files, merged_rows
 from tests.e2e.conftest import ORDERS_TOKEN, Platform
 from tests.e2e.test_workflows import run_workflow, step
 from tests.serving import serve
@@ -73,7 +73,7 @@ def test_secure_api_protects_pii_keeps_the_secret_out_and_resumes(platform: Plat
         run = run_workflow(platform, "secure_api", inputs)
         assert run["status"] == "SUCCEEDED", json.dumps(run)[:3000]
         merged = step(run, "merge")["output"]
-        table = pq.read_table(merged["uri"]).to_pylist()
+        table = merged_rows(merged)
         assert sorted(r["id"] for r in table) == list(range(1, 36))
         by_id = {r["id"]: r for r in table}
         for source in rows:
@@ -81,7 +81,7 @@ def test_secure_api_protects_pii_keeps_the_secret_out_and_resumes(platform: Plat
             assert kept["amount"] == source["amount"]
             for column in ("email", "phone", "card_number", "full_name"):
                 assert kept[column] != source[column] and len(kept[column]) == 64
-        raw = b"".join(Path(f["uri"]).read_bytes() for f in merged["files"])
+        raw = b"".join(Path(uri).read_bytes() for uri in merged_files(merged))
         assert b"person1@example.com" not in raw and b"4111 1111" not in raw
         protected = step(run, "protect")["output"]["protected"]
         assert set(protected) == {"email", "phone", "card_number", "full_name"}
@@ -102,7 +102,7 @@ def test_secure_api_protects_pii_keeps_the_secret_out_and_resumes(platform: Plat
         assert second["status"] == "SUCCEEDED", json.dumps(second)[:3000]
         assert step(second, "collect")["output"]["cursor_from"] == "state"
         assert seen[-1] is not None  # the lower bound went to the API
-        final = pq.read_table(step(second, "merge")["output"]["uri"]).to_pylist()
+        final = merged_rows(step(second, "merge")["output"])
         assert sorted(r["id"] for r in final) == list(range(1, 41))
 
 
@@ -156,7 +156,7 @@ def test_realtime_stream_merges_every_entry_once_across_runs_and_a_crash(
         assert outputs[0]["inserted"] == 12
         assert outputs[1]["inserted"] == 6
         assert outputs[2]["empty_batch"] is True
-        table = pq.read_table(outputs[-1]["uri"]).to_pylist()
+        table = merged_rows(outputs[-1])
         assert sorted(r["_stream_id"] for r in table) == sorted(ids)
         assert sorted(r["reading"] for r in table) == list(range(30))
         assert client.xpending(stream, "e2e")["pending"] == 0

@@ -56,5 +56,17 @@ def bind_inputs(spec: WorkflowSpec, given: dict[str, Any]) -> dict[str, Any]:
                 f"inputs.{name}: expected {declared.type}, got {type(value).__name__}",
                 details=[{"field": f"inputs.{name}", "message": f"expected {declared.type}"}],
             )
+        if declared.enum is not None and value is not None and value not in declared.enum:
+            raise ValidationFailed(
+                f"inputs.{name}: {value!r} is not one of {', '.join(map(repr, declared.enum))}",
+                details=[{"field": f"inputs.{name}", "message": "not an allowed value"}],
+            )
         bound[name] = value
+    for name, declared in spec.inputs.items():
+        for other, values in declared.required_if.items():
+            if bound.get(other) in values and bound[name] in (None, [], "", {}):
+                raise ValidationFailed(
+                    f"inputs.{name}: required (non-empty) when inputs.{other} is {bound[other]!r}",
+                    details=[{"field": f"inputs.{name}", "message": "required"}],
+                )
     return bound
