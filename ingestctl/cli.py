@@ -1,4 +1,4 @@
-"""The commands: run, status, show, cancel, agents, schedules, definitions, state."""
+"""The commands: run, status, show, cancel, agents, schedules, definitions, state, datasets."""
 
 from __future__ import annotations
 
@@ -339,5 +339,6 @@ def state_reset(key: str, url: Url = "http://127.0.0.1:8080", api_key: Key = Non
 
 
 # Commands kept in modules of their own register themselves on `app` when imported.
+from ingestctl import datasets as _datasets  # noqa: E402, F401
 from ingestctl import events as _events  # noqa: E402, F401
 from ingestctl import logs as _logs  # noqa: E402, F401

@@ -16,12 +16,12 @@ from agents.data_merger.contracts import SchemaContract
 from agents.data_merger.destinations import LoadRequest
 from agents.data_merger.destinations.delta import (
     _delta_errors,
-    delta_compatible,
     history,
     load,
     maintain,
     read_version,
 )
+from agents.data_merger.destinations.delta_types import delta_compatible
 from agents.data_merger.merging import IS_CURRENT, VALID_FROM, VALID_TO, MergeSpec
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)

@@ -43,6 +43,15 @@ def test_run_wait_show_and_status(platform: Platform) -> None:
     assert len(recent) == 5 and all("sequence" in json.loads(line) for line in recent)
     agents = json.loads(ingestctl(platform, "agents", "-o", "json").stdout)
     assert {a["agent"] for a in agents["agents"]} == set(platform.ports.agents)
+    dataset = run["inputs"]["dataset"]
+    loads = json.loads(ingestctl(platform, "datasets", "loads", dataset, "-o", "json").stdout)
+    assert run["run_id"] in [load["run_id"] for load in loads["loads"]]
+    table = ingestctl(platform, "datasets", "versions", dataset)  # the table view
+    assert table.returncode == 0 and f"versions of {dataset}" in table.stdout, table.stderr
+    listed = ingestctl(platform, "datasets", "list", "-o", "json").stdout
+    assert dataset in [d["dataset"] for d in json.loads(listed)]
+    unknown = ingestctl(platform, "datasets", "loads", "no-such-dataset")
+    assert unknown.returncode == 1 and "no load of dataset" in unknown.stderr
 
 
 def test_schedules_list_and_trigger_now(platform: Platform) -> None:

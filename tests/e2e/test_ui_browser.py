@@ -65,10 +65,22 @@ def test_submit_from_the_ui_and_watch_the_run_succeed(platform: Platform, tmp_pa
         page.goto(f"{platform.controller}/ui#/agents")
         expect(page.locator("#health-history")).to_contain_text("data-merger", timeout=15_000)
         page.screenshot(path=str(tmp_path / "agents-page.png"), full_page=True)
+
+        # The datasets page: the run's load, then the dataset's loads and schema.
+        page.goto(f"{platform.controller}/ui#/datasets")
+        dataset = page.locator("#datasets a", has_text="orders").first
+        expect(dataset).to_be_visible(timeout=15_000)
+        dataset.click()
+        loads = page.locator("#loads tbody tr")
+        expect(loads.first).to_contain_text("merge/upsert", timeout=15_000)
+        expect(page.locator("#page")).to_contain_text("order_id")
+        datasets_shot = tmp_path / "dataset-page.png"
+        page.screenshot(path=str(datasets_shot), full_page=True)
         browser.close()
     assert not errors, errors
     (ROOT / "docs" / "screenshots").mkdir(parents=True, exist_ok=True)
     shutil.copy(shot, ROOT / "docs" / "screenshots" / "run-page.png")
+    shutil.copy(datasets_shot, ROOT / "docs" / "screenshots" / "dataset-page.png")
 
 
 @pytest.mark.timeout(180)

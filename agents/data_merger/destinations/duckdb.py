@@ -33,7 +33,7 @@ from agents.base.actions import AgentError
 from agents.data_converter.schema import schema_names
 from agents.data_merger.contracts import apply_contract
 from agents.data_merger.destinations import LoadRequest
-from agents.data_merger.destinations.identifiers import LOADS_TABLE, quote
+from agents.data_merger.destinations.identifiers import LOADS_TABLE, quote, refuse_strategy_mismatch
 from agents.data_merger.merging import IS_CURRENT, SCD2_COLUMNS, VALID_FROM, VALID_TO
 
 # Names this connection gives the staged batch, the delete keys and the scd2 changes.
@@ -318,13 +318,7 @@ def _check_target(
     spec = request.spec
     if not table.exists:
         return
-    if table.scd2 != scd2:
-        kind = "an scd2 table" if table.scd2 else "not an scd2 table"
-        raise AgentError(
-            f"table {label!r} is {kind}; it takes "
-            + ("only merges with strategy scd2" if table.scd2 else "no scd2 merge"),
-            code="strategy_mismatch",
-        )
+    refuse_strategy_mismatch(f"table {label!r}", table.scd2, scd2)
     if spec.disposition != "merge":
         return
     key = table.primary_key

@@ -1,4 +1,4 @@
-"""SQL names the database destinations (PostgreSQL, DuckDB) share."""
+"""What the destinations share: SQL names (PostgreSQL, DuckDB) and the rules every one applies."""
 
 from __future__ import annotations
 
@@ -19,3 +19,16 @@ def quote(identifier: str) -> str:
             code="invalid_target",
         )
     return f'"{identifier}"'
+
+
+def refuse_strategy_mismatch(label: str, table_is_scd2: bool, load_is_scd2: bool) -> None:
+    """An scd2 table takes only scd2 merges, and any other table no scd2 merge (every
+    destination: the validity columns mean history there, and only scd2 keeps them true)."""
+    if table_is_scd2 == load_is_scd2:
+        return
+    kind = "an scd2 table" if table_is_scd2 else "not an scd2 table"
+    raise AgentError(
+        f"{label} is {kind}; it takes "
+        + ("only merges with strategy scd2" if table_is_scd2 else "no scd2 merge"),
+        code="strategy_mismatch",
+    )

@@ -1,6 +1,7 @@
 // The router: hash routes to pages; each page returns a function that stops its live updates.
 
 import { apiKey, flash, setApiKey } from "./api.js";
+import { datasetPage, datasetsPage } from "./datasets.js";
 import { agentsPage, orchestratorsPage, schedulesPage } from "./ops.js";
 import { runPage } from "./run.js";
 import { runsPage } from "./runs.js";
@@ -11,6 +12,8 @@ const routes = [
   [/^#\/runs\/?(?:\?(.*))?$/, runsPage, "runs"],
   [/^#\/workflows\/([^/]+)$/, workflowPage, "workflows"],
   [/^#\/workflows\/?$/, workflowsPage, "workflows"],
+  [/^#\/datasets\/([^/]+)$/, datasetPage, "datasets"],
+  [/^#\/datasets\/?$/, datasetsPage, "datasets"],
   [/^#\/schedules\/?$/, schedulesPage, "schedules"],
   [/^#\/agents\/?$/, agentsPage, "agents"],
   [/^#\/orchestrators\/?$/, orchestratorsPage, "orchestrators"],
