@@ -14,7 +14,7 @@ import asyncio
 import socket
 import ssl
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import asyncpg
@@ -71,7 +71,9 @@ async def orders() -> AsyncIterator[str]:
         await conn.close()
 
 
-async def collect(settings: AgentSettings, schema: str) -> httpx.Response:
+async def collect(
+    settings: AgentSettings, schema: str, started: Callable[[], None] = lambda: None
+) -> httpx.Response:
     body = {
         "source": {
             "kind": "postgres", "url": URL, "db_schema": schema, "table": "orders",
@@ -80,6 +82,7 @@ async def collect(settings: AgentSettings, schema: str) -> httpx.Response:
     }  # fmt: skip
     headers = {**service_auth(), "X-Run-Id": "pin-tests", "X-Step-Id": uuid.uuid4().hex}
     async with asgi_client(create_app(settings)) as client:
+        started()  # after the app's own start (its heartbeat's first beat)
         return await client.post("/api/v1/collect", json=body, headers=headers)
 
 
@@ -99,10 +102,12 @@ async def test_a_name_rebound_to_localhost_after_the_check_is_not_reached(
             raise ConnectionRefusedError(f"stand-in: {PUBLIC} is not reached from the tests")
         return await real_connect(self, factory, host, port, **kw)
 
-    monkeypatch.setattr(loop_class, "create_connection", connect)
     # Only the private address is unallowed: without pinning the second answer would pass.
-    settings = AgentSettings(**common_env)
-    response = await collect(settings, orders)
+    # The heartbeat beats once at start and then hourly: only the collect connects meanwhile.
+    settings = AgentSettings(**common_env, heartbeat_s=3600)
+    response = await collect(
+        settings, orders, lambda: monkeypatch.setattr(loop_class, "create_connection", connect)
+    )
     assert response.status_code == 503, response.text
     assert response.json()["error"] == "source_unavailable"
     assert opened and set(opened) == {PUBLIC}  # every attempt went to the checked address
