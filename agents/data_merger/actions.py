@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import re
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -88,13 +89,29 @@ def _first_line(exc: BaseException) -> str:
     return (str(origin).strip().splitlines() or [type(origin).__name__])[0]
 
 
+# The AWS_* variables fsspec (s3fs, botocore) reads for DATA_ROOT, handed to delta-rs, which
+# does not read all of them from the environment itself (an endpoint, plain http).
+_AWS_VARIABLES = (
+    "AWS_ENDPOINT_URL",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_REGION",
+    "AWS_ALLOW_HTTP",
+)
+
+
 def _storage_options(root: DataRoot) -> dict[str, str] | None:
     """delta-rs options for DATA_ROOT's store; credentials come from the same AWS_* variables."""
     if root.protocol in ("file", "local"):
         return None
+    options = {name: os.environ[name] for name in _AWS_VARIABLES if name in os.environ}
+    if "AWS_REGION" not in options and "AWS_DEFAULT_REGION" in os.environ:
+        options["AWS_REGION"] = os.environ["AWS_DEFAULT_REGION"]
     # Writers to one table are serialised by the advisory lock, so S3's lack of an atomic
     # rename (delta-rs' reason for a locking provider) cannot bite.
-    return {"AWS_S3_ALLOW_UNSAFE_RENAME": "true"}
+    options["AWS_S3_ALLOW_UNSAFE_RENAME"] = "true"
+    return options
 
 
 def _kind(root: DataRoot, body: MergeBody) -> str:
