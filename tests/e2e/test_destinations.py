@@ -4,32 +4,18 @@ read back from the controller, and `maintain_dataset` compacting the Delta table
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import Iterator
 from typing import Any
 
-import asyncpg
 import duckdb
 import pytest
 from deltalake import DeltaTable
 
-from tests.conftest import DATABASE_URL, target_schema
+from tests.conftest import target_schema
 from tests.e2e.conftest import Platform
+from tests.e2e.test_incremental_state import PG_URL, sql
 from tests.e2e.test_workflows import run_workflow, step
-
-PG_URL = DATABASE_URL.replace("postgresql+asyncpg://", "postgresql://", 1)
-
-
-def sql(statement: str, *args: Any) -> list[asyncpg.Record]:
-    async def go() -> list[asyncpg.Record]:
-        conn = await asyncpg.connect(PG_URL)
-        try:
-            return list(await conn.fetch(statement, *args))
-        finally:
-            await conn.close()
-
-    return asyncio.run(go())
 
 
 @pytest.fixture

@@ -33,7 +33,12 @@ from agents.base.actions import AgentError
 from agents.data_converter.schema import schema_names
 from agents.data_merger.contracts import apply_contract
 from agents.data_merger.destinations import LoadRequest
-from agents.data_merger.destinations.identifiers import LOADS_TABLE, quote, refuse_strategy_mismatch
+from agents.data_merger.destinations.identifiers import (
+    LOADS_TABLE,
+    LoadCounts,
+    quote,
+    refuse_strategy_mismatch,
+)
 from agents.data_merger.merging import IS_CURRENT, SCD2_COLUMNS, VALID_FROM, VALID_TO
 
 # Names this connection gives the staged batch, the delete keys and the scd2 changes.
@@ -56,15 +61,6 @@ class _Table:
     @property
     def scd2(self) -> bool:
         return all(c in self.types for c in SCD2_COLUMNS)
-
-
-@dataclass
-class _Counts:
-    inserted: int = 0
-    updated: int = 0
-    unchanged: int = 0
-    deleted: int = 0
-    written: int = 0
 
 
 def load(request: LoadRequest, path: str, table: str, schema: str = "main") -> dict[str, Any]:
@@ -178,7 +174,7 @@ def _apply(
     if rows.num_columns:
         conn.register(_BATCH, rows)
 
-    counts = _Counts()
+    counts = LoadCounts()
     schema_changed = False
     # A table the contract discards is not created; an existing one is loaded even when empty.
     if before.exists or (rows.num_columns and not discarded):
@@ -228,10 +224,10 @@ def _write(
     types: dict[str, str],
     request: LoadRequest,
     scd2: bool,
-) -> _Counts:
+) -> LoadCounts:
     """Apply the registered batch to the (prepared) table as the disposition says."""
     spec = request.spec
-    counts = _Counts()
+    counts = LoadCounts()
     if spec.disposition == "append":
         counts.inserted = _insert(conn, target, columns)
     elif spec.disposition == "replace":
@@ -442,8 +438,8 @@ def _upsert(
     columns: list[str],
     key: list[str],
     deletes: bool,
-) -> _Counts:
-    counts = _Counts()
+) -> LoadCounts:
+    counts = LoadCounts()
     batch_rows = _scalar(conn, f"SELECT count(*) FROM {_BATCH}")
     # DuckDB's RETURNING cannot tell an inserted row from an updated one, so the new keys are
     # counted first; the statement's own count is then inserted plus updated.
@@ -481,7 +477,7 @@ def _scd2(
     types: dict[str, str],
     request: LoadRequest,
     deletes: bool,
-) -> _Counts:
+) -> LoadCounts:
     """Close the current versions of changed, deleted (and absent) keys; insert new versions."""
     spec = request.spec
     key = spec.primary_key
@@ -496,7 +492,7 @@ def _scd2(
         f"AS {_IS_NEW} FROM {_BATCH} b LEFT JOIN (SELECT * FROM {target} WHERE {IS_CURRENT}) c "
         f"ON {_match(key, 'c', 'b')} WHERE {changed}"
     )
-    counts = _Counts()
+    counts = LoadCounts()
     counts.inserted = _scalar(conn, f"SELECT count(*) FROM {_CHANGES} WHERE {_IS_NEW}")
     counts.updated = _scalar(conn, f"SELECT count(*) FROM {_CHANGES} WHERE NOT {_IS_NEW}")
     counts.unchanged = _scalar(conn, f"SELECT count(*) FROM {_BATCH}") - counts.inserted

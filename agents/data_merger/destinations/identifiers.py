@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
 from agents.base.actions import AgentError
 
@@ -32,3 +33,14 @@ def refuse_strategy_mismatch(label: str, table_is_scd2: bool, load_is_scd2: bool
         + ("only merges with strategy scd2" if table_is_scd2 else "no scd2 merge"),
         code="strategy_mismatch",
     )
+
+
+@dataclass
+class LoadCounts:
+    """What a database load did to its table's rows (scd2: `deleted` counts closed versions)."""
+
+    inserted: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    deleted: int = 0
+    written: int = 0

@@ -30,7 +30,6 @@ type mapping both ways, `pg_copy` the binary COPY, `pg_ledger` the `_merger_load
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -42,7 +41,12 @@ from agents.base.actions import AgentError
 from agents.data_converter.schema import schema_names
 from agents.data_merger.contracts import ContractReport, apply_contract
 from agents.data_merger.destinations import LoadRequest
-from agents.data_merger.destinations.identifiers import LOADS_TABLE, quote, refuse_strategy_mismatch
+from agents.data_merger.destinations.identifiers import (
+    LOADS_TABLE,
+    LoadCounts,
+    quote,
+    refuse_strategy_mismatch,
+)
 from agents.data_merger.destinations.pg_copy import copy, copy_temp
 from agents.data_merger.destinations.pg_ledger import (
     ensure_ledger,
@@ -82,15 +86,6 @@ def target_schema(requested: str | None, allowed: list[str]) -> str:
     return schema
 
 
-@dataclass
-class _Counts:
-    inserted: int = 0
-    updated: int = 0
-    unchanged: int = 0
-    deleted: int = 0
-    written: int = 0
-
-
 async def load(
     conn: AsyncConnection, request: LoadRequest, *, table: str, schema: str
 ) -> dict[str, Any]:
@@ -125,7 +120,7 @@ async def load(
         quote(column)
     discarded = not before.exists and request.contract.tables in ("discard_row", "discard_value")
 
-    counts = _Counts()
+    counts = LoadCounts()
     rows = 0
     changed_columns = False
     if before.exists or (columns and not discarded):
@@ -268,7 +263,7 @@ def _with_validity(batch: pl.LazyFrame, request: LoadRequest) -> pl.LazyFrame:
 
 async def _create_and_fill(
     conn: AsyncConnection, target: Target, batch: pl.LazyFrame, request: LoadRequest, scd2: bool
-) -> _Counts:
+) -> LoadCounts:
     """Create the table, COPY the batch into it, then build its key index."""
     key = request.spec.primary_key
     if scd2:
@@ -289,7 +284,7 @@ async def _create_and_fill(
         )
     elif key:
         await conn.execute(text(f"ALTER TABLE {target.sql} ADD PRIMARY KEY ({names})"))
-    return _Counts(inserted=copied, written=copied)
+    return LoadCounts(inserted=copied, written=copied)
 
 
 async def _apply(
@@ -300,19 +295,18 @@ async def _apply(
     request: LoadRequest,
     scd2: bool,
     exact: bool,
-) -> _Counts:
+) -> LoadCounts:
     """Apply the batch to the existing table with the request's disposition."""
     spec = request.spec
     columns = batch.collect_schema().names()
-    counts = _Counts()
+    counts = LoadCounts()
     if spec.disposition == "replace":
         counts.deleted = await _count(conn, f"DELETE FROM {target.sql}")
     if spec.disposition in ("replace", "append"):
-        if not columns:
-            pass  # a batch with no columns holds no rows
-        elif exact:
+        # A batch with no columns holds no rows: nothing to insert.
+        if columns and exact:
             counts.inserted = await copy(conn, batch, target.table, target.schema)
-        else:
+        elif columns:
             await copy_temp(conn, _BATCH, batch)
             names = ", ".join(quote(c) for c in columns)
             insert = f"INSERT INTO {target.sql} ({names}) SELECT {names} FROM {_BATCH}"
@@ -362,7 +356,7 @@ async def _upsert(
     batch_rows: int,
     key: list[str],
     deletes: bool,
-) -> _Counts:
+) -> LoadCounts:
     values = [c for c in columns if c not in key]
     if values:
         sets = ", ".join(f"{quote(c)} = EXCLUDED.{quote(c)}" for c in values)
@@ -383,7 +377,7 @@ async def _upsert(
         )
     )
     inserted, updated = written.one()
-    counts = _Counts(inserted=inserted, updated=updated)
+    counts = LoadCounts(inserted=inserted, updated=updated)
     counts.unchanged = batch_rows - inserted - updated
     if deletes:
         counts.deleted = await _count(
@@ -401,7 +395,7 @@ async def _scd2(
     batch_rows: int,
     request: LoadRequest,
     deletes: bool,
-) -> _Counts:
+) -> LoadCounts:
     """Close the current versions of changed, deleted (and absent) keys; insert new versions."""
     spec = request.spec
     key = spec.primary_key
@@ -423,7 +417,7 @@ async def _scd2(
     close = (
         f"UPDATE {target.sql} AS t SET {VALID_TO} = CAST(:at AS timestamptz), {IS_CURRENT} = false"
     )
-    counts = _Counts()
+    counts = LoadCounts()
     counts.updated = await _count(
         conn,
         f"{close} FROM {_CHANGES} ch WHERE t.{IS_CURRENT} AND NOT ch._merger_is_new "
