@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Path, Request
 from fastapi.responses import JSONResponse
 from opentelemetry.trace import StatusCode
 from pydantic import ValidationError
@@ -30,6 +30,7 @@ from shared.errors import (
     NotFound,
     ValidationFailed,
     database_unavailable,
+    errors,
     register_exception_handlers,
 )
 from shared.limits import limit_body
@@ -142,7 +143,7 @@ def create_agent_app(
             models=slots,
         )
 
-    @app.get("/health")
+    @app.get("/health", responses={503: {"description": "unhealthy: the database is down"}})
     async def health(request: Request) -> JSONResponse:
         checks: dict[str, Any] = {}
         status = "healthy"
@@ -173,7 +174,7 @@ def create_agent_app(
             status_code=503 if status == "unhealthy" else 200,
         )
 
-    @app.get("/api/v1/actions")
+    @app.get("/api/v1/actions", responses=errors(401))
     async def list_actions(request: Request) -> dict[str, Any]:
         require_token(request, settings.service_tokens())
         return {
@@ -181,8 +182,13 @@ def create_agent_app(
             for name, a in sorted(registry.actions.items())
         }
 
-    @app.post("/api/v1/{action}")
-    async def run_action(action: str, request: Request) -> JSONResponse:
+    # The body is each action's own (GET /api/v1/actions lists them), not described here.
+    @app.post("/api/v1/{action}", responses=errors(401, 404, 409, 413, 422, 503))
+    async def run_action(
+        request: Request,
+        # A default, not Annotated: the string annotation could not see `expected`.
+        action: str = Path(description="an action", json_schema_extra={"enum": sorted(expected)}),
+    ) -> JSONResponse:
         if not tracing_enabled():
             return await act(action, request)
         # A server span per call, a child of the engine's step span (its `traceparent`).

@@ -1,36 +1,30 @@
 """The controller's API contract under fuzzing: schemathesis sends generated requests, valid and
 invalid, to every documented operation of the in-process app (a fresh migrated schema, the API
 key sent) and checks that no answer is a 5xx, every status is documented, every body matches its
-documented schema, and every 4xx body is the one `ErrorBody`.
+documented schema, and every 4xx body is the one `ErrorBody`; then again with the database
+unreachable, where a route that reads it answers its declared 503 `database_unavailable`.
 
-Left out: the two SSE feeds (/events, /workflows/{id}/events), whose bodies are streams a
-schema cannot describe and which stay open; the UI, /docs, /health and /metrics are not in the
-OpenAPI document (include_in_schema=False), so they are not fuzzed either.
+The two SSE feeds (/events, /workflows/{id}/events) stay open, so their requests are generated
+by test_sse_fuzz.py, which reads each stream to a deadline; the engine and the agents are
+fuzzed by test_api_fuzz_services.py. The UI, /docs, /health and /metrics are not in the OpenAPI
+document (include_in_schema=False), so they are not fuzzed.
 """
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import schemathesis
-from hypothesis import HealthCheck, given, settings
-from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
-from schemathesis.checks import not_a_server_error
-from schemathesis.core.result import Ok
 from schemathesis.python import asgi
-from schemathesis.specs.openapi.checks import (
-    content_type_conformance,
-    response_schema_conformance,
-    status_code_conformance,
-)
 
 from services.orchestrator_controller.app import create_app
 from services.orchestrator_controller.settings import ControllerSettings
-from shared.errors import ErrorBody
 from tests.conftest import fresh_schema, target_schema
+from tests.hardening.fuzzing import CHECKS, fuzz_operations
 
 KEY = "k-fuzz"
 # per operation and mode (valid, invalid): the whole test stays well under 40 s
@@ -54,52 +48,16 @@ def api_schema(common_env: dict[str, Any]) -> Iterator[schemathesis.BaseSchema]:
         asgi.shutdown_lifespans()  # the app's lifespan ran in schemathesis's own event loop
 
 
-def error_body(ctx: Any, response: Any, case: Any) -> bool | None:
-    """A 4xx answers with the one error body, whatever the route."""
-    if 400 <= response.status_code < 500:
-        ErrorBody.model_validate(response.json())
-    return None
-
-
-CHECKS = [
-    not_a_server_error,
-    status_code_conformance,
-    content_type_conformance,
-    response_schema_conformance,
-    error_body,
-]
-
-
 def test_every_operation_keeps_its_contract(api_schema: schemathesis.BaseSchema) -> None:
-    failures: list[str] = []
-    for result in api_schema.get_all_operations():
-        assert isinstance(result, Ok), result  # the document itself is valid
-        operation = result.ok()
-        for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
-
-            @given(case=operation.as_strategy(mode))
-            @settings(
-                max_examples=EXAMPLES,
-                deadline=None,
-                database=None,
-                derandomize=True,
-                suppress_health_check=list(HealthCheck),
-            )
-            def fuzz(case: schemathesis.Case) -> None:
-                case.call_and_validate(headers={"Authorization": f"Bearer {KEY}"}, checks=CHECKS)
-
-            try:
-                fuzz()
-            except Unsatisfiable:
-                continue  # an operation without parameters has no invalid request to make
-            except BaseException as exc:  # schemathesis raises an exception group; keep going
-                if isinstance(exc, KeyboardInterrupt):
-                    raise
-                failures.append(f"{operation.label} ({mode.value}): {exc}")
+    failures = fuzz_operations(
+        api_schema, examples=EXAMPLES, headers={"Authorization": f"Bearer {KEY}"}
+    )
     assert not failures, "\n\n".join(failures)
 
 
 OPEN = {"/agents/health", "/agents/health/history"}
+# Routes that read nothing from PostgreSQL (the health history is a Redis stream).
+NO_DATABASE = {"GET /agents/health/history"}
 
 
 def test_the_document_declares_auth_errors_and_examples() -> None:
@@ -109,18 +67,63 @@ def test_the_document_declares_auth_errors_and_examples() -> None:
     for path, operations in document["paths"].items():
         for method, operation in operations.items():
             where = f"{method.upper()} {path}"
+            responses = operation["responses"]
+            for status, answer in responses.items():
+                if status.startswith("4") or status == "503":
+                    assert answer["content"]["application/json"]["schema"] == error_ref, (
+                        where,
+                        status,
+                    )
+            # A database outage answers 503 `database_unavailable` (shared/errors.py).
+            assert ("503" in responses) == (where not in NO_DATABASE), where
             if path in OPEN:
                 assert "security" not in operation, where
                 continue
             (requirement,) = operation["security"]
             (scope,) = requirement["ApiKey"]
             assert f"`{scope}` scope" in operation["description"], where
-            for status, answer in operation["responses"].items():
-                if status.startswith("4"):
-                    assert answer["content"]["application/json"]["schema"] == error_ref, (
-                        where,
-                        status,
-                    )
-            assert {"401", "403"} <= set(operation["responses"]), where
+            assert {"401", "403"} <= set(responses), where
     coordinate = document["components"]["schemas"]["CoordinateRequest"]
     assert coordinate["examples"], "POST /coordinate's body has examples"
+
+
+@pytest.fixture(scope="module")
+def unreachable_database_schema(common_env: dict[str, Any]) -> Iterator[schemathesis.BaseSchema]:
+    env = {**common_env, "database_url": "postgresql+asyncpg://nobody@127.0.0.1:9/none"}
+    app = create_app(
+        ControllerSettings(
+            **env,
+            api_keys=[KEY],
+            start_loops=False,
+            register_builtin_workflows=False,
+            seed_schedules=False,
+        )
+    )
+    # The feeds stay open when they need no replay: test_sse_fuzz.py covers their outage.
+    yield schemathesis.openapi.from_asgi("/openapi.json", app).exclude(path_regex=r"/events$")
+    asgi.shutdown_lifespans()
+
+
+def test_a_database_outage_answers_503_as_declared(
+    unreachable_database_schema: schemathesis.BaseSchema,
+) -> None:
+    """With nothing listening on the database's port, every route answers a declared status:
+    503 `database_unavailable` in ErrorBody where it touches the database, a 4xx where the
+    request was refused before, and 2xx only from the routes that need no database."""
+    statuses: dict[str, set[int]] = defaultdict(set)
+
+    # not_a_server_error is left out: 503 is the answer wanted here.
+    failures = fuzz_operations(
+        unreachable_database_schema,
+        examples=3,
+        headers={"Authorization": f"Bearer {KEY}"},
+        checks=[c for c in CHECKS if c.__name__ != "not_a_server_error"],
+        modes=[GenerationMode.POSITIVE],
+        seen=lambda label, status: statuses[label].add(status),
+    )
+    assert not failures, "\n\n".join(failures)
+    answered = {label for label, seen in statuses.items() if 503 in seen}
+    served = {label for label, seen in statuses.items() if any(s < 300 for s in seen)}
+    assert served == NO_DATABASE
+    # Routes whose every valid request reaches the database (no id to refuse first).
+    assert {"GET /agents/health", "GET /orchestrators", "GET /workflows/status"} <= answered

@@ -32,7 +32,7 @@ class AgentHealthList(BaseModel):
     agents: list[AgentHealthOut]
 
 
-@router.get("/agents/health", response_model=AgentHealthList)
+@router.get("/agents/health", response_model=AgentHealthList, responses=errors(503))
 async def agents_health(session: SessionDep, settings: SettingsDep) -> AgentHealthList:
     """Every configured agent with its last observed status ("unknown" before the first check)."""
     rows = {r.agent: r for r in (await session.execute(select(AgentHealth))).scalars()}

@@ -16,7 +16,7 @@ from services.orchestrator_controller.datasets.schemas import (
 from services.orchestrator_controller.deps import ReadKey, SessionDep
 from shared.errors import errors
 
-router = APIRouter(prefix="/datasets", tags=["datasets"], responses=errors(401, 403, 404, 422))
+router = APIRouter(prefix="/datasets", tags=["datasets"], responses=errors(401, 403, 404, 422, 503))
 
 Limit = Annotated[int, Query(ge=1, le=1000, description="at most this many, newest first")]
 

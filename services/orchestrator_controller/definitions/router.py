@@ -19,7 +19,7 @@ from shared.errors import errors
 from shared.spec.models import MAX_INT32, WorkflowSpec
 
 router = APIRouter(
-    prefix="/workflows/definitions", tags=["definitions"], responses=errors(401, 403)
+    prefix="/workflows/definitions", tags=["definitions"], responses=errors(401, 403, 503)
 )
 
 Version = Annotated[

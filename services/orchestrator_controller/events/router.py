@@ -14,17 +14,24 @@ from services.orchestrator_controller.runs.service import parse_run_id
 from shared.db.models import WorkflowRun
 from shared.errors import NotFound, errors
 
-router = APIRouter(tags=["events"], responses=errors(401, 403, 422))
+router = APIRouter(tags=["events"], responses=errors(401, 403, 422, 503))
 
 # Proxies (nginx) buffer responses unless told not to, which would hold a feed back.
 _HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 KEEPALIVE = ": keepalive\n\n"
+# Sequences are the outbox's BIGINT ids: nothing lies beyond this one.
+MAX_SEQUENCE = 2**63 - 1
 
 
 def _after(last_event_id: str | None, after: int) -> int:
-    """Where a feed resumes: a reconnecting EventSource sends the last id it saw."""
-    if last_event_id and last_event_id.strip().isdigit():
-        return max(after, int(last_event_id))
+    """Where a feed resumes: a reconnecting EventSource sends the last id it saw.
+
+    Only a sequence counts (ASCII digits, within BIGINT); any other value is ignored, as
+    before, rather than reaching int() (other scripts' digits) or the query (an overflow).
+    """
+    raw = (last_event_id or "").strip()
+    if raw.isascii() and raw.isdigit() and int(raw) <= MAX_SEQUENCE:
+        return max(after, int(raw))
     return after
 
 
@@ -38,7 +45,9 @@ async def run_feed(
     run_id: str,
     request: Request,
     follow: Annotated[bool, Query(description="keep the feed open for new events")] = True,
-    after: Annotated[int, Query(ge=0, description="only events after this sequence")] = 0,
+    after: Annotated[
+        int, Query(ge=0, le=MAX_SEQUENCE, description="only events after this sequence")
+    ] = 0,
     last_event_id: Annotated[str | None, Header()] = None,
 ) -> StreamingResponse:
     """A run's events as SSE: its past first, then live until the run ends."""
@@ -81,7 +90,8 @@ async def run_feed(
 async def platform_feed(
     request: Request,
     after: Annotated[
-        int | None, Query(ge=0, description="replay committed events after this sequence")
+        int | None,
+        Query(ge=0, le=MAX_SEQUENCE, description="replay committed events after this sequence"),
     ] = None,
     run_type: Annotated[
         str | None, Query(alias="type", description="only events whose type starts so")

@@ -24,7 +24,7 @@ router = APIRouter(tags=["logs"])
     # A line's fields as written: those it does not have are left out, not shown as null.
     response_model_exclude_unset=True,
     responses={
-        **errors(401, 403, 404, 422),
+        **errors(401, 403, 404, 422, 503),
         409: {"model": ErrorBody, "description": "no log files to read (CONTROLLER_LOG_DIR unset)"},
     },
 )

@@ -9,7 +9,7 @@ from services.orchestrator_controller.policies.schemas import OrchestratorList, 
 from services.orchestrator_controller.policies.service import MANAGERS, Policies
 from shared.errors import errors
 
-router = APIRouter(tags=["orchestrators"], responses=errors(401, 403))
+router = APIRouter(tags=["orchestrators"], responses=errors(401, 403, 503))
 
 DESCRIPTIONS = {
     "api_manager": "per source host: concurrency cap, rate limit, pause on 429 or open circuit",

@@ -23,7 +23,7 @@ from shared.state.machine import RunStatus
 from shared.state.runs import request_cancel
 from shared.tracing import run_span
 
-router = APIRouter(tags=["runs"], responses=errors(401, 403))
+router = APIRouter(tags=["runs"], responses=errors(401, 403, 503))
 
 
 @router.post(

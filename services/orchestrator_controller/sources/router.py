@@ -11,7 +11,7 @@ from services.orchestrator_controller.sources import service
 from services.orchestrator_controller.sources.schemas import SourceStateOut, StateKeyPath
 from shared.errors import errors
 
-router = APIRouter(prefix="/sources", tags=["sources"], responses=errors(401, 403, 404, 422))
+router = APIRouter(prefix="/sources", tags=["sources"], responses=errors(401, 403, 404, 422, 503))
 log = logging.getLogger(__name__)
 
 

@@ -9,12 +9,17 @@ from sqlalchemy import select
 from services.workflow_engine.runs.schemas import ExecuteRequest, ExecuteResponse
 from shared.auth import require_token
 from shared.db.models import WorkflowRun
-from shared.errors import NotFound
+from shared.errors import NotFound, errors
 
 router = APIRouter()
 
 
-@router.post("/execute", status_code=202, response_model=ExecuteResponse)
+@router.post(
+    "/execute",
+    status_code=202,
+    response_model=ExecuteResponse,
+    responses=errors(401, 404, 413, 422, 503),
+)
 async def execute(body: ExecuteRequest, request: Request) -> JSONResponse:
     """Accept runs for execution (idempotent): the starter loop starts them in a batch."""
     settings = request.app.state.settings
