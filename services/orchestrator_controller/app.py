@@ -17,6 +17,7 @@ from services.orchestrator_controller.definitions import service as definitions
 from services.orchestrator_controller.definitions.router import router as definitions_router
 from services.orchestrator_controller.events.router import router as events_router
 from services.orchestrator_controller.handoff import Handoff
+from services.orchestrator_controller.lineage.consumer import LineageLoop
 from services.orchestrator_controller.logs.router import router as logs_router
 from services.orchestrator_controller.openapi import install as install_openapi
 from services.orchestrator_controller.platform_health import platform_checks
@@ -87,8 +88,12 @@ def create_app(settings: ControllerSettings | None = None) -> FastAPI:
             if settings.seed_schedules:
                 await create_seed_schedules(sessionmaker, app.state.clock)
             loops = []
+            lineage = None
+            if settings.start_loops and settings.lineage_enabled:
+                lineage = LineageLoop.from_settings(settings, sessionmaker, redis)
+                loops.append(lineage.run())
             if settings.start_loops:
-                loops = [
+                loops += [
                     app.state.handoff.run(),
                     HealthMonitor(settings, sessionmaker, http, metrics).run(),
                     OutboxRelay(settings, redis).run(),
@@ -113,6 +118,8 @@ def create_app(settings: ControllerSettings | None = None) -> FastAPI:
                 yield
                 await app.state.admissions.aclose()
                 await app.state.handoff.aclose()
+            if lineage is not None:
+                await lineage.aclose()
         await redis.aclose()
         await engine.dispose()
 

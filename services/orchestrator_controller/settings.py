@@ -5,6 +5,7 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
+from services.orchestrator_controller.lineage.settings import LineageSettings
 from services.orchestrator_controller.policies.config import OrchestratorsConfig
 from shared.auth import SCOPES, ApiKey, Scope, key_id
 from shared.settings import CommonSettings
@@ -22,7 +23,7 @@ class ApiKeySpec(BaseModel):
     scopes: list[Scope] = Field(default_factory=lambda: list(SCOPES), description="its rights")
 
 
-class ControllerSettings(CommonSettings):
+class ControllerSettings(CommonSettings, LineageSettings):
     model_config = SettingsConfigDict(
         env_prefix="CONTROLLER_", extra="ignore", populate_by_name=True
     )

@@ -26,6 +26,8 @@ import pytest
 import yaml
 
 from deploy.grafana.build import DASHBOARDS
+from deploy.grafana.render import render
+from deploy.grafana.runs import OVERVIEW
 from launcher.processes import ROOT, free_port
 from shared.metrics import create_agent_metrics, create_metrics
 from tests.conftest import SERVICE_TOKEN
@@ -207,10 +209,15 @@ def _unknown_names(expr: str, exposed: set[str], labels: set[str]) -> set[str]:
     return words - PROMQL_WORDS - labels - exposed
 
 
+@pytest.fixture(scope="module")
+def dataset(platform: Platform, prometheus: str) -> str:
+    """The dataset of two runs of `test`, both scraped: what the panels must show."""
+    return _run_test_workflow_twice(platform, prometheus)
+
+
 def test_every_panel_and_alert_query_runs_on_the_live_platform(
-    platform: Platform, prometheus: str
+    platform: Platform, prometheus: str, dataset: str
 ) -> None:
-    dataset = _run_test_workflow_twice(platform, prometheus)
     exposed, labels = _exposed_names(platform), _declared_labels()
     checked = 0
     failures: list[str] = []
@@ -240,6 +247,21 @@ def test_every_panel_and_alert_query_runs_on_the_live_platform(
     # The dataset panels show this run's dataset, not only older ones.
     assert _value(prometheus, f'max(dataset_rows{{dataset="{dataset}"}})') == 141
     assert _value(prometheus, f'max(dataset_bytes{{dataset="{dataset}"}})') > 0
+
+
+def test_the_overview_drawn_from_live_data_has_every_panel_filled(
+    prometheus: str, dataset: str, tmp_path: Path
+) -> None:
+    """The README's picture of the overview: drawn from this Prometheus's range data (no Grafana
+    installs here), every panel whose queries must have data drawing at least one series."""
+    shot = tmp_path / "overview-dashboard.png"
+    end = time.time()
+    counts = render(OVERVIEW, prometheus, shot, start=end - 120, end=end, variables=VARIABLES)
+    must_draw = {p.title for p, q in OVERVIEW.queries() if q.data}
+    assert not [title for title in must_draw if counts[title] == 0], counts
+    assert shot.stat().st_size > 20_000  # a picture, not an empty canvas
+    (ROOT / "docs" / "screenshots").mkdir(parents=True, exist_ok=True)
+    shutil.copy(shot, ROOT / "docs" / "screenshots" / "overview-dashboard.png")
 
 
 def test_errors_by_code_panel_shows_a_refused_call(platform: Platform, prometheus: str) -> None:

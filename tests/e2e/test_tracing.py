@@ -194,3 +194,59 @@ def test_a_run_is_one_trace_from_controller_to_agents(
     # The agents' log lines carry the trace id too.
     logs = (Path(platform.env["CONTROLLER_LOG_DIR"]) / "data-merger.log").read_text()
     assert f'"trace_id":"{trace_id}"' in logs
+
+
+def _root_and_steps(receiver: Receiver, run: dict[str, Any]) -> tuple[Received, list[Received]]:
+    """The run's controller root span and its engine step spans, once all have arrived."""
+    attempts = sum(s["attempts"] for s in run["steps"])
+    deadline = time.monotonic() + 15
+    while True:
+        spans = receiver.of_trace(run["trace_id"])
+        roots = [s for s in spans if s.service == "orchestrator-controller"]
+        steps = [s for s in spans if s.service == "workflow-engine" and s.name.startswith("step ")]
+        if (roots and len(steps) >= attempts) or time.monotonic() > deadline:
+            assert len(roots) == 1, roots
+            return roots[0], steps
+        time.sleep(0.2)
+
+
+def test_scheduled_and_triggered_runs_are_traces_with_a_root(
+    traced: tuple[Platform, Receiver],
+) -> None:
+    """A run the ticker fires, and one a schedule's trigger starts, get the same tree as a run
+    from /coordinate: a root span from the controller, every step attempt under it."""
+    platform, receiver = traced
+    inputs = {
+        "remote_url": platform.samples_url("remote/orders_api.json"),
+        "dataset": f"sched_{uuid.uuid4().hex[:6]}",
+    }
+    with platform.api() as api:
+        # continuous: the ticker fires it at once (no run of it is active)
+        ticking = {"name": "traced-ticker", "workflow": "test", "continuous": True}
+        assert api.post("/schedules", json={**ticking, "inputs": inputs}).status_code == 201
+        yearly = {"name": "traced-trigger", "workflow": "test", "cron": "0 0 1 1 *"}
+        assert api.post("/schedules", json={**yearly, "inputs": inputs}).status_code == 201
+
+        deadline = time.monotonic() + 20
+        fired: list[dict[str, Any]] = []
+        while not fired and time.monotonic() < deadline:
+            last_runs = api.get("/schedules/traced-ticker", params={"runs": 5}).json()["last_runs"]
+            fired = [f for f in last_runs if f["run_id"]]
+            time.sleep(0.2)
+        assert fired, "the continuous schedule never fired"
+        assert api.patch("/schedules/traced-ticker", json={"enabled": False}).status_code == 200
+        triggered = api.post("/schedules/traced-trigger/trigger")
+        assert triggered.status_code in (200, 202), triggered.text
+
+    for run_id, name, schedule in (
+        (fired[0]["run_id"], "schedule", "traced-ticker"),
+        (triggered.json()["run_id"], "trigger", "traced-trigger"),
+    ):
+        run = platform.wait_for_run(run_id)
+        assert run["status"] == "SUCCEEDED", run
+        root, steps = _root_and_steps(receiver, run)
+        assert root.name == name and root.parent_span_id == ""
+        assert root.attributes["run_id"] == run_id
+        assert root.attributes["schedule"] == schedule
+        assert len(steps) == sum(s["attempts"] for s in run["steps"])
+        assert all(s.parent_span_id == root.span_id for s in steps)

@@ -277,3 +277,20 @@ spec:
       {{- include "ingestion.selectorLabels" (list .root .component) | nindent 6 }}
 {{- end }}
 {{- end -}}
+
+{{/* The engine's scaling behavior: the chart's HPA and the KEDA ScaledObject share it. */}}
+{{- define "ingestion.engineScalingBehavior" -}}
+scaleDown:
+  # Engines release leases on shutdown; scale down slowly to avoid churn.
+  stabilizationWindowSeconds: 300
+  policies:
+    - type: Pods
+      value: 1
+      periodSeconds: 60
+scaleUp:
+  stabilizationWindowSeconds: 0
+  policies:
+    - type: Percent
+      value: 100
+      periodSeconds: 30
+{{- end -}}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
@@ -17,8 +18,9 @@ from services.orchestrator_controller.schedules.schemas import (
     ScheduleUpdate,
 )
 from shared.errors import Conflict, errors
+from shared.tracing import run_span
 
-router = APIRouter(prefix="/schedules", tags=["schedules"], responses=errors(401, 403))
+router = APIRouter(prefix="/schedules", tags=["schedules"], responses=errors(401, 403, 503))
 
 NextCount = Annotated[
     int, Query(alias="next", ge=0, le=100, description="how many next fire times to show")
@@ -103,6 +105,7 @@ async def trigger(ref: str, request: Request, session: SessionDep) -> Coordinate
     """Run the schedule's workflow now, with its inputs, outside its timetable (even when
     disabled); 409 `schedule_busy` while its last run is active and overlap is not `allow`."""
     app = request.app
+    received = time.time_ns()
     async with session.begin():
         accepted = await trigger_now(
             session,
@@ -113,8 +116,14 @@ async def trigger(ref: str, request: Request, session: SessionDep) -> Coordinate
             submitted_by=request.state.api_key_id,
         )
     run = accepted.run
-    if run.admitted_at is not None:
-        app.state.handoff.kick(run.id)
+    with run_span(
+        run.trace_id,
+        "trigger",
+        attributes={"run_id": str(run.id), "workflow": run.workflow_name, "schedule": ref},
+        start_time=received,
+    ):
+        if run.admitted_at is not None:
+            app.state.handoff.kick(run.id)
     return CoordinateResponse.of(run, created=True)
 
 

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import text
@@ -34,6 +36,7 @@ from shared.db.models import WorkflowRun
 from shared.db.schedule_models import Schedule
 from shared.errors import AppError
 from shared.state.machine import RunStatus
+from shared.tracing import run_span
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +69,18 @@ _FIRE = text(
     "WHERE schedule_fires.outcome = 'buffered' AND EXCLUDED.outcome = 'started' "
     "RETURNING fire_at"
 )
+
+
+@dataclass(frozen=True)
+class Fired:
+    """A run a tick created: what its root span names, and whether to hand it to an engine."""
+
+    run_id: uuid.UUID
+    trace_id: str
+    workflow: str
+    schedule: str
+    fire_at: datetime
+    admitted: bool
 
 
 class Ticker:
@@ -108,7 +123,8 @@ class Ticker:
         done: list[uuid.UUID] = []
         while len(done) < self.max_per_round:
             now = self.clock()
-            kicks: list[uuid.UUID] = []
+            fired: list[Fired] = []
+            claimed_ns = time.time_ns()  # the runs' root spans start with the claim
             async with self.sessionmaker() as session, session.begin():
                 row = (await session.execute(_CLAIM, {"now": now, "done": done})).first()
                 if row is None:
@@ -116,10 +132,21 @@ class Ticker:
                 done.append(row.id)
                 schedule = await session.get(Schedule, row.id)
                 assert schedule is not None
-                started += await self._process(session, schedule, now, kicks)
-            if self.handoff is not None:
-                for run_id in kicks:
-                    self.handoff.kick(run_id)
+                started += await self._process(session, schedule, now, fired)
+            for fire in fired:  # committed: each run's trace starts, as on POST /coordinate
+                with run_span(
+                    fire.trace_id,
+                    "schedule",
+                    attributes={
+                        "run_id": str(fire.run_id),
+                        "workflow": fire.workflow,
+                        "schedule": fire.schedule,
+                        "fire_at": fire.fire_at.isoformat(),
+                    },
+                    start_time=claimed_ns,
+                ):
+                    if fire.admitted and self.handoff is not None:
+                        self.handoff.kick(fire.run_id)
         return started
 
     async def enable_ready_seeds(self) -> None:
@@ -166,7 +193,7 @@ class Ticker:
         )
 
     async def _start(
-        self, session: AsyncSession, schedule: Schedule, at: datetime, kicks: list[uuid.UUID]
+        self, session: AsyncSession, schedule: Schedule, at: datetime, fired: list[Fired]
     ) -> uuid.UUID | None:
         """Start the run of the fire at `at`; None if that fire exists already or fails."""
         claimed = await session.execute(
@@ -209,21 +236,30 @@ class Ticker:
             {"run": run.id, "sid": schedule.id, "at": at},
         )
         schedule.last_run_id, schedule.last_fire_at, schedule.status_reason = run.id, at, None
-        if accepted.created and run.admitted_at is not None:
-            kicks.append(run.id)
+        if accepted.created:
+            fired.append(
+                Fired(
+                    run_id=run.id,
+                    trace_id=run.trace_id,
+                    workflow=run.workflow_name,
+                    schedule=schedule.name,
+                    fire_at=at,
+                    admitted=run.admitted_at is not None,
+                )
+            )
         return run.id
 
     async def _process(
-        self, session: AsyncSession, schedule: Schedule, now: datetime, kicks: list[uuid.UUID]
+        self, session: AsyncSession, schedule: Schedule, now: datetime, fired: list[Fired]
     ) -> list[uuid.UUID]:
         active = await self._active(session, schedule.last_run_id)
         if schedule.trigger == "continuous":
-            return await self._continuous(session, schedule, now, active, kicks)
+            return await self._continuous(session, schedule, now, active, fired)
         if schedule.trigger == "adaptive":
-            return await self._adaptive(session, schedule, now, active, kicks)
+            return await self._adaptive(session, schedule, now, active, fired)
         started: list[uuid.UUID] = []
         if schedule.buffered_fire_at is not None and not active:
-            run_id = await self._start(session, schedule, schedule.buffered_fire_at, kicks)
+            run_id = await self._start(session, schedule, schedule.buffered_fire_at, fired)
             schedule.buffered_fire_at = None
             if run_id is not None:
                 started.append(run_id)
@@ -264,7 +300,7 @@ class Ticker:
                         session, schedule, fire, "skipped", "a fire is already buffered"
                     )
             else:
-                run_id = await self._start(session, schedule, fire, kicks)
+                run_id = await self._start(session, schedule, fire, fired)
                 if run_id is not None:
                     started.append(run_id)
                     active = True
@@ -277,7 +313,7 @@ class Ticker:
         schedule: Schedule,
         now: datetime,
         active: bool,
-        kicks: list[uuid.UUID],
+        fired: list[Fired],
     ) -> list[uuid.UUID]:
         if active:
             set_next_fire(schedule, None)
@@ -287,7 +323,7 @@ class Ticker:
         assert schedule.next_fire_at is not None and schedule.next_due_at is not None
         if schedule.next_due_at > now:
             return []
-        run_id = await self._start(session, schedule, schedule.next_fire_at, kicks)
+        run_id = await self._start(session, schedule, schedule.next_fire_at, fired)
         if run_id is None:
             schedule.consecutive_failures += 1
             wait = backoff(
@@ -306,7 +342,7 @@ class Ticker:
         schedule: Schedule,
         now: datetime,
         active: bool,
-        kicks: list[uuid.UUID],
+        fired: list[Fired],
     ) -> list[uuid.UUID]:
         """Decide the next fire once the last run has ended; fire when due."""
         if not active and adaptive.pending(schedule):
@@ -322,7 +358,7 @@ class Ticker:
         if active and schedule.overlap != "allow":
             await self._record(session, schedule, fire, "skipped", "previous run still going")
             return []
-        run_id = await self._start(session, schedule, fire, kicks)
+        run_id = await self._start(session, schedule, fire, fired)
         return [] if run_id is None else [run_id]
 
     async def _after_last_run(

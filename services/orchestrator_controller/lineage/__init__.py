@@ -1,0 +1,1 @@
+"""OpenLineage run events for every workflow run (START, then COMPLETE, FAIL or ABORT)."""
