@@ -4,7 +4,7 @@ fan-out, failure propagation, cancellation and saga compensation, on a real Post
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
@@ -14,20 +14,22 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 from shared.db.session import create_engine, create_sessionmaker
 from shared.settings import CommonSettings
 from shared.spec.models import WorkflowSpec
+from shared.state.leases import expire_leases
 from shared.state.runs import NewRun, create_run, request_cancel, start_run
-from shared.state.steps import (
-    AttemptResult,
-    ClaimedStep,
-    claim_steps,
-    expire_leases,
-    record_results,
-)
+from shared.state.steps import AttemptResult, ClaimedStep, claim_steps, record_results
+from tests.conftest import DATABASE_URL, fresh_schema
+
+
+@pytest.fixture(scope="module")
+def schema() -> Iterator[str]:
+    """This module's own schema: a claim takes any READY step of its schema, and other modules
+    may leave runs unfinished in the session's one."""
+    yield from fresh_schema()
 
 
 @pytest.fixture
-async def db(common_env: dict) -> AsyncIterator[async_sessionmaker]:
-    engine = create_engine(CommonSettings(**common_env))
-    # Steps of other tests' runs must not be claimed here: each test claims only its own run.
+async def db(schema: str) -> AsyncIterator[async_sessionmaker]:
+    engine = create_engine(CommonSettings(database_url=DATABASE_URL, db_schema=schema))
     yield create_sessionmaker(engine)
     await engine.dispose()
 
@@ -116,8 +118,8 @@ def s(step_id: str, *deps: str, **extra: Any) -> dict[str, Any]:
 
 
 @pytest.fixture
-def harness(db: async_sessionmaker, db_schema: str) -> Harness:
-    return Harness(db, db_schema)
+def harness(db: async_sessionmaker, schema: str) -> Harness:
+    return Harness(db, schema)
 
 
 # Isolation: claim_steps takes any READY step in the schema. Tests in this module run one at a
