@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -23,6 +24,8 @@ from tests.conftest import (
     fresh_schema,
     target_schema,
 )
+from tests.lineage_receiver import LineageReceiver, lineage_receiver
+from tests.otlp_receiver import Receiver
 
 API_KEY = "e2e-api-key"
 ORDERS_TOKEN = "e2e-0rders-t0ken-5ecret-91f2"
@@ -140,3 +143,42 @@ def platform(
         tmp_path_factory.mktemp("e2e_logs"),
     ) as running:
         yield running
+
+
+@dataclass(frozen=True)
+class Observed:
+    """A platform exporting its traces and its OpenLineage events to receivers of the tests."""
+
+    platform: Platform
+    traces: Receiver
+    lineage: LineageReceiver
+
+
+@pytest.fixture(scope="session")
+def observed(stream_prefix: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Observed]:
+    """One platform for the tracing and the lineage tests: each launch costs seconds of imports
+    in nine processes, and neither set of tests minds the other's runs (each looks at its own)."""
+    traces = Receiver()
+    threading.Thread(target=traces.server.serve_forever, daemon=True).start()
+    schemas = fresh_schema()
+    schema = next(schemas)
+    try:
+        with (
+            lineage_receiver() as (lineage, url),
+            launch(
+                schema,
+                f"{stream_prefix}observed:",
+                tmp_path_factory.mktemp("observed_data"),
+                tmp_path_factory.mktemp("observed_logs"),
+                OTEL_EXPORTER_OTLP_ENDPOINT=f"http://127.0.0.1:{traces.port}",
+                OTEL_BSP_SCHEDULE_DELAY="200",
+                OPENLINEAGE_URL=url,
+                OPENLINEAGE_API_KEY="e2e-lineage-key",
+                OPENLINEAGE_NAMESPACE="e2e-ingestion",
+            ) as platform,
+        ):
+            yield Observed(platform, traces, lineage)
+    finally:
+        next(schemas, None)
+        traces.server.shutdown()
+        traces.server.server_close()

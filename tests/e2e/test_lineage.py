@@ -6,42 +6,23 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 import redis
 
-from tests.conftest import REDIS_URL, fresh_schema
-from tests.e2e.conftest import Platform, launch
+from tests.conftest import REDIS_URL
+from tests.e2e.conftest import Observed, Platform
 from tests.e2e.test_run_logs import submit, unreachable
-from tests.lineage_receiver import LineageReceiver, lineage_receiver
+from tests.lineage_receiver import LineageReceiver
 from tests.openlineage_schema import schema_errors
 
 
 @pytest.fixture(scope="module")
-def lineaged(
-    stream_prefix: str, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[tuple[Platform, LineageReceiver]]:
-    schemas = fresh_schema()
-    schema = next(schemas)
-    try:
-        with (
-            lineage_receiver() as (receiver, url),
-            launch(
-                schema,
-                f"{stream_prefix}lineage:",
-                tmp_path_factory.mktemp("lineage_data"),
-                tmp_path_factory.mktemp("lineage_logs"),
-                OPENLINEAGE_URL=url,
-                OPENLINEAGE_API_KEY="e2e-lineage-key",
-                OPENLINEAGE_NAMESPACE="e2e-ingestion",
-            ) as platform,
-        ):
-            yield platform, receiver
-    finally:
-        next(schemas, None)
+def lineaged(observed: Observed) -> tuple[Platform, LineageReceiver]:
+    return observed.platform, observed.lineage
 
 
 def _until(found: Callable[[], list[dict[str, Any]]], states: list[str]) -> list[dict[str, Any]]:
