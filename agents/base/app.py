@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI, Path, Request
+from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from opentelemetry.trace import StatusCode
 from pydantic import ValidationError
@@ -21,6 +21,8 @@ from agents.base.actions import ActionRegistry, AgentError, NoopBody, noop
 from agents.base.context import ActionContext
 from agents.base.ledger import Claim, Ledger, request_hash
 from agents.base.liveness import Heartbeat
+from agents.base.openapi import action_request_body
+from agents.base.openapi import install as install_openapi
 from agents.base.security import pinned_client
 from agents.base.settings import AgentSettings
 from ml.slot import ModelSlot
@@ -182,13 +184,7 @@ def create_agent_app(
             for name, a in sorted(registry.actions.items())
         }
 
-    # The body is each action's own (GET /api/v1/actions lists them), not described here.
-    @app.post("/api/v1/{action}", responses=errors(401, 404, 409, 413, 422, 503))
-    async def run_action(
-        request: Request,
-        # A default, not Annotated: the string annotation could not see `expected`.
-        action: str = Path(description="an action", json_schema_extra={"enum": sorted(expected)}),
-    ) -> JSONResponse:
+    async def traced(action: str, request: Request) -> JSONResponse:
         if not tracing_enabled():
             return await act(action, request)
         # A server span per call, a child of the engine's step span (its `traceparent`).
@@ -204,6 +200,23 @@ def create_agent_app(
             if response.status_code >= 500:
                 span.set_status(StatusCode.ERROR)
             return response
+
+    # One documented operation per action, its body the action's own model (see
+    # agents/base/openapi.py); the catch-all after them only answers an unknown action's 404.
+    for name, action in sorted(registry.actions.items()):
+        app.add_api_route(
+            f"/api/v1/{name}",
+            _action_endpoint(name, traced),
+            methods=["POST"],
+            name=f"action_{name}",
+            summary=action.description or name,
+            responses=errors(401, 409, 413, 422, 503),
+            openapi_extra=action_request_body(action.body),
+        )
+
+    @app.post("/api/v1/{action}", include_in_schema=False)
+    async def unknown_action(request: Request, action: str) -> JSONResponse:
+        return await traced(action, request)
 
     async def act(action: str, request: Request) -> JSONResponse:
         require_token(request, settings.service_tokens())
@@ -284,7 +297,17 @@ def create_agent_app(
         observed.call(action, "ok")
         return JSONResponse(result)
 
+    install_openapi(app, registry)
     return app
+
+
+def _action_endpoint(
+    name: str, dispatch: Callable[[str, Request], Awaitable[JSONResponse]]
+) -> Callable[[Request], Awaitable[JSONResponse]]:
+    async def endpoint(request: Request) -> JSONResponse:
+        return await dispatch(name, request)
+
+    return endpoint
 
 
 # Run and step ids name folders under DATA_ROOT (runs/<run>/<step>/): letters, digits, '-' and

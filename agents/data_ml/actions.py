@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import text
 
 from agents.base.actions import ActionBody, ActionRegistry, AgentError
@@ -33,8 +33,17 @@ class TrainBody(ActionBody):
     timeout_s: float = Field(1500.0, gt=0, le=7200, description="kill the training past this")
 
 
+class TrainOutput(BaseModel):
+    """One `train` output as `report` reads it (the other fields are kept as they came)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    model: str = Field(description="the model trained")
+    promoted: bool = False
+
+
 class ReportBody(ActionBody):
-    results: list[dict[str, Any]] = Field(description="the `train` outputs (the fan-out's list)")
+    results: list[TrainOutput] = Field(description="the `train` outputs (the fan-out's list)")
     history: dict[str, Any] | None = Field(None, description="the `history` output")
 
 
@@ -127,17 +136,18 @@ async def report_action(body: ReportBody, ctx: ActionContext) -> dict[str, Any]:
 
     Returns `{"trained", "promoted": [model...], "kept": [model...], "history", "models"}`.
     """
-    promoted = [r["model"] for r in body.results if r.get("promoted")]
-    kept = [r["model"] for r in body.results if not r.get("promoted")]
+    results = [r.model_dump() for r in body.results]
+    promoted = [r["model"] for r in results if r["promoted"]]
+    kept = [r["model"] for r in results if not r["promoted"]]
     models = {
         r["model"]: {
             k: r.get(k)
             for k in ("version", "promoted", "reason", "metric", "model_score", "baseline_score")
         }
-        for r in body.results
+        for r in results
     }
     return {
-        "trained": len(body.results),
+        "trained": len(results),
         "promoted": promoted,
         "kept": kept,
         "history": body.history,

@@ -4,9 +4,9 @@ each app's own OpenAPI document describes (in-process, a fresh migrated schema, 
 sent), and checks that no answer is a 5xx, every status is documented, every body matches its
 documented schema, and every 4xx body is the one `ErrorBody`.
 
-The agents' `POST /api/v1/{action}` is one operation whose body the document does not describe
-(each action validates its own body, listed by `GET /api/v1/actions`), so the fuzzer reaches an
-action's body validation and the unknown-action answer, not the actions themselves.
+Each agent documents one operation per action, `POST /api/v1/<action>`, with the action's own
+body model, so the fuzzer sends valid bodies into the actions themselves as well as invalid ones
+to their validation.
 """
 
 from __future__ import annotations
@@ -46,6 +46,23 @@ def agent_app(agent: str, env: dict[str, Any]) -> FastAPI:
 
 def engine_app(env: dict[str, Any]) -> FastAPI:
     return create_engine_app(EngineSettings(**env, start_loops=False))
+
+
+@pytest.mark.parametrize("agent", sorted(AGENT_ACTIONS))
+def test_every_action_documents_its_body(env: dict[str, Any], agent: str) -> None:
+    app = agent_app(agent, env)
+    document = app.openapi()
+    registry = app.state.registry
+    for name in AGENT_ACTIONS[agent]:
+        operation = document["paths"][f"/api/v1/{name}"]["post"]
+        ref = operation["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+        schema = document["components"]["schemas"][ref.rsplit("/", 1)[1]]
+        model = registry.actions[name].body
+        assert set(schema.get("required", [])) == {
+            f for f, info in model.model_fields.items() if info.is_required()
+        }, name
+        assert set(schema.get("properties", {})) == set(model.model_fields), name
+        assert {"401", "409", "413", "422", "503"} <= set(operation["responses"]), name
 
 
 @pytest.mark.parametrize("service", ["workflow-engine", *sorted(AGENT_ACTIONS)])
