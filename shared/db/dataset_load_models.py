@@ -22,6 +22,7 @@ class DatasetLoad(Base):
     __table_args__ = (
         UniqueConstraint("destination", "fingerprint"),
         Index("ix_dataset_loads_dataset_loaded_at", "dataset", "loaded_at"),
+        Index("ix_dataset_loads_run_id", "run_id"),  # a run's lineage lists its loads
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
