@@ -59,18 +59,29 @@ def _client(uri: str) -> Any:
         return MlflowClient(tracking_uri=uri, registry_uri=uri)
     # MLflow creates a new SQLite store's tables when it first opens it, and on a fresh install
     # every agent and the trainer open it at once: without the lock all but one fail with
-    # `table ... already exists`. Once per process, since the tables exist afterwards.
+    # `table ... already exists`. The first to finish leaves a marker, so processes started
+    # later open the store side by side instead of one after another.
     database = Path(uri.removeprefix("sqlite:///"))
     database.parent.mkdir(parents=True, exist_ok=True)
+    created = database.with_name(database.name + ".created")
+    if created.exists() and database.exists():
+        _READY_STORES.add(uri)
+        return MlflowClient(tracking_uri=uri, registry_uri=uri)
     with open(database.with_name(database.name + ".lock"), "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
             client = MlflowClient(tracking_uri=uri, registry_uri=uri)
             client._get_registry_client().store  # noqa: B018 - opening it creates the tables
+            created.touch()
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
     _READY_STORES.add(uri)
     return client
+
+
+def prepare_store(uri: str) -> None:
+    """Create the store's tables now (a SQLite store: once, for every process to come)."""
+    _client(uri)
 
 
 def _experiment_id(client: Any, uri: str) -> str:

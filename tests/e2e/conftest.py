@@ -83,7 +83,12 @@ def e2e_schema() -> Iterator[str]:
 
 @contextmanager
 def launch(
-    db_schema: str, stream_prefix: str, data_root: Path, log_dir: Path, **extra: str
+    db_schema: str,
+    stream_prefix: str,
+    data_root: Path,
+    log_dir: Path,
+    healthy_timeout_s: float = 120,
+    **extra: str,
 ) -> Iterator[Platform]:
     """Six agents, data-ml, engine and controller on `db_schema`, stopped at the end."""
     ports = Ports.random()
@@ -119,7 +124,7 @@ def launch(
         for service in services:
             service.start()
         for service in services:
-            service.wait_healthy(timeout_s=60)
+            service.wait_healthy(timeout_s=healthy_timeout_s)
         yield Platform(ports, env, {s.name: s for s in services}, data_root, stream_prefix)
     finally:
         for service in reversed(services):

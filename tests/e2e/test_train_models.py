@@ -30,6 +30,8 @@ def ml_platform(
 ) -> Iterator[tuple[Platform, str]]:
     store = tmp_path_factory.mktemp("mlflow")
     uri = registry.local_tracking_uri(store)
+    # The tables first, here: otherwise the agents create them at start one at a time (a lock)
+    registry.prepare_store(uri)
     schemas = fresh_schema()
     schema = next(schemas)
     try:
@@ -38,6 +40,8 @@ def ml_platform(
             f"{stream_prefix}ml:",
             tmp_path_factory.mktemp("ml_data"),
             tmp_path_factory.mktemp("ml_logs"),
+            # Each agent with a model imports MLflow and opens the store before it is healthy.
+            healthy_timeout_s=180,
             MLFLOW_TRACKING_URI=uri,
             AGENT_MODEL_REFRESH_S="1",
             ENGINE_MODEL_REFRESH_S="1",
