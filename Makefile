@@ -34,7 +34,7 @@ up: install ## run the whole platform in the foreground until Ctrl-C
 	$(RUN) python -m launcher up
 
 test: install airflow ## the whole test suite against real PostgreSQL and Redis
-	$(RUN) pytest -q -p no:cacheprovider
+	$(RUN) pytest -q -p no:cacheprovider --durations=15
 
 lint: install
 	$(RUN) ruff check .
