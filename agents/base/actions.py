@@ -58,9 +58,15 @@ class Action:
     name: str
     body: type[ActionBody]
     handler: Handler
+    # A body a workflow step would send, shown in the OpenAPI document (and mixed into fuzzing).
+    example: dict[str, Any]
     description: str = ""
     # Actions that only read (noop, detect, validate) skip the ledger: repeating them is harmless.
     idempotent_by_nature: bool = False
+
+    def __post_init__(self) -> None:
+        # Checked where the action is declared, so a body model change cannot leave a stale one.
+        self.body.model_validate(self.example)
 
 
 @dataclass
@@ -69,12 +75,19 @@ class ActionRegistry:
     actions: dict[str, Action] = field(default_factory=dict)
 
     def action(
-        self, name: str, body: type[ActionBody], *, description: str = "", read_only: bool = False
+        self,
+        name: str,
+        body: type[ActionBody],
+        *,
+        example: dict[str, Any],
+        description: str = "",
+        read_only: bool = False,
     ) -> Callable[[Handler], Handler]:
-        """Decorator registering `handler` as action `name` with request body `body`."""
+        """Decorator registering `handler` as action `name` with request body `body`, documented
+        with `example` (a valid body: refused at registration otherwise)."""
 
         def register(handler: Handler) -> Handler:
-            self.actions[name] = Action(name, body, handler, description, read_only)
+            self.actions[name] = Action(name, body, handler, example, description, read_only)
             return handler
 
         return register

@@ -211,7 +211,7 @@ def create_agent_app(
             name=f"action_{name}",
             summary=action.description or name,
             responses=errors(401, 409, 413, 422, 503),
-            openapi_extra=action_request_body(action.body),
+            openapi_extra=action_request_body(action.body, action.example),
         )
 
     @app.post("/api/v1/{action}", include_in_schema=False)
@@ -340,4 +340,11 @@ def _caused_by_database_outage(exc: BaseException) -> bool:
 def _noop_action(registry: ActionRegistry) -> Any:
     from agents.base.actions import Action
 
-    return Action("noop", NoopBody, noop, "do nothing; echo the body", idempotent_by_nature=True)
+    return Action(
+        "noop",
+        NoopBody,
+        noop,
+        example={"ping": "throughput-bench"},
+        description="do nothing; echo the body",
+        idempotent_by_nature=True,
+    )

@@ -14,13 +14,15 @@ from agents.base.actions import ActionRegistry
 _REF = "#/components/schemas/{model}"
 
 
-def action_request_body(body: type[BaseModel]) -> dict[str, Any]:
-    """The `openapi_extra` of an action's route: its JSON body, the model's schema by reference.
+def action_request_body(body: type[BaseModel], example: dict[str, Any]) -> dict[str, Any]:
+    """The `openapi_extra` of an action's route: its JSON body, the model's schema by reference,
+    with the action's example.
 
     The route reads the body itself (the ledger hashes the raw request), so FastAPI does not
     derive this from a parameter."""
     schema = {"$ref": _REF.format(model=body.__name__)}
-    return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
+    media = {"schema": schema, "example": example}
+    return {"requestBody": {"required": True, "content": {"application/json": media}}}
 
 
 def action_schemas(registry: ActionRegistry) -> dict[str, Any]:

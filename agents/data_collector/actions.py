@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from agents.base.actions import ActionBody, ActionRegistry, AgentError
 from agents.base.context import ActionContext
@@ -14,7 +14,13 @@ from agents.data_collector.cursor import CursorState
 from agents.data_collector.files import collect_files
 from agents.data_collector.postgres import collect_postgres
 from agents.data_collector.rest import Incremental, Pagination, collect_rest
-from agents.data_collector.state import STATE_KEY_PATTERN, StoredState, load_state, save_state
+from agents.data_collector.state import (
+    STATE_KEY_PATTERN,
+    StoredState,
+    holds_nul,
+    load_state,
+    save_state,
+)
 from agents.data_collector.streams import (
     ENTRY_ID_PATTERN,
     RedisStreamSource,
@@ -100,6 +106,11 @@ class CollectBody(ActionBody):
 @registry.action(
     "collect",
     CollectBody,
+    example={
+        "source": {"kind": "file", "url": "samples/test", "glob": "*.csv"},
+        "incremental": {"field": "mtime", "lag": 60},
+        "state_key": "test_orders",
+    },
     description="pull new data from a source into the run dir; returns manifests and a cursor",
 )
 async def collect(body: CollectBody, ctx: ActionContext) -> dict[str, Any]:
@@ -199,6 +210,14 @@ class CommitStateBody(ActionBody):
         "null (a collect without incremental) commits nothing and keeps the stored cursor"
     )
 
+    @field_validator("cursor")
+    @classmethod
+    def _storable(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        # Refused here, as a 422 naming the field, rather than by PostgreSQL mid-transaction.
+        if value is not None and holds_nul(value):
+            raise ValueError("must not contain a NUL character (U+0000): jsonb cannot store it")
+        return value
+
 
 class GetStateBody(ActionBody):
     """Which source's state to read."""
@@ -218,6 +237,10 @@ def _state_out(key: str, stored: StoredState | None) -> dict[str, Any]:
 @registry.action(
     "commit_state",
     CommitStateBody,
+    example={
+        "state_key": "test_orders",
+        "cursor": {"field": "mtime", "value": 1768465800.0, "lag": 60, "seen": ["9c659555ff84"]},
+    },
     description="store the cursor of a source (the workflow's last step, after the merge)",
 )
 async def commit_state(body: CommitStateBody, ctx: ActionContext) -> dict[str, Any]:
@@ -243,6 +266,7 @@ async def commit_state(body: CommitStateBody, ctx: ActionContext) -> dict[str, A
 @registry.action(
     "get_state",
     GetStateBody,
+    example={"state_key": "test_orders"},
     description="read the committed cursor of a source",
     read_only=True,
 )
@@ -266,6 +290,16 @@ class AckStreamBody(ActionBody):
 @registry.action(
     "ack_stream",
     AckStreamBody,
+    example={
+        "source": {
+            "kind": "redis_stream",
+            "url_env": "STREAM_REDIS_URL",
+            "stream": "orders",
+            "group": "ingestion",
+            "consumer": "realtime",
+        },
+        "entry_ids": ["1732700000000-0", "1732700000000-1"],
+    },
     description="acknowledge collected stream entries (after the merge) so they are not "
     "delivered again",
 )

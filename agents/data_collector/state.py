@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.db.source_state_models import STATE_KEY_PATTERN, SourceState
 
-__all__ = ["STATE_KEY_PATTERN", "StoredState", "load_state", "save_state"]
+__all__ = ["STATE_KEY_PATTERN", "StoredState", "holds_nul", "load_state", "save_state"]
 
 
 @dataclass(frozen=True)
@@ -31,6 +31,18 @@ class StoredState:
     cursor: dict[str, Any]
     run_id: str | None
     updated_at: datetime
+
+
+def holds_nul(value: Any) -> bool:
+    """Whether a NUL character (U+0000) is in any string or key of `value`: PostgreSQL's jsonb
+    cannot store one, and refuses the whole write."""
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(holds_nul(key) or holds_nul(item) for key, item in value.items())
+    if isinstance(value, list):
+        return any(holds_nul(item) for item in value)
+    return False
 
 
 async def load_state(session: AsyncSession, *, key: str) -> StoredState | None:

@@ -41,6 +41,14 @@ class DescribeBody(ActionBody):
 @registry.action(
     "test_connection",
     TestConnectionBody,
+    example={
+        "source": {
+            "kind": "http",
+            "url": "https://api.example.com/v1/orders",
+            "auth": {"type": "bearer", "credential": "ORDERS_API_TOKEN"},
+        },
+        "probes": 3,
+    },
     description="reachability, latency, capabilities and recommended concurrency of a source",
     read_only=True,
 )
@@ -66,6 +74,10 @@ async def test_connection(body: TestConnectionBody, ctx: ActionContext) -> dict[
 @registry.action(
     "describe",
     DescribeBody,
+    example={
+        "source": {"kind": "postgres", "url_env": "ORDERS_DB_URL", "db_schema": "sales"},
+        "max_entries": 20,
+    },
     description="what a source holds: fields and pagination, files, or tables and columns",
     read_only=True,
 )

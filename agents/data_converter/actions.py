@@ -154,7 +154,19 @@ def _output_name(index: int, uri: str) -> str:
     return f"{index:04d}-{re.sub(r'[^A-Za-z0-9_.-]+', '_', stem)[:80]}.parquet"
 
 
-@registry.action("detect", DetectBody, description="recognise a file's format", read_only=True)
+# The examples follow one file through a run: as collect stages it (DATA_ROOT/runs/<run>/<step>/),
+# then as convert writes it, so each reads like the step before it handed it on.
+_COLLECTED = "/data/runs/adhoc/collect/orders-2026-01-15.csv"
+_CONVERTED = "/data/runs/adhoc/convert/0000-orders-2026-01-15.parquet"
+
+
+@registry.action(
+    "detect",
+    DetectBody,
+    example={"file": _COLLECTED},
+    description="recognise a file's format",
+    read_only=True,
+)
 async def detect_action(body: DetectBody, ctx: ActionContext) -> dict[str, Any]:
     """Detect the format of one file.
 
@@ -169,7 +181,12 @@ async def detect_action(body: DetectBody, ctx: ActionContext) -> dict[str, Any]:
     return {"uri": body.file, **detection.to_dict()}
 
 
-@registry.action("convert", ConvertBody, description="convert files to Parquet")
+@registry.action(
+    "convert",
+    ConvertBody,
+    example={"files": [_COLLECTED], "format": "csv"},
+    description="convert files to Parquet",
+)
 async def convert_action(body: ConvertBody, ctx: ActionContext) -> dict[str, Any]:
     """Convert each file to Parquet in this step's folder under DATA_ROOT.
 
@@ -228,7 +245,11 @@ async def convert_action(body: ConvertBody, ctx: ActionContext) -> dict[str, Any
 
 
 @registry.action(
-    "classify", ClassifyBody, description="find columns holding personal data", read_only=True
+    "classify",
+    ClassifyBody,
+    example={"files": [_CONVERTED], "sample_rows": 1000},
+    description="find columns holding personal data",
+    read_only=True,
 )
 async def classify_action(body: ClassifyBody, ctx: ActionContext) -> dict[str, Any]:
     """Classify every column of the files by a sample of their content.
@@ -245,7 +266,16 @@ async def classify_action(body: ClassifyBody, ctx: ActionContext) -> dict[str, A
     return report
 
 
-@registry.action("mask", MaskBody, description="hash, mask, redact or drop personal data")
+@registry.action(
+    "mask",
+    MaskBody,
+    example={
+        "files": [_CONVERTED],
+        "columns": {"email": "hash", "phone": "mask"},
+        "salt_env": "PII_SALT",
+    },
+    description="hash, mask, redact or drop personal data",
+)
 async def mask_action(body: MaskBody, ctx: ActionContext) -> dict[str, Any]:
     """Write each file as Parquet in this step's folder with the chosen columns protected.
 

@@ -255,7 +255,13 @@ async def _download_adaptive(
         return done
 
 
-@registry.action("fetch", FetchBody, description="download a URL with retries and resume")
+@registry.action(
+    "fetch",
+    FetchBody,
+    # The smoke workflow's source (workflows/test.yaml), which the launcher serves.
+    example={"url": "http://127.0.0.1:8199/remote/orders_api.json", "max_attempts": 5},
+    description="download a URL with retries and resume",
+)
 async def fetch(body: FetchBody, ctx: ActionContext) -> dict[str, Any]:
     """Download `url` into the run dir.
 

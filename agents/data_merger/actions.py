@@ -167,7 +167,17 @@ async def _shielded(call: Callable[[], dict[str, Any]]) -> dict[str, Any]:
         raise
 
 
-@registry.action("merge", MergeBody, description="merge batches into a dataset or table")
+@registry.action(
+    "merge",
+    MergeBody,
+    example={
+        "batches": ["/data/runs/adhoc/convert/0000-orders.parquet"],
+        "dataset": "orders",
+        "write_disposition": "merge",
+        "primary_key": ["order_id"],
+    },
+    description="merge batches into a dataset or table",
+)
 async def merge_action(body: MergeBody, ctx: ActionContext) -> dict[str, Any]:
     """Merge batches into the dataset's destination, all or nothing, exactly once.
 
@@ -295,7 +305,19 @@ def _check_files(
 
 
 @registry.action(
-    "quality_check", QualityBody, description="check a dataset's data quality", read_only=True
+    "quality_check",
+    QualityBody,
+    example={
+        "dataset": "orders",
+        "checks": {
+            "row_count_min": 1,
+            "not_null": ["order_id", "email"],
+            "unique": ["order_id"],
+            "ranges": {"amount": {"min": 0, "max": 10000}},
+        },
+    },
+    description="check a dataset's data quality",
+    read_only=True,
 )
 async def quality_check_action(body: QualityBody, ctx: ActionContext) -> dict[str, Any]:
     """Run the checks over the files or the dataset's current version.
@@ -367,7 +389,12 @@ def _delta_uri(root: DataRoot, name: str) -> str:
     return uri
 
 
-@registry.action("maintain", MaintainBody, description="OPTIMIZE and VACUUM a Delta dataset")
+@registry.action(
+    "maintain",
+    MaintainBody,
+    example={"dataset": "orders", "optimize": True, "vacuum_retention_hours": 168},
+    description="OPTIMIZE and VACUUM a Delta dataset",
+)
 async def maintain_action(body: MaintainBody, ctx: ActionContext) -> dict[str, Any]:
     """Compact the dataset's files and delete the ones no kept version needs.
 
@@ -389,7 +416,11 @@ async def maintain_action(body: MaintainBody, ctx: ActionContext) -> dict[str, A
 
 
 @registry.action(
-    "snapshot", SnapshotBody, description="stage one version of a Delta dataset", read_only=True
+    "snapshot",
+    SnapshotBody,
+    example={"dataset": "orders", "version": 3},
+    description="stage one version of a Delta dataset",
+    read_only=True,
 )
 async def snapshot_action(body: SnapshotBody, ctx: ActionContext) -> dict[str, Any]:
     """Time travel: the rows of the dataset as version `version` held them, staged as one

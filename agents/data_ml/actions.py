@@ -60,7 +60,11 @@ WHERE s.finished_at >= now() - make_interval(secs => :seconds)
 
 
 @registry.action(
-    "history", HistoryBody, description="summarise the run history to learn from", read_only=True
+    "history",
+    HistoryBody,
+    example={"since_days": 30},
+    description="summarise the run history to learn from",
+    read_only=True,
 )
 async def history_action(body: HistoryBody, ctx: ActionContext) -> dict[str, Any]:
     """Counts of what the platform recorded in the window: runs, step attempts, collects.
@@ -78,7 +82,12 @@ async def history_action(body: HistoryBody, ctx: ActionContext) -> dict[str, Any
     return {**found, "schema": ctx.settings.db_schema}
 
 
-@registry.action("train", TrainBody, description="train, evaluate and register one model")
+@registry.action(
+    "train",
+    TrainBody,
+    example={"model": "retry_strategy", "quick": False},
+    description="train, evaluate and register one model",
+)
 async def train_action(body: TrainBody, ctx: ActionContext) -> dict[str, Any]:
     """Train `model` on the platform's history (plus its simulator) and register a version.
 
@@ -130,7 +139,19 @@ async def train_action(body: TrainBody, ctx: ActionContext) -> dict[str, Any]:
     return dict(results[0])
 
 
-@registry.action("report", ReportBody, description="summarise a train_models run", read_only=True)
+@registry.action(
+    "report",
+    ReportBody,
+    example={
+        "results": [
+            {"model": "retry_strategy", "version": "7", "promoted": True},
+            {"model": "scheduling_intelligence", "version": "4", "promoted": False},
+        ],
+        "history": {"runs": 412, "attempts": 1890, "collects": 230},
+    },
+    description="summarise a train_models run",
+    read_only=True,
+)
 async def report_action(body: ReportBody, ctx: ActionContext) -> dict[str, Any]:
     """Which models got a new champion and which kept theirs, with the scores that decided.
 

@@ -84,7 +84,13 @@ def _iso(instants: list[datetime]) -> list[str]:
     return [i.isoformat() for i in instants]
 
 
-@registry.action("validate", ValidateBody, description="check a cron expression", read_only=True)
+@registry.action(
+    "validate",
+    ValidateBody,
+    example={"cron": "30 2 * * 1-5", "timezone": "Europe/Berlin"},
+    description="check a cron expression",
+    read_only=True,
+)
 async def validate_action(body: ValidateBody, ctx: ActionContext) -> dict[str, Any]:
     """Check a cron expression and time zone.
 
@@ -107,7 +113,13 @@ async def validate_action(body: ValidateBody, ctx: ActionContext) -> dict[str, A
     }
 
 
-@registry.action("next_runs", NextRunsBody, description="list upcoming run times", read_only=True)
+@registry.action(
+    "next_runs",
+    NextRunsBody,
+    example={"cron": "0 */6 * * *", "timezone": "UTC", "count": 3},
+    description="list upcoming run times",
+    read_only=True,
+)
 async def next_runs_action(body: NextRunsBody, ctx: ActionContext) -> dict[str, Any]:
     """List the next run times, DST-correct, as ISO-8601 strings with their UTC offset.
 
@@ -123,7 +135,19 @@ async def next_runs_action(body: NextRunsBody, ctx: ActionContext) -> dict[str, 
     return {"cron": body.cron, "timezone": body.timezone, "next_runs": _iso(runs)}
 
 
-@registry.action("recommend", RecommendBody, description="recommend a polling interval")
+@registry.action(
+    "recommend",
+    RecommendBody,
+    example={
+        "history": [
+            {"at": "2026-01-15T08:00:00Z", "changed": True},
+            {"at": "2026-01-15T09:00:00Z", "changed": False},
+            {"at": "2026-01-15T10:00:00Z", "rows": 42},
+        ],
+        "min_interval_s": 300,
+    },
+    description="recommend a polling interval",
+)
 async def recommend_action(body: RecommendBody, ctx: ActionContext) -> dict[str, Any]:
     """Estimate the source's change rate from its poll history and recommend a cadence.
 
@@ -201,7 +225,19 @@ class NextIntervalBody(ActionBody):
 
 
 @registry.action(
-    "next_interval", NextIntervalBody, description="the next poll interval", read_only=True
+    "next_interval",
+    NextIntervalBody,
+    example={
+        "history": [
+            {"at": "2026-01-15T08:00:00+00:00", "rows": 120},
+            {"at": "2026-01-15T09:00:00+00:00", "rows": 0},
+            {"at": "2026-01-15T10:00:00+00:00", "rows": 35},
+        ],
+        "min_interval_s": 300,
+        "max_interval_s": 21600,
+    },
+    description="the next poll interval",
+    read_only=True,
 )
 async def next_interval_action(body: NextIntervalBody, ctx: ActionContext) -> dict[str, Any]:
     """How long to wait after the newest collect, by the scheduling model (or its baseline).

@@ -142,6 +142,9 @@ async def test_state_bodies_are_validated(client: httpx.AsyncClient):
         ("commit_state", {"state_key": "k", "cursor": [1, 2]}, "cursor"),
         ("commit_state", {"state_key": "k"}, "cursor"),
         ("commit_state", {"state_key": "../etc", "cursor": {}}, "state_key"),
+        # jsonb holds no U+0000: refused by the body, not by PostgreSQL as a server error
+        ("commit_state", {"state_key": "k", "cursor": {"\u0000": None}}, "cursor"),
+        ("commit_state", {"state_key": "k", "cursor": {"seen": ["a\u0000b"]}}, "cursor"),
         ("get_state", {"state_key": ""}, "state_key"),
         (
             "collect",

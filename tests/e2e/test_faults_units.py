@@ -74,7 +74,7 @@ async def test_an_effect_finished_while_the_database_is_away_is_recorded_once(
     entered, release = asyncio.Event(), asyncio.Event()
     registry = ActionRegistry("data-fetch-retry")
 
-    @registry.action("fetch", _Empty)
+    @registry.action("fetch", _Empty, example={})
     async def fetch(body: _Empty, ctx: ActionContext) -> dict[str, Any]:
         entered.set()
         await release.wait()
@@ -329,7 +329,7 @@ async def test_an_action_refused_because_the_database_is_full_may_be_retried(
     for SQLSTATE 53300 or 57P0x) is answered retryable: the request was not at fault."""
     registry = ActionRegistry("data-merger")
 
-    @registry.action("merge", _Empty)
+    @registry.action("merge", _Empty, example={})
     async def merge(body: _Empty, ctx: ActionContext) -> dict[str, Any]:
         target = create_async_engine(refused_url)
         try:
@@ -346,7 +346,7 @@ async def test_an_action_refused_because_the_database_is_full_may_be_retried(
         return {}
 
     for other in ("quality_check", "maintain", "snapshot"):
-        registry.action(other, _Empty)(nothing)
+        registry.action(other, _Empty, example={})(nothing)
 
     settings = AgentSettings(
         database_url=DATABASE_URL, db_schema=db_schema, service_token="test-service-token"

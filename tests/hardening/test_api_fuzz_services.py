@@ -26,6 +26,7 @@ from services.workflow_engine.settings import EngineSettings
 from shared.spec.catalog import AGENT_ACTIONS
 from tests.conftest import fresh_schema, service_auth, target_schema
 from tests.hardening.fuzzing import fuzz_operations
+from tests.hardening.request_examples import documented_bodies, schema_errors, without_examples
 
 # per operation and mode: the engine and the seven agents together stay well under 60 s
 EXAMPLES = 25
@@ -63,6 +64,23 @@ def test_every_action_documents_its_body(env: dict[str, Any], agent: str) -> Non
         }, name
         assert set(schema.get("properties", {})) == set(model.model_fields), name
         assert {"401", "409", "413", "422", "503"} <= set(operation["responses"]), name
+
+
+@pytest.mark.parametrize("agent", sorted(AGENT_ACTIONS))
+def test_every_action_documents_a_valid_example(env: dict[str, Any], agent: str) -> None:
+    """Each action's example is a body the action accepts: its schema's and its model's."""
+    app = agent_app(agent, env)
+    document = app.openapi()
+    registry = app.state.registry
+    bodies = documented_bodies(document)
+    missing = without_examples(bodies)
+    assert not missing, f"request bodies without an example: {missing}"
+    actions = {f"POST /api/v1/{name}": action for name, action in registry.actions.items()}
+    assert {body.label for body in bodies} == set(actions)
+    for body in bodies:
+        for example in body.examples:
+            assert not schema_errors(document, body.schema, example), (body.label, example)
+            actions[body.label].body.model_validate(example)
 
 
 @pytest.mark.parametrize("service", ["workflow-engine", *sorted(AGENT_ACTIONS)])

@@ -12,7 +12,11 @@ from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
 from services.orchestrator_controller.definitions import service
-from services.orchestrator_controller.definitions.schemas import DefinitionList, DefinitionOut
+from services.orchestrator_controller.definitions.schemas import (
+    SPEC_EXAMPLE,
+    DefinitionList,
+    DefinitionOut,
+)
 from services.orchestrator_controller.deps import AdminKey, ReadKey, SessionDep, SettingsDep
 from services.orchestrator_controller.runs.service import check_nesting
 from shared.errors import errors
@@ -55,7 +59,10 @@ _SPEC_BODY = {
     "requestBody": {
         "required": True,
         "content": {
-            media: {"schema": {"$ref": "#/components/schemas/WorkflowSpec"}}
+            media: {
+                "schema": {"$ref": "#/components/schemas/WorkflowSpec"},
+                "example": SPEC_EXAMPLE,
+            }
             for media in ("application/json", "application/yaml")
         },
     }

@@ -33,3 +33,44 @@ class DefinitionOut(DefinitionSummary):
 
 class DefinitionList(BaseModel):
     items: list[DefinitionSummary]
+
+
+# The body of POST /workflows/definitions is a WorkflowSpec, read by the route itself (JSON or
+# YAML), so its example is given with the operation rather than on the shared spec model.
+SPEC_EXAMPLE: dict[str, Any] = {
+    "name": "orders_export",
+    "version": 1,
+    "kind": "resilient_fetch",
+    "description": "Fetch the nightly orders export, convert it, merge it.",
+    "inputs": {
+        "url": {"type": "string", "required": True},
+        "dataset": {"type": "string", "default": "orders"},
+    },
+    "steps": [
+        {
+            "id": "fetch",
+            "agent": "data-fetch-retry",
+            "action": "fetch",
+            "params": {"url": "${inputs.url}", "max_attempts": 5},
+        },
+        {
+            "id": "convert",
+            "agent": "data-converter",
+            "action": "convert",
+            "depends_on": ["fetch"],
+            "params": {"files": ["${steps.fetch.output}"], "format": "json"},
+        },
+        {
+            "id": "merge",
+            "agent": "data-merger",
+            "action": "merge",
+            "depends_on": ["convert"],
+            "params": {
+                "batches": "${steps.convert.output}",
+                "dataset": "${inputs.dataset}",
+                "write_disposition": "merge",
+                "primary_key": ["order_id"],
+            },
+        },
+    ],
+}

@@ -124,13 +124,48 @@ class ScheduleFields(BaseModel):
 
 
 class ScheduleCreate(ScheduleFields):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "name": "orders-nightly",
+                    "workflow": "standard",
+                    "inputs": {
+                        "source": {"kind": "http", "url": "https://api.example.com/v1/orders"},
+                        "dataset": "orders",
+                        "primary_key": ["order_id"],
+                    },
+                    "cron": "30 2 * * *",
+                    "timezone": "Europe/Berlin",
+                },
+                {
+                    "name": "orders-adaptive",
+                    "workflow": "standard",
+                    "inputs": {
+                        "source": {"kind": "file", "url": "/srv/exports/orders", "glob": "*.csv"},
+                        "dataset": "orders",
+                        "primary_key": ["order_id"],
+                    },
+                    "mode": "adaptive",
+                    "min_interval_s": 300,
+                    "max_interval_s": 21600,
+                },
+            ]
+        }
+    )
+
     name: str = Field(pattern=NAME_PATTERN, description="unique name of the schedule")
 
 
 class ScheduleUpdate(BaseModel):
     """A partial change; a new trigger (cron, interval_s or continuous) replaces the old one."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"cron": "0 */6 * * *", "timezone": "UTC"}, {"enabled": False}]
+        },
+    )
 
     workflow: str | None = None
     version: int | None = None
