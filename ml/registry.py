@@ -38,6 +38,10 @@ class ModelUnavailable(Exception):
     """The registry cannot be reached, or holds no version under the alias."""
 
 
+class RegistryUnreachable(ModelUnavailable):
+    """The registry did not answer (as opposed to answering that there is no such version)."""
+
+
 def local_tracking_uri(store: Path = LOCAL_STORE) -> str:
     """The laptop default: a SQLite tracking store under var/mlflow (no server needed)."""
     store.mkdir(parents=True, exist_ok=True)
@@ -196,15 +200,20 @@ def _scores(trained: TrainedModel) -> str:
 
 
 def champion_version(name: str, *, uri: str | None = None) -> str:
-    """The version the alias points at (a cheap call, for noticing a new champion)."""
+    """The version the champion alias points at (a cheap call, for noticing a new champion)."""
+    return alias_version(name, CHAMPION, uri=uri)
+
+
+def alias_version(name: str, alias: str, *, uri: str | None = None) -> str:
+    """The version `name@alias` points at."""
     from mlflow.exceptions import MlflowException
 
     try:
-        return str(_client(tracking_uri(uri)).get_model_version_by_alias(name, CHAMPION).version)
+        return str(_client(tracking_uri(uri)).get_model_version_by_alias(name, alias).version)
     except MlflowException as exc:
-        raise ModelUnavailable(f"{name}@{CHAMPION}: {exc.message.splitlines()[0]}") from exc
+        raise ModelUnavailable(f"{name}@{alias}: {exc.message.splitlines()[0]}") from exc
     except Exception as exc:  # the registry unreachable: a connection error of any kind
-        raise ModelUnavailable(f"{name}@{CHAMPION}: registry unreachable ({exc})") from exc
+        raise RegistryUnreachable(f"{name}@{alias}: registry unreachable ({exc})") from exc
 
 
 def load(name: str, *, uri: str | None = None, version: str | None = None) -> LoadedModel:

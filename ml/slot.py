@@ -6,6 +6,8 @@ retry decisions (services/workflow_engine/retry_model.py).
 A slot loads `models:/<name>@champion` at start, off the event loop, and checks the alias every
 `AGENT_MODEL_REFRESH_S`: a new champion is loaded beside the old one and swapped in with one
 assignment, so a decision sees either the old model or the new one, never a half-loaded one.
+A binding (ml/bindings.py: a Model resource's or an admin's) may name another registered model
+or alias; it is read at each refresh, so a change reaches every service without a restart.
 With no registry configured, the registry unreachable or no champion, the slot serves the
 baseline and `/health` says so (`degraded` when a registry was meant to answer).
 """
@@ -19,6 +21,8 @@ import os
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from ml.bindings import Binding, BindingReader
+
 log = logging.getLogger(__name__)
 
 
@@ -30,10 +34,21 @@ class Decider:
     model: str
     version: str | None  # None for the baseline
     source: Literal["registry", "baseline"]
+    # Where in the registry, when a binding moved the model away from <model>@champion.
+    registered_model: str | None = None
+    alias: str | None = None
 
     def provenance(self) -> dict[str, Any]:
-        """`{"model", "version", "source"}` for a step's output."""
-        return {"model": self.model, "version": self.version, "source": self.source}
+        """`{"model", "version", "source"}` for a step's output (with `registered_model` and
+        `alias` when a binding chose them)."""
+        found: dict[str, Any] = {
+            "model": self.model,
+            "version": self.version,
+            "source": self.source,
+        }
+        if self.registered_model is not None:
+            found |= {"registered_model": self.registered_model, "alias": self.alias}
+        return found
 
 
 class ModelSlot:
@@ -44,8 +59,12 @@ class ModelSlot:
         *,
         tracking_uri: str | None,
         refresh_s: float = 60.0,
+        binding: BindingReader | None = None,
     ) -> None:
         self.name = name
+        self._read_binding = binding
+        self.binding = Binding.default(name)
+        self._loaded_from: Binding | None = None
         self.tracking_uri = tracking_uri
         self.refresh_s = refresh_s
         self._baseline = Decider(baseline, name, None, "baseline")
@@ -79,22 +98,52 @@ class ModelSlot:
         """Load the champion if it is not the version in use; keep serving on any failure."""
         from ml import registry
 
+        binding = await self._binding()
         try:
             version = await asyncio.to_thread(
-                registry.champion_version, self.name, uri=self.tracking_uri
+                registry.alias_version,
+                binding.registered_model,
+                binding.alias,
+                uri=self.tracking_uri,
             )
-            if version != self._current.version:
+            if version != self._current.version or binding != self._loaded_from:
                 loaded = await asyncio.to_thread(
-                    registry.load, self.name, uri=self.tracking_uri, version=version
+                    registry.load, binding.registered_model, uri=self.tracking_uri, version=version
                 )
-                self._current = Decider(loaded.predictor, self.name, loaded.version, "registry")
-                log.info("%s: serving champion v%s", self.name, loaded.version)
+                bound = not binding.is_default_for(self.name)
+                self._current = Decider(
+                    loaded.predictor,
+                    self.name,
+                    loaded.version,
+                    "registry",
+                    registered_model=binding.registered_model if bound else None,
+                    alias=binding.alias if bound else None,
+                )
+                self._loaded_from = binding
+                log.info(
+                    "%s: serving %s@%s v%s",
+                    self.name,
+                    binding.registered_model,
+                    binding.alias,
+                    loaded.version,
+                )
             self.problem = None
         except registry.ModelUnavailable as exc:
             # Keep a champion already loaded (the registry blinking is no reason to drop it);
             # with none loaded yet, the baseline serves.
             self.problem = str(exc)
             log.warning("%s: %s; serving %s", self.name, exc, self._current.source)
+
+    async def _binding(self) -> Binding:
+        """The binding to load from now; the last one read if the database cannot say."""
+        if self._read_binding is not None:
+            try:
+                self.binding = await self._read_binding()
+            except (
+                Exception
+            ) as exc:  # the database away: the binding cannot have been seen to change
+                log.warning("%s: binding unreadable (%s); keeping %s", self.name, exc, self.binding)
+        return self.binding
 
     async def _watch(self) -> None:
         while True:

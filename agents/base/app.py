@@ -25,6 +25,7 @@ from agents.base.openapi import action_request_body
 from agents.base.openapi import install as install_openapi
 from agents.base.security import pinned_client
 from agents.base.settings import AgentSettings
+from ml.bindings import database_binding
 from ml.slot import ModelSlot
 from shared.auth import require_token
 from shared.db.session import create_engine, create_sessionmaker
@@ -72,6 +73,8 @@ def create_agent_app(
             baseline,
             tracking_uri=settings.mlflow_tracking_uri,
             refresh_s=settings.model_refresh_s,
+            # The app's sessionmaker exists once its lifespan runs, before any slot starts.
+            binding=database_binding(lambda: app.state.sessionmaker, name),
         )
         for name, baseline in (models or {}).items()
     }

@@ -19,6 +19,7 @@ from services.orchestrator_controller.events.router import router as events_rout
 from services.orchestrator_controller.handoff import Handoff
 from services.orchestrator_controller.lineage.consumer import LineageLoop
 from services.orchestrator_controller.logs.router import router as logs_router
+from services.orchestrator_controller.models.router import router as models_router
 from services.orchestrator_controller.openapi import install as install_openapi
 from services.orchestrator_controller.platform_health import platform_checks
 from services.orchestrator_controller.policies.loop import AdmissionLoop
@@ -110,10 +111,14 @@ def create_app(settings: ControllerSettings | None = None) -> FastAPI:
                 ]
             if settings.kubernetes_watch:
                 # Imported here: the kubernetes client is only loaded where it is used.
-                from services.orchestrator_controller.kubernetes.bridge import build_watcher
+                from services.orchestrator_controller.kubernetes.bridge import (
+                    build_model_sync,
+                    build_watcher,
+                )
 
                 watcher = build_watcher(settings, sessionmaker)
-                loops += [watcher.run(), watcher.run_status_sync()]
+                models = build_model_sync(settings, sessionmaker)
+                loops += [watcher.run(), watcher.run_status_sync(), models.run()]
             async with background(*loops):
                 yield
                 await app.state.admissions.aclose()
@@ -143,6 +148,7 @@ def create_app(settings: ControllerSettings | None = None) -> FastAPI:
     app.include_router(health_router)
     app.include_router(schedules_router)
     app.include_router(sources_router)
+    app.include_router(models_router)
     app.include_router(datasets_router)
     app.include_router(orchestrators_router)
     app.include_router(events_router)

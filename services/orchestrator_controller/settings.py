@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
 from services.orchestrator_controller.lineage.settings import LineageSettings
@@ -56,7 +56,17 @@ class ControllerSettings(CommonSettings, LineageSettings):
     )
     start_loops: bool = Field(True, description="run background loops (off in some tests)")
     kubernetes_watch: bool = Field(False, description="watch Workflow custom resources")
-    kubernetes_namespace: str = Field("default", description="namespace of Workflow resources")
+    kubernetes_namespace: str = Field(
+        "default", description="namespace of Workflow and Model resources"
+    )
+    model_resync_s: float = Field(
+        15.0, gt=0, le=3600, description="how often Model resources are read into bindings"
+    )
+    mlflow_tracking_uri: str | None = Field(
+        None,
+        validation_alias=AliasChoices("mlflow_tracking_uri", "MLFLOW_TRACKING_URI"),
+        description="the model registry, to show each Model resource's version in its status",
+    )
     orchestrators: OrchestratorsConfig = Field(
         default_factory=OrchestratorsConfig,
         description="JSON configuring the five orchestrators (api_manager, batch_manager, "

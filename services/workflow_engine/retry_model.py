@@ -14,6 +14,7 @@ import time
 from collections import OrderedDict
 from typing import Any
 
+from ml.bindings import BindingReader
 from ml.retry_strategy.policy import FailureContext, RetryDecision, StaticExponential, clamp
 from ml.slot import ModelSlot
 
@@ -24,9 +25,19 @@ MODEL = "retry_strategy"
 class RetryAdvisor:
     """The engine's model slot for retry decisions, with per-agent recent health."""
 
-    def __init__(self, tracking_uri: str | None, refresh_s: float = 60.0) -> None:
+    def __init__(
+        self,
+        tracking_uri: str | None,
+        refresh_s: float = 60.0,
+        *,
+        binding: BindingReader | None = None,
+    ) -> None:
         self.slot = ModelSlot(
-            MODEL, StaticExponential(), tracking_uri=tracking_uri, refresh_s=refresh_s
+            MODEL,
+            StaticExponential(),
+            tracking_uri=tracking_uri,
+            refresh_s=refresh_s,
+            binding=binding,
         )
         self._health: dict[str, list[float]] = {}  # agent -> [error rate, latency ms]
         self._first_failure: OrderedDict[int, float] = OrderedDict()

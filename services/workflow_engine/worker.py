@@ -22,8 +22,9 @@ import asyncpg
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
+from ml.bindings import database_binding
 from services.workflow_engine import step_log
-from services.workflow_engine.retry_model import RetryAdvisor
+from services.workflow_engine.retry_model import MODEL, RetryAdvisor
 from services.workflow_engine.settings import EngineSettings
 from services.workflow_engine.step_call import RunCache, RunContext, StepLimits, run_step
 from services.workflow_engine.stopper import StopReason, cut_stopped_steps, finish_stopping
@@ -73,7 +74,11 @@ class Executor:
         self.limits = StepLimits(settings.max_map_items, settings.max_rendered_chars)
         self.worker = settings.worker_id
         self.runs = RunCache(sessionmaker)
-        self.advisor = RetryAdvisor(settings.mlflow_tracking_uri, settings.model_refresh_s)
+        self.advisor = RetryAdvisor(
+            settings.mlflow_tracking_uri,
+            settings.model_refresh_s,
+            binding=database_binding(lambda: sessionmaker, MODEL),
+        )
         self.inflight: dict[int, ClaimedStep] = {}
         self.tasks: dict[int, asyncio.Task[None]] = {}
         self.results: asyncio.Queue[AttemptResult] = asyncio.Queue()

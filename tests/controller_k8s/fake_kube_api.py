@@ -1,4 +1,5 @@
-"""A fake of the Kubernetes API server for the Workflow custom resource, over real HTTP.
+"""A fake of the Kubernetes API server for one custom resource (Workflow by default, or Model),
+over real HTTP.
 
 No Kubernetes API server can run on the machines these tests run on, so this stands in for it
 at the HTTP boundary: the official kubernetes client talks to it exactly as to a cluster
@@ -21,10 +22,13 @@ from urllib.parse import parse_qs, urlparse
 
 GROUP = "ingestion.platform.io"
 VERSION = "v1alpha1"
-_COLLECTION = re.compile(
-    rf"^/apis/{re.escape(GROUP)}/{VERSION}(?:/namespaces/(?P<ns>[^/]+))?/workflows"
-    r"(?:/(?P<name>[^/]+)(?P<status>/status)?)?$"
-)
+
+
+def _collection(plural: str) -> re.Pattern[str]:
+    return re.compile(
+        rf"^/apis/{re.escape(GROUP)}/{VERSION}(?:/namespaces/(?P<ns>[^/]+))?/{plural}"
+        r"(?:/(?P<name>[^/]+)(?P<status>/status)?)?$"
+    )
 
 
 def merge_patch(target: Any, patch: Any) -> Any:
@@ -43,8 +47,9 @@ def merge_patch(target: Any, patch: Any) -> Any:
 class FakeKubeApi:
     """State of the fake server plus the helpers a test uses to act as `kubectl`."""
 
-    def __init__(self, token: str = "fake-token") -> None:
+    def __init__(self, token: str = "fake-token", plural: str = "workflows") -> None:
         self.token = token
+        self.collection = _collection(plural)
         self.objects: dict[tuple[str, str], dict[str, Any]] = {}
         self.events: list[tuple[int, str, dict[str, Any]]] = []
         self.requests: list[dict[str, Any]] = []
@@ -92,7 +97,12 @@ class FakeKubeApi:
             current = self.objects.get(key)
             if current is None:
                 obj = copy.deepcopy(resource)
-                obj["metadata"].update(namespace=namespace, uid=str(uuid.uuid4()), generation=1)
+                obj["metadata"].update(
+                    namespace=namespace,
+                    uid=str(uuid.uuid4()),
+                    generation=1,
+                    creationTimestamp=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                )
                 kind = "ADDED"
             else:
                 obj = copy.deepcopy(current)
@@ -170,7 +180,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _route(self) -> tuple[re.Match[str] | None, dict[str, list[str]]]:
         parsed = urlparse(self.path)
-        return _COLLECTION.match(parsed.path), parse_qs(parsed.query)
+        return self.fake.collection.match(parsed.path), parse_qs(parsed.query)
 
     def _authorized(self) -> bool:
         if self.headers.get("Authorization") == f"Bearer {self.fake.token}":

@@ -247,7 +247,11 @@ def test_builtin_workflows_can_be_applied_as_resources(
 
 
 def test_watcher_and_rbac_use_the_crd_names() -> None:
-    workflow = CRDS["Workflow"]["spec"]
+    from services.orchestrator_controller.kubernetes.models import PLURAL as MODELS
+
+    workflow, model = CRDS["Workflow"]["spec"], CRDS["Model"]["spec"]
     assert (workflow["group"], workflow["names"]["plural"]) == (GROUP, PLURAL)
+    assert (model["group"], model["names"]["plural"]) == (GROUP, MODELS)
     rbac = (CHART / "templates" / "rbac.yaml").read_text()
-    assert f'apiGroups: ["{GROUP}"]' in rbac and f'["{PLURAL}/status"]' in rbac
+    assert f'apiGroups: ["{GROUP}"]' in rbac
+    assert f'["{PLURAL}/status", "{MODELS}/status"]' in rbac

@@ -12,6 +12,7 @@ import pytest
 from pydantic import BaseModel
 
 from services.orchestrator_controller.app import create_app
+from services.orchestrator_controller.models.schemas import ModelBindingIn
 from services.orchestrator_controller.runs.schemas import CoordinateRequest
 from services.orchestrator_controller.schedules.schemas import ScheduleCreate, ScheduleUpdate
 from services.orchestrator_controller.settings import ControllerSettings
@@ -33,6 +34,7 @@ CONTROLLER_BODIES: dict[str, type[BaseModel]] = {
     "POST /coordinate": CoordinateRequest,
     "POST /schedules": ScheduleCreate,
     "PATCH /schedules/{ref}": ScheduleUpdate,
+    "PUT /models/{model}": ModelBindingIn,
 }
 ENGINE_BODIES: dict[str, type[BaseModel]] = {"POST /execute": ExecuteRequest}
 

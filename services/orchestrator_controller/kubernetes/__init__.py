@@ -1,8 +1,10 @@
-"""Workflow custom resources: a Workflow resource becomes a registered workflow definition.
+"""Custom resources the controller acts upon: a Workflow resource becomes a registered workflow
+definition; a Model resource binds one of the platform's models to a registry entry.
 
 `resources` holds the pure translation (resource -> spec, status bodies); `watcher` holds the
-loop that lists and watches the resources with the official kubernetes client, registers what
-they carry and writes the outcome and the last run back to their status subresource.
+loop that lists and watches Workflow resources with the official kubernetes client, registers
+what they carry and writes the outcome and the last run back to their status subresource;
+`models` holds the loop that reads Model resources into `model_bindings`.
 """
 
 from services.orchestrator_controller.kubernetes.resources import (

@@ -9,6 +9,10 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from services.orchestrator_controller.definitions import service as definitions
+from services.orchestrator_controller.kubernetes.models import (
+    ModelResourceSync,
+    registry_version_resolver,
+)
 from services.orchestrator_controller.kubernetes.watcher import (
     WorkflowResourceWatcher,
     create_api_client,
@@ -55,4 +59,24 @@ def build_watcher(
     namespace = settings.kubernetes_namespace or in_cluster_namespace()
     return WorkflowResourceWatcher(
         api_client or create_api_client(), namespace, register, last_run, **options
+    )
+
+
+def build_model_sync(
+    settings: ControllerSettings,
+    sessionmaker: async_sessionmaker,
+    api_client: ApiClient | None = None,
+) -> ModelResourceSync:
+    """The loop binding models as the namespace's Model resources say."""
+    resolve = (
+        registry_version_resolver(settings.mlflow_tracking_uri)
+        if settings.mlflow_tracking_uri
+        else None
+    )
+    return ModelResourceSync(
+        api_client or create_api_client(),
+        settings.kubernetes_namespace or in_cluster_namespace() or "default",
+        sessionmaker,
+        resolve_version=resolve,
+        interval_s=settings.model_resync_s,
     )

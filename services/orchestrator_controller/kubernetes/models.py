@@ -1,0 +1,257 @@
+"""Model resources: each binds one of the platform's models to a registered model and alias.
+
+A small reconcile loop, not a watch: there are at most five Model resources, and a change
+reaches the services at their next model refresh anyway. Every `interval_s` it lists the
+namespace's Model resources, makes `model_bindings` say what they say (a resource takes a
+model over from an API binding; a deleted resource gives it back to its default), and writes
+each resource's status: phase, the version its alias points at (when the controller can read
+the registry) and a Ready condition.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from kubernetes import client
+from kubernetes.client.rest import ApiException
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import async_sessionmaker
+
+from ml.bindings import ALIAS_PATTERN, DEFAULT_ALIAS, MODEL_NAMES
+from services.orchestrator_controller.kubernetes.resources import (
+    GROUP,
+    VERSION,
+    merge_conditions,
+    ready_condition,
+    status_differs,
+)
+
+log = logging.getLogger(__name__)
+
+PLURAL = "models"
+_MERGE_PATCH = "application/merge-patch+json"
+# The version `registered@alias` points at, or None when the alias is unset; raises when the
+# registry cannot say.
+ResolveVersion = Callable[[str, str], Awaitable[str | None]]
+
+_BIND = text(
+    """
+INSERT INTO model_bindings (model, registered_model, alias, source, resource, updated_by)
+VALUES (:model, :registered, :alias, 'kubernetes', :resource, :resource)
+ON CONFLICT (model) DO UPDATE SET
+    registered_model = EXCLUDED.registered_model, alias = EXCLUDED.alias,
+    source = 'kubernetes', resource = EXCLUDED.resource, updated_by = EXCLUDED.updated_by,
+    updated_at = now()
+WHERE (model_bindings.registered_model, model_bindings.alias, model_bindings.source,
+       model_bindings.resource) IS DISTINCT FROM
+      (EXCLUDED.registered_model, EXCLUDED.alias, 'kubernetes', EXCLUDED.resource)
+"""
+)
+_RELEASE = text(
+    "DELETE FROM model_bindings WHERE source = 'kubernetes' AND NOT (model = ANY(:kept))"
+)
+
+
+@dataclass(frozen=True)
+class ModelResource:
+    namespace: str
+    name: str
+    generation: int
+    created: str
+    model: str
+    registered_model: str
+    alias: str
+    resource: dict[str, Any]
+
+    @property
+    def ref(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+
+def parse_model_resource(resource: Mapping[str, Any]) -> ModelResource | str:
+    """The binding a Model resource asks for, or why it cannot be honoured."""
+    metadata = resource.get("metadata") or {}
+    spec = resource.get("spec") or {}
+    model, registered = spec.get("model"), spec.get("registeredModelName")
+    alias = spec.get("alias") or DEFAULT_ALIAS
+    if model not in MODEL_NAMES:
+        return f"spec.model: {model!r} is not one of {', '.join(MODEL_NAMES)}"
+    if not isinstance(registered, str) or not registered:
+        return "spec.registeredModelName: missing"
+    if not isinstance(alias, str) or not re.match(ALIAS_PATTERN, alias):
+        return f"spec.alias: {alias!r} is not a registry alias"
+    return ModelResource(
+        namespace=str(metadata.get("namespace") or ""),
+        name=str(metadata.get("name") or ""),
+        generation=int(metadata.get("generation") or 1),
+        created=str(metadata.get("creationTimestamp") or ""),
+        model=str(model),
+        registered_model=registered,
+        alias=alias,
+        resource=dict(resource),
+    )
+
+
+class ModelResourceSync:
+    """Keeps `model_bindings` in step with the Model resources of one namespace."""
+
+    def __init__(
+        self,
+        api_client: client.ApiClient,
+        namespace: str,
+        sessionmaker: async_sessionmaker,
+        *,
+        resolve_version: ResolveVersion | None = None,
+        interval_s: float = 15.0,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self._api = client.CustomObjectsApi(api_client)
+        self.namespace = namespace
+        self._sessionmaker = sessionmaker
+        self._resolve_version = resolve_version
+        self._interval_s = interval_s
+        self._clock = clock
+
+    async def run(self) -> None:
+        while True:
+            try:
+                await self.sync_once()
+            except asyncio.CancelledError:
+                raise
+            except ApiException as exc:
+                log.warning("listing Model resources failed: %s %s", exc.status, exc.reason)
+            except Exception:
+                log.exception("Model resource sync failed")
+            await asyncio.sleep(self._interval_s)
+
+    async def sync_once(self) -> dict[str, str]:
+        """One reconcile; returns each model bound by a resource and the resource's ref."""
+        listing: Any = await asyncio.to_thread(
+            self._api.list_namespaced_custom_object, GROUP, VERSION, self.namespace, PLURAL
+        )
+        items: list[dict[str, Any]] = [
+            {**item, "metadata": {"namespace": self.namespace, **(item.get("metadata") or {})}}
+            for item in listing.get("items", [])
+        ]
+        parsed = [(item, parse_model_resource(item)) for item in items]
+        # Two resources naming one model: the older one binds it, the other says so.
+        winners: dict[str, ModelResource] = {}
+        candidates = [p for _, p in parsed if isinstance(p, ModelResource)]
+        for candidate in sorted(candidates, key=lambda c: (c.created, c.name)):
+            winners.setdefault(candidate.model, candidate)
+        async with self._sessionmaker() as session, session.begin():
+            for bound in winners.values():
+                await session.execute(
+                    _BIND,
+                    {
+                        "model": bound.model,
+                        "registered": bound.registered_model,
+                        "alias": bound.alias,
+                        "resource": bound.ref,
+                    },
+                )
+            await session.execute(_RELEASE, {"kept": list(winners)})
+        for item, found in parsed:
+            await self._report(item, found, winners)
+        return {model: bound.ref for model, bound in winners.items()}
+
+    async def _report(
+        self,
+        item: dict[str, Any],
+        found: ModelResource | str,
+        winners: dict[str, ModelResource],
+    ) -> None:
+        metadata = item.get("metadata") or {}
+        generation = int(metadata.get("generation") or 1)
+        now = self._clock()
+        status: dict[str, Any] = {"observedGeneration": generation}
+        if isinstance(found, str):
+            condition = ready_condition(
+                status=False, reason="InvalidSpec", message=found, generation=generation, now=now
+            )
+            status["phase"] = "Failed"
+        elif winners[found.model].ref != found.ref:
+            message = f"{found.model} is bound by the older Model {winners[found.model].ref}"
+            condition = ready_condition(
+                status=False, reason="Conflict", message=message, generation=generation, now=now
+            )
+            status["phase"] = "Failed"
+        else:
+            status["phase"], condition = await self._bound_status(found, generation, now, status)
+        current = item.get("status") or {}
+        status["conditions"] = merge_conditions(current.get("conditions"), condition)
+        if status_differs(item, status):
+            await self._patch_status(str(metadata.get("name")), status)
+
+    async def _bound_status(
+        self, found: ModelResource, generation: int, now: datetime, status: dict[str, Any]
+    ) -> tuple[str, dict[str, Any]]:
+        target = f"{found.registered_model}@{found.alias}"
+        if self._resolve_version is None:
+            message = f"services load {target} (no registry configured here to check it)"
+            return "Registered", ready_condition(
+                status=True, reason="Bound", message=message, generation=generation, now=now
+            )
+        try:
+            version = await self._resolve_version(found.registered_model, found.alias)
+        except Exception as exc:  # the registry away: say so, the binding stands
+            message = f"services load {target}; the registry cannot say which version: {exc}"
+            return "Pending", ready_condition(
+                status=None, reason="RegistryUnavailable", message=message, generation=generation,
+                now=now,
+            )  # fmt: skip
+        if version is None:
+            message = f"{target} does not exist yet: services serve their baseline until it does"
+            return "Pending", ready_condition(
+                status=False, reason="AliasNotSet", message=message, generation=generation, now=now
+            )
+        status["registeredVersion"] = version
+        return "Registered", ready_condition(
+            status=True,
+            reason="Bound",
+            message=f"services load {target} (version {version})",
+            generation=generation,
+            now=now,
+        )
+
+    async def _patch_status(self, name: str, status: dict[str, Any]) -> None:
+        try:
+            await asyncio.to_thread(
+                self._api.patch_namespaced_custom_object_status,
+                GROUP,
+                VERSION,
+                self.namespace,
+                PLURAL,
+                name,
+                {"status": status},
+                _content_type=_MERGE_PATCH,
+            )
+        except ApiException as exc:
+            if exc.status != 404:  # deleted meanwhile: nothing to report to
+                raise
+
+
+def registry_version_resolver(tracking_uri: str) -> ResolveVersion:
+    """Resolve `registered@alias` through MLflow (imported only where Model resources are
+    watched and a registry is configured)."""
+
+    async def resolve(registered: str, alias: str) -> str | None:
+        from ml import registry
+
+        def lookup() -> str | None:
+            try:
+                return registry.alias_version(registered, alias, uri=tracking_uri)
+            except registry.RegistryUnreachable:
+                raise
+            except registry.ModelUnavailable:
+                return None
+
+        return await asyncio.to_thread(lookup)
+
+    return resolve
