@@ -6,9 +6,8 @@ Loops (all in one event loop):
 - record: results are committed in batches (one transaction for everything that finished
   meanwhile), which is what makes the hot path cheap;
 - starter: start admitted PENDING runs (woken by NOTIFY 'runs');
-- stopper: for runs cancelled or past their deadline (woken by NOTIFY 'stop'), cut this
-  replica's calls in flight and cancel the steps still waiting, batch by batch;
-- upkeep: renew leases of in-flight steps, return expired leases of dead workers, refresh gauges.
+- upkeep: renew leases of in-flight steps, return expired leases of dead workers, end runs past
+  their deadline, stop steps of cancelled runs, refresh gauges.
 """
 
 from __future__ import annotations
@@ -16,9 +15,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import Any
+import uuid
+from typing import Any, Literal
 
 import asyncpg
+from opentelemetry import trace
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
@@ -27,20 +28,21 @@ from services.workflow_engine import step_log
 from services.workflow_engine.retry_model import MODEL, RetryAdvisor
 from services.workflow_engine.settings import EngineSettings
 from services.workflow_engine.step_call import RunCache, RunContext, StepLimits, run_step
-from services.workflow_engine.stopper import StopReason, cut_stopped_steps, finish_stopping
 from shared.agent_client import AgentClient
 from shared.db.session import asyncpg_dsn
 from shared.events.outbox import wakeup_channel
 from shared.logs import bind
 from shared.metrics import PlatformMetrics
-from shared.state.leases import expire_leases, release_leases, renew_leases
-from shared.state.progress import RunChange
+from shared.state.progress import RunChange, advance_runs, lock_runs
 from shared.state.runs import StartedRun, start_runs, startable_runs
 from shared.state.steps import (
     AttemptResult,
     ClaimedStep,
     claim_steps,
+    expire_leases,
     record_results,
+    release_leases,
+    renew_leases,
 )
 from shared.tracing import enabled as tracing_enabled
 from shared.tracing import step_span
@@ -84,11 +86,10 @@ class Executor:
         self.results: asyncio.Queue[AttemptResult] = asyncio.Queue()
         self.step_wake = asyncio.Event()
         self.run_wake = asyncio.Event()
-        self.stop_wake = asyncio.Event()
         self.stopping = False
         self._starter_held = False  # the starter waits for this replica's backlog to shrink
         # Why the engine cancelled a step's task (run cancelled, or past the run's deadline).
-        self._stop_reasons: dict[int, StopReason] = {}
+        self._stop_reasons: dict[int, tuple[Literal["cancelled", "timed_out"], str]] = {}
         self._loops: list[asyncio.Task[None]] = []
         # Renew well within a lease, and often enough that a short lease survives one miss.
         self._renew_every = min(settings.lease_seconds / 3, 2.0)
@@ -96,14 +97,7 @@ class Executor:
     # ---- lifecycle -------------------------------------------------------------------------
     def start(self) -> None:
         """Start the loops as background tasks."""
-        loops = (
-            self._listen,
-            self._claim_loop,
-            self._record_loop,
-            self._starter,
-            self._stopper,
-            self._upkeep,
-        )
+        loops = (self._listen, self._claim_loop, self._record_loop, self._starter, self._upkeep)
         for loop in loops:
             self._loops.append(asyncio.create_task(self._forever(loop), name=loop.__name__))
 
@@ -155,8 +149,6 @@ class Executor:
                 self.run_wake.set()
             elif payload in ("steps", self.worker):
                 self.step_wake.set()
-            elif payload == "stop":
-                self.stop_wake.set()
             # Steps meant for another replica: ours only after `sticky_seconds`, found by
             # the safety poll.
 
@@ -165,7 +157,6 @@ class Executor:
             # Anything that happened while we were not listening is found by this wake-up.
             self.run_wake.set()
             self.step_wake.set()
-            self.stop_wake.set()
             while not conn.is_closed():
                 await asyncio.sleep(self.settings.poll_interval_s)
                 await conn.execute("SELECT 1")  # notices a dead connection
@@ -208,7 +199,7 @@ class Executor:
         try:
             run = await self.runs.get(step.run_id)
             bind(trace_id=run.trace_id)  # this task's lines; the task ends with the step
-            attributes = step_log.span_attributes(step) if tracing_enabled() else {}
+            attributes = _attributes(step) if tracing_enabled() else {}
             with step_span(run.trace_id, f"step {step.step_id}", attributes=attributes) as span:
                 result, latency = await run_step(
                     step,
@@ -218,7 +209,7 @@ class Executor:
                     limits=self.limits,
                     advisor=self.advisor,
                 )
-                step_log.record_outcome(span, result)
+                _outcome(span, result)
             if latency is not None:
                 self.metrics.agent_coordination_latency.labels(step.agent, step.action).observe(
                     latency
@@ -340,18 +331,6 @@ class Executor:
             self.metrics.runs_started.labels(run.spec.kind).inc()
         return len(started), room
 
-    # ---- stopping runs -----------------------------------------------------------------
-    async def _stopper(self) -> None:
-        while not self.stopping:
-            self.stop_wake.clear()
-            await cut_stopped_steps(
-                self.sessionmaker, self.inflight, self.tasks, reasons=self._stop_reasons
-            )
-            await finish_stopping(
-                self.sessionmaker, schema=self.schema, owner=self.worker, observe=self._observe
-            )
-            await self._wait(self.stop_wake, self.settings.poll_interval_s)
-
     # ---- upkeep ---------------------------------------------------------------------------
     async def _upkeep(self) -> None:
         while not self.stopping:
@@ -361,6 +340,8 @@ class Executor:
                 expired = await expire_leases(session, limit=500, schema=self.schema)
             if expired:
                 self.step_wake.set()
+            await self._stop_cancelled()
+            await self._end_overdue_runs()
             await self.refresh_gauges()
 
     async def _renew(self) -> None:
@@ -372,12 +353,72 @@ class Executor:
                 session, owner=self.worker, step_ids=ids, lease_s=self.settings.lease_seconds
             )
 
+    async def _stop_cancelled(self) -> None:
+        run_ids = list({s.run_id for s in self.inflight.values()})
+        if not run_ids:
+            return
+        async with self.sessionmaker() as session:
+            rows = await session.execute(
+                text("SELECT id FROM workflow_runs WHERE id = ANY(:ids) AND cancel_requested"),
+                {"ids": run_ids},
+            )
+            cancelled = {row.id for row in rows}
+        for step_row, step in list(self.inflight.items()):
+            task = self.tasks.get(step_row)
+            if step.run_id in cancelled and task is not None:
+                self._stop_reasons[step_row] = ("cancelled", "run cancelled")
+                task.cancel()  # closes the agent connection: the agent is asked to stop
+
+    async def _end_overdue_runs(self) -> None:
+        async with self.sessionmaker() as session, session.begin():
+            rows = await session.execute(
+                text(
+                    "SELECT id FROM workflow_runs WHERE status = 'RUNNING' "
+                    "AND deadline_at < now() ORDER BY id LIMIT 100 FOR UPDATE SKIP LOCKED"
+                )
+            )
+            overdue: list[uuid.UUID] = [row.id for row in rows]
+            if overdue:
+                locked = await lock_runs(session, overdue)
+                self._observe(await advance_runs(session, locked, schema=self.schema))
+        overdue_set = set(overdue)
+        for step_row, step in list(self.inflight.items()):
+            task = self.tasks.get(step_row)
+            if step.run_id in overdue_set and task is not None:
+                self._stop_reasons[step_row] = ("timed_out", "run exceeded its timeout_s")
+                task.cancel()
+
     async def refresh_gauges(self) -> None:
         """Set active_workflows and workflow_queue_size (work ready for an engine, unclaimed)."""
         async with self.sessionmaker() as session:
             row = (await session.execute(_GAUGES)).one()
         self.metrics.workflow_queue_size.set(row.queued)
         self.metrics.active_workflows.set(row.active)
+
+
+def _attributes(step: ClaimedStep) -> dict[str, str | int]:
+    attributes: dict[str, str | int] = {
+        "run_id": str(step.run_id),
+        "step_id": step.step_id,
+        "attempt": step.attempts,
+        "agent": step.agent,
+        "action": step.action,
+        "role": step.role,
+    }
+    if step.map_index >= 0:
+        attributes["map_index"] = step.map_index
+    return attributes
+
+
+def _outcome(span: trace.Span, result: AttemptResult) -> None:
+    """Record an attempt's outcome on its span (nothing when tracing is off)."""
+    if not span.is_recording():
+        return
+    span.set_attribute("outcome", result.outcome)
+    if result.outcome != "succeeded":
+        code = (result.error or {}).get("code", result.outcome)
+        span.set_attribute("error_code", str(code))
+        span.set_status(trace.StatusCode.ERROR, str(code))
 
 
 # Ready but unclaimed: READY steps, retries whose time has come, and admitted runs not started

@@ -4,7 +4,7 @@ Every run's OpenLineage COMPLETE/FAIL event lists the loads the run made; withou
 that read scans every load record the platform ever wrote, so it grows with history.
 
 Revision ID: 0013
-Revises: 0012
+Revises: 0011
 Create Date: 2026-12-02 15:45:00.000000
 """
 
@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from alembic import op
 
 revision: str = "0013"
-down_revision: str | None = "0012"
+down_revision: str | None = "0011"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
