@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import logging
 import uuid
 from typing import Any, Literal
@@ -48,6 +49,7 @@ from shared.tracing import enabled as tracing_enabled
 from shared.tracing import step_span
 
 log = logging.getLogger(__name__)
+LOOP_STOP_WARN_S = 10.0  # a loop slower than this to stop after its cancel is logged
 
 RECORD_BATCH = 256
 START_BATCH = 100
@@ -109,6 +111,11 @@ class Executor:
         """
         self.stopping = True
         self.step_wake.set()
+        log.info(
+            "shutting down: %d steps in flight, %g s to finish",
+            len(self.tasks),
+            self.settings.shutdown_grace_s,
+        )
         clock = asyncio.get_running_loop()
         deadline = clock.time() + self.settings.shutdown_grace_s
         while self.tasks and (left := deadline - clock.time()) > 0:
@@ -121,6 +128,16 @@ class Executor:
         unfinished = list(self.inflight)
         for loop in self._loops:
             loop.cancel()
+        stuck: set[asyncio.Task[None]] = set()
+        if self._loops:  # asyncio.wait refuses an empty set (loops never started)
+            _, stuck = await asyncio.wait(self._loops, timeout=LOOP_STOP_WARN_S)
+        for task in stuck:
+            # A loop still running after its cancel holds the shutdown: say where it waits.
+            where = io.StringIO()
+            task.print_stack(file=where)
+            log.warning(
+                "shutting down: loop %s has not stopped yet\n%s", task.get_name(), where.getvalue()
+            )
         await asyncio.gather(*self._loops, return_exceptions=True)
         if unfinished:
             with contextlib.suppress(Exception):
@@ -128,6 +145,7 @@ class Executor:
                     await release_leases(
                         session, owner=self.worker, step_ids=unfinished, schema=self.schema
                     )
+        log.info("shut down: %d unfinished steps released", len(unfinished))
 
     async def _forever(self, loop: Any) -> None:
         # A loop that fails (database restarting, say) starts again after a pause.
