@@ -7,7 +7,7 @@ without importing any training code."""
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 from sqlalchemy import text
@@ -30,7 +30,8 @@ REGISTERED_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,255}$"
 class Binding:
     registered_model: str
     alias: str
-    source: Literal["default", "api", "kubernetes"] = "default"
+    # Who chose it, not where it points: a slot does not reload when only this changes.
+    source: Literal["default", "api", "kubernetes"] = field(default="default", compare=False)
 
     @classmethod
     def default(cls, model: str) -> Binding:

@@ -139,9 +139,8 @@ class ModelSlot:
         if self._read_binding is not None:
             try:
                 self.binding = await self._read_binding()
-            except (
-                Exception
-            ) as exc:  # the database away: the binding cannot have been seen to change
+            # The database away: no change of binding can have been seen either.
+            except Exception as exc:
                 log.warning("%s: binding unreadable (%s); keeping %s", self.name, exc, self.binding)
         return self.binding
 

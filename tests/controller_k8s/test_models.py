@@ -140,6 +140,13 @@ async def test_model_resources_bind_models_and_report_in_their_status(
     await sync.sync_once()
     assert (await bindings(db))["format_recognition"][:2] == ("format_recognition_eu", "champion")
     assert ready(fake.get("fr", NAMESPACE)) == ("Registered", "True", "Bound")  # its champion
+    fake.apply(
+        model_resource("fr", "format_recognition", "format_recognition_eu", "canary"), NAMESPACE
+    )
+    await sync.sync_once()
+    fr = fake.get("fr", NAMESPACE)
+    assert ready(fr) == ("Pending", "False", "AliasNotSet")
+    assert "registeredVersion" not in fr["status"]  # the version of before is not shown as now's
     fake.delete("fr", NAMESPACE)
     fake.delete("fr-too", NAMESPACE)
     await sync.sync_once()

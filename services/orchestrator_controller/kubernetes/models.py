@@ -23,7 +23,7 @@ from kubernetes.client.rest import ApiException
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
-from ml.bindings import ALIAS_PATTERN, DEFAULT_ALIAS, MODEL_NAMES
+from ml.bindings import ALIAS_PATTERN, DEFAULT_ALIAS, MODEL_NAMES, REGISTERED_NAME_PATTERN
 from services.orchestrator_controller.kubernetes.resources import (
     GROUP,
     VERSION,
@@ -62,12 +62,10 @@ _RELEASE = text(
 class ModelResource:
     namespace: str
     name: str
-    generation: int
     created: str
     model: str
     registered_model: str
     alias: str
-    resource: dict[str, Any]
 
     @property
     def ref(self) -> str:
@@ -82,19 +80,17 @@ def parse_model_resource(resource: Mapping[str, Any]) -> ModelResource | str:
     alias = spec.get("alias") or DEFAULT_ALIAS
     if model not in MODEL_NAMES:
         return f"spec.model: {model!r} is not one of {', '.join(MODEL_NAMES)}"
-    if not isinstance(registered, str) or not registered:
-        return "spec.registeredModelName: missing"
+    if not isinstance(registered, str) or not re.match(REGISTERED_NAME_PATTERN, registered):
+        return f"spec.registeredModelName: {registered!r} is not a registered model name"
     if not isinstance(alias, str) or not re.match(ALIAS_PATTERN, alias):
         return f"spec.alias: {alias!r} is not a registry alias"
     return ModelResource(
         namespace=str(metadata.get("namespace") or ""),
         name=str(metadata.get("name") or ""),
-        generation=int(metadata.get("generation") or 1),
         created=str(metadata.get("creationTimestamp") or ""),
         model=str(model),
         registered_model=registered,
         alias=alias,
-        resource=dict(resource),
     )
 
 
@@ -169,56 +165,43 @@ class ModelResourceSync:
     ) -> None:
         metadata = item.get("metadata") or {}
         generation = int(metadata.get("generation") or 1)
-        now = self._clock()
-        status: dict[str, Any] = {"observedGeneration": generation}
+        version: str | None = None
+        ready: bool | None
         if isinstance(found, str):
-            condition = ready_condition(
-                status=False, reason="InvalidSpec", message=found, generation=generation, now=now
-            )
-            status["phase"] = "Failed"
+            phase, ready, reason, message = "Failed", False, "InvalidSpec", found
         elif winners[found.model].ref != found.ref:
+            phase, ready, reason = "Failed", False, "Conflict"
             message = f"{found.model} is bound by the older Model {winners[found.model].ref}"
-            condition = ready_condition(
-                status=False, reason="Conflict", message=message, generation=generation, now=now
-            )
-            status["phase"] = "Failed"
         else:
-            status["phase"], condition = await self._bound_status(found, generation, now, status)
-        current = item.get("status") or {}
-        status["conditions"] = merge_conditions(current.get("conditions"), condition)
+            phase, ready, reason, message, version = await self._bound(found)
+        condition = ready_condition(
+            status=ready, reason=reason, message=message, generation=generation, now=self._clock()
+        )
+        status = {
+            "observedGeneration": generation,
+            "phase": phase,
+            # None removes a version written earlier (a merge patch): it would no longer be true.
+            "registeredVersion": version,
+            "conditions": merge_conditions((item.get("status") or {}).get("conditions"), condition),
+        }
         if status_differs(item, status):
             await self._patch_status(str(metadata.get("name")), status)
 
-    async def _bound_status(
-        self, found: ModelResource, generation: int, now: datetime, status: dict[str, Any]
-    ) -> tuple[str, dict[str, Any]]:
+    async def _bound(self, found: ModelResource) -> tuple[str, bool | None, str, str, str | None]:
+        """(phase, Ready, reason, message, version) of the resource that binds its model."""
         target = f"{found.registered_model}@{found.alias}"
         if self._resolve_version is None:
             message = f"services load {target} (no registry configured here to check it)"
-            return "Registered", ready_condition(
-                status=True, reason="Bound", message=message, generation=generation, now=now
-            )
+            return "Registered", True, "Bound", message, None
         try:
             version = await self._resolve_version(found.registered_model, found.alias)
         except Exception as exc:  # the registry away: say so, the binding stands
             message = f"services load {target}; the registry cannot say which version: {exc}"
-            return "Pending", ready_condition(
-                status=None, reason="RegistryUnavailable", message=message, generation=generation,
-                now=now,
-            )  # fmt: skip
+            return "Pending", None, "RegistryUnavailable", message, None
         if version is None:
             message = f"{target} does not exist yet: services serve their baseline until it does"
-            return "Pending", ready_condition(
-                status=False, reason="AliasNotSet", message=message, generation=generation, now=now
-            )
-        status["registeredVersion"] = version
-        return "Registered", ready_condition(
-            status=True,
-            reason="Bound",
-            message=f"services load {target} (version {version})",
-            generation=generation,
-            now=now,
-        )
+            return "Pending", False, "AliasNotSet", message, None
+        return "Registered", True, "Bound", f"services load {target} (version {version})", version
 
     async def _patch_status(self, name: str, status: dict[str, Any]) -> None:
         try:
