@@ -27,6 +27,25 @@ def database_unavailable(exc: BaseException) -> bool:
     return False
 
 
+def refused_value(exc: BaseException) -> str | None:
+    """PostgreSQL's reason when it refused a value (SQLSTATE class 22, "data exception": a NUL
+    in a string, a number out of range, a bad date), found along a short cause chain; else None.
+
+    Such a refusal is the request's fault: the same values would be refused again, so callers
+    answer 422 rather than a retryable 500.
+    """
+    seen: BaseException | None = exc
+    for _ in range(5):  # a short chain: an action's error wraps the driver's
+        if seen is None:
+            return None
+        driver = seen.orig if isinstance(seen, DBAPIError) else seen
+        sqlstate = getattr(driver, "sqlstate", None)
+        if isinstance(sqlstate, str) and sqlstate.startswith("22"):
+            return str(driver).strip().splitlines()[0][:300]
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
 class ErrorBody(BaseModel):
     """The one body of every error answer (4xx and 5xx) the services send."""
 

@@ -34,6 +34,7 @@ from shared.errors import (
     ValidationFailed,
     database_unavailable,
     errors,
+    refused_value,
     register_exception_handlers,
 )
 from shared.limits import limit_body
@@ -263,7 +264,7 @@ def create_agent_app(
                 )
         started = time.perf_counter()
         try:
-            result = await spec.handler(body, ctx)
+            result = await _run_handler(spec.handler, body, ctx, action)
         except AgentError as exc:
             observed.call(action, "error")
             observed.failed(action, exc.code)
@@ -326,6 +327,28 @@ def _id_header(request: Request, name: str) -> str | None:
             code="invalid_header",
         )
     return value
+
+
+async def _run_handler(
+    handler: Callable[[Any, ActionContext], Awaitable[dict[str, Any]]],
+    body: Any,
+    ctx: ActionContext,
+    action: str,
+) -> dict[str, Any]:
+    try:
+        return await handler(body, ctx)
+    except AgentError:
+        raise
+    except Exception as exc:
+        # A value the database refuses (a NUL in a string, a number out of range) would be
+        # refused again: the request's fault, a 422, not a crash to retry.
+        reason = refused_value(exc)
+        if reason is None:
+            raise
+        raise AgentError(
+            f"{action}: the database refused a value ({reason})",
+            code="value_refused",
+        ) from exc
 
 
 def _caused_by_database_outage(exc: BaseException) -> bool:

@@ -89,6 +89,7 @@ def create_app(settings: ControllerSettings | None = None) -> FastAPI:
             if settings.seed_schedules:
                 await create_seed_schedules(sessionmaker, app.state.clock)
             loops = []
+            relay = OutboxRelay(settings, redis)
             lineage = None
             if settings.start_loops and settings.lineage_enabled:
                 lineage = LineageLoop.from_settings(settings, sessionmaker, redis)
@@ -97,7 +98,7 @@ def create_app(settings: ControllerSettings | None = None) -> FastAPI:
                 loops += [
                     app.state.handoff.run(),
                     HealthMonitor(settings, sessionmaker, http, metrics).run(),
-                    OutboxRelay(settings, redis).run(),
+                    relay.run(),
                     AdmissionLoop(
                         settings, sessionmaker, policies, metrics, app.state.handoff
                     ).run(),
@@ -119,7 +120,7 @@ def create_app(settings: ControllerSettings | None = None) -> FastAPI:
                 watcher = build_watcher(settings, sessionmaker)
                 models = build_model_sync(settings, sessionmaker)
                 loops += [watcher.run(), watcher.run_status_sync(), models.run()]
-            async with background(*loops):
+            async with background(*loops, stoppers=[relay.stop]):
                 yield
                 await app.state.admissions.aclose()
                 await app.state.handoff.aclose()

@@ -47,7 +47,7 @@ def create_app(settings: EngineSettings | None = None) -> FastAPI:
         relay = OutboxRelay(settings, redis)
         # Off the hot path: the retry model is loaded here and refreshed in the background.
         await executor.advisor.start()
-        async with background(relay.run() if settings.start_loops else None):
+        async with background(relay.run() if settings.start_loops else None, stoppers=[relay.stop]):
             if settings.start_loops:
                 executor.start()
             try:

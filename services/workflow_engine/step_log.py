@@ -1,4 +1,5 @@
-"""The engine's log lines about steps and runs: claimed, finished, retry scheduled, run ended.
+"""The engine's log lines about steps and runs: claimed, finished, retry scheduled, run ended;
+and what an attempt's trace span says about it.
 
 A step's task binds its run, step and attempt (shared/logs.py), so these lines and any other
 the attempt causes (the agent client's, a crash's traceback) name the step they are about.
@@ -7,6 +8,8 @@ the attempt causes (the agent client's, a crash's traceback) name the step they 
 from __future__ import annotations
 
 import logging
+
+from opentelemetry import trace
 
 from shared.logs import bind
 from shared.state.progress import RunChange
@@ -88,3 +91,29 @@ def _item(step: ClaimedStep) -> dict[str, object]:
     if step.role != "action":
         fields["role"] = step.role
     return fields
+
+
+def span_attributes(step: ClaimedStep) -> dict[str, str | int]:
+    """The attributes of an attempt's trace span."""
+    attributes: dict[str, str | int] = {
+        "run_id": str(step.run_id),
+        "step_id": step.step_id,
+        "attempt": step.attempts,
+        "agent": step.agent,
+        "action": step.action,
+        "role": step.role,
+    }
+    if step.map_index >= 0:
+        attributes["map_index"] = step.map_index
+    return attributes
+
+
+def record_outcome(span: trace.Span, result: AttemptResult) -> None:
+    """Record an attempt's outcome on its span (nothing when tracing is off)."""
+    if not span.is_recording():
+        return
+    span.set_attribute("outcome", result.outcome)
+    if result.outcome != "succeeded":
+        code = (result.error or {}).get("code", result.outcome)
+        span.set_attribute("error_code", str(code))
+        span.set_status(trace.StatusCode.ERROR, str(code))

@@ -6,8 +6,9 @@ Loops (all in one event loop):
 - record: results are committed in batches (one transaction for everything that finished
   meanwhile), which is what makes the hot path cheap;
 - starter: start admitted PENDING runs (woken by NOTIFY 'runs');
-- upkeep: renew leases of in-flight steps, return expired leases of dead workers, end runs past
-  their deadline, stop steps of cancelled runs, refresh gauges.
+- stopper: for runs cancelled or past their deadline (woken by NOTIFY 'stop'), cut this
+  replica's calls in flight and cancel the steps still waiting, batch by batch;
+- upkeep: renew leases of in-flight steps, return expired leases of dead workers, refresh gauges.
 """
 
 from __future__ import annotations
@@ -16,11 +17,9 @@ import asyncio
 import contextlib
 import io
 import logging
-import uuid
-from typing import Any, Literal
+from typing import Any
 
 import asyncpg
-from opentelemetry import trace
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
@@ -29,21 +28,20 @@ from services.workflow_engine import step_log
 from services.workflow_engine.retry_model import MODEL, RetryAdvisor
 from services.workflow_engine.settings import EngineSettings
 from services.workflow_engine.step_call import RunCache, RunContext, StepLimits, run_step
+from services.workflow_engine.stopper import StopReason, cut_stopped_steps, finish_stopping
 from shared.agent_client import AgentClient
 from shared.db.session import asyncpg_dsn
 from shared.events.outbox import wakeup_channel
 from shared.logs import bind
 from shared.metrics import PlatformMetrics
-from shared.state.progress import RunChange, advance_runs, lock_runs
+from shared.state.leases import expire_leases, release_leases, renew_leases
+from shared.state.progress import RunChange
 from shared.state.runs import StartedRun, start_runs, startable_runs
 from shared.state.steps import (
     AttemptResult,
     ClaimedStep,
     claim_steps,
-    expire_leases,
     record_results,
-    release_leases,
-    renew_leases,
 )
 from shared.tracing import enabled as tracing_enabled
 from shared.tracing import step_span
@@ -85,13 +83,15 @@ class Executor:
         )
         self.inflight: dict[int, ClaimedStep] = {}
         self.tasks: dict[int, asyncio.Task[None]] = {}
-        self.results: asyncio.Queue[AttemptResult] = asyncio.Queue()
+        self.results: asyncio.Queue[AttemptResult | None] = asyncio.Queue()
         self.step_wake = asyncio.Event()
         self.run_wake = asyncio.Event()
+        self.stop_wake = asyncio.Event()
+        self._shutdown = asyncio.Event()  # set once: wakes the loops that only sleep
         self.stopping = False
         self._starter_held = False  # the starter waits for this replica's backlog to shrink
         # Why the engine cancelled a step's task (run cancelled, or past the run's deadline).
-        self._stop_reasons: dict[int, tuple[Literal["cancelled", "timed_out"], str]] = {}
+        self._stop_reasons: dict[int, StopReason] = {}
         self._loops: list[asyncio.Task[None]] = []
         # Renew well within a lease, and often enough that a short lease survives one miss.
         self._renew_every = min(settings.lease_seconds / 3, 2.0)
@@ -99,7 +99,14 @@ class Executor:
     # ---- lifecycle -------------------------------------------------------------------------
     def start(self) -> None:
         """Start the loops as background tasks."""
-        loops = (self._listen, self._claim_loop, self._record_loop, self._starter, self._upkeep)
+        loops = (
+            self._listen,
+            self._claim_loop,
+            self._record_loop,
+            self._starter,
+            self._stopper,
+            self._upkeep,
+        )
         for loop in loops:
             self._loops.append(asyncio.create_task(self._forever(loop), name=loop.__name__))
 
@@ -108,9 +115,12 @@ class Executor:
 
         Leases are still renewed while steps finish: otherwise another replica would take them
         over (and call the agents again) while this one is about to record their results.
+        The loops are woken and end at their next turn rather than being cancelled: a task
+        cancelled in the middle of a transaction can stay stuck in the driver (asyncpg#873),
+        and the engine would never exit.
         """
         self.stopping = True
-        self.step_wake.set()
+        self._wake_all()
         log.info(
             "shutting down: %d steps in flight, %g s to finish",
             len(self.tasks),
@@ -122,23 +132,14 @@ class Executor:
             await asyncio.wait(list(self.tasks.values()), timeout=min(left, self._renew_every))
             with contextlib.suppress(Exception):  # the database may be away: try next round
                 await self._renew()
-        for task in self.tasks.values():
-            task.cancel()
-        await self._drain_results(wait_s=2.0)
+        steps = list(self.tasks.values())
+        for task in steps:
+            task.cancel()  # an agent call: its connection closes, the agent is told to stop
+        if steps:
+            await asyncio.wait(steps, timeout=LOOP_STOP_WARN_S)
+        self.results.put_nowait(None)  # the record loop ends once what came before is recorded
+        await self._end_loops()
         unfinished = list(self.inflight)
-        for loop in self._loops:
-            loop.cancel()
-        stuck: set[asyncio.Task[None]] = set()
-        if self._loops:  # asyncio.wait refuses an empty set (loops never started)
-            _, stuck = await asyncio.wait(self._loops, timeout=LOOP_STOP_WARN_S)
-        for task in stuck:
-            # A loop still running after its cancel holds the shutdown: say where it waits.
-            where = io.StringIO()
-            task.print_stack(file=where)
-            log.warning(
-                "shutting down: loop %s has not stopped yet\n%s", task.get_name(), where.getvalue()
-            )
-        await asyncio.gather(*self._loops, return_exceptions=True)
         if unfinished:
             with contextlib.suppress(Exception):
                 async with self.sessionmaker() as session, session.begin():
@@ -146,6 +147,30 @@ class Executor:
                         session, owner=self.worker, step_ids=unfinished, schema=self.schema
                     )
         log.info("shut down: %d unfinished steps released", len(unfinished))
+
+    def _wake_all(self) -> None:
+        for event in (self.step_wake, self.run_wake, self.stop_wake, self._shutdown):
+            event.set()
+
+    async def _end_loops(self) -> None:
+        """Wait for the loops to end on their own; cancel any still running (saying where it
+        was), and leave behind one that does not even end then, rather than never exiting."""
+        if not self._loops:  # asyncio.wait refuses an empty set (loops never started)
+            return
+        _, running = await asyncio.wait(self._loops, timeout=LOOP_STOP_WARN_S)
+        for task in running:
+            where = io.StringIO()
+            task.print_stack(file=where)
+            log.warning(
+                "shutting down: loop %s has not ended; cancelling it\n%s",
+                task.get_name(),
+                where.getvalue(),
+            )
+            task.cancel()
+        if running:
+            _, stuck = await asyncio.wait(running, timeout=LOOP_STOP_WARN_S)
+            for task in stuck:
+                log.error("shutting down: loop %s ignored its cancel; left behind", task.get_name())
 
     async def _forever(self, loop: Any) -> None:
         # A loop that fails (database restarting, say) starts again after a pause.
@@ -167,6 +192,8 @@ class Executor:
                 self.run_wake.set()
             elif payload in ("steps", self.worker):
                 self.step_wake.set()
+            elif payload == "stop":
+                self.stop_wake.set()
             # Steps meant for another replica: ours only after `sticky_seconds`, found by
             # the safety poll.
 
@@ -175,8 +202,11 @@ class Executor:
             # Anything that happened while we were not listening is found by this wake-up.
             self.run_wake.set()
             self.step_wake.set()
+            self.stop_wake.set()
             while not conn.is_closed():
-                await asyncio.sleep(self.settings.poll_interval_s)
+                await self._wait(self._shutdown, self.settings.poll_interval_s)
+                if self.stopping:
+                    return
                 await conn.execute("SELECT 1")  # notices a dead connection
         finally:
             with contextlib.suppress(Exception):
@@ -207,7 +237,8 @@ class Executor:
                 for step in claimed:
                     self.metrics.steps_claimed.labels(step.agent).inc()
                     self.inflight[step.id] = step
-                    self.tasks[step.id] = asyncio.create_task(self._execute(step))
+                    if not self.stopping:  # claimed as the shutdown began: released unrun
+                        self.tasks[step.id] = asyncio.create_task(self._execute(step))
                 if len(claimed) == limit:
                     continue  # probably more waiting
             await self._wait(self.step_wake, self.settings.poll_interval_s)
@@ -217,7 +248,7 @@ class Executor:
         try:
             run = await self.runs.get(step.run_id)
             bind(trace_id=run.trace_id)  # this task's lines; the task ends with the step
-            attributes = _attributes(step) if tracing_enabled() else {}
+            attributes = step_log.span_attributes(step) if tracing_enabled() else {}
             with step_span(run.trace_id, f"step {step.step_id}", attributes=attributes) as span:
                 result, latency = await run_step(
                     step,
@@ -227,7 +258,7 @@ class Executor:
                     limits=self.limits,
                     advisor=self.advisor,
                 )
-                _outcome(span, result)
+                step_log.record_outcome(span, result)
             if latency is not None:
                 self.metrics.agent_coordination_latency.labels(step.agent, step.action).observe(
                     latency
@@ -263,12 +294,19 @@ class Executor:
 
     # ---- recording -------------------------------------------------------------------------
     async def _record_loop(self) -> None:
+        # Ends at the None that stop() queues after the last step task has finished.
         while True:
-            first = await self.results.get()
-            batch = [first]
-            while len(batch) < RECORD_BATCH and not self.results.empty():
-                batch.append(self.results.get_nowait())
-            await self._record(batch)
+            batch: list[AttemptResult] = []
+            item = await self.results.get()
+            while item is not None:
+                batch.append(item)
+                if len(batch) >= RECORD_BATCH or self.results.empty():
+                    break
+                item = self.results.get_nowait()
+            if batch:
+                await self._record(batch)
+            if item is None:
+                return
 
     async def _record(self, batch: list[AttemptResult]) -> None:
         delay = 0.2
@@ -291,15 +329,6 @@ class Executor:
                 loop.call_later(result.retry_in_s, self.step_wake.set)
         self._observe(changes)
         self.step_wake.set()
-
-    async def _drain_results(self, wait_s: float) -> None:
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(wait_s):
-                batch: list[AttemptResult] = []
-                while not self.results.empty():
-                    batch.append(self.results.get_nowait())
-                if batch:
-                    await self._record(batch)
 
     def _observe(self, changes: list[RunChange]) -> None:
         step_log.runs_changed(changes)
@@ -349,17 +378,33 @@ class Executor:
             self.metrics.runs_started.labels(run.spec.kind).inc()
         return len(started), room
 
+    # ---- stopping runs -----------------------------------------------------------------
+    async def _stopper(self) -> None:
+        while not self.stopping:
+            self.stop_wake.clear()
+            await cut_stopped_steps(
+                self.sessionmaker, self.inflight, self.tasks, reasons=self._stop_reasons
+            )
+            await finish_stopping(
+                self.sessionmaker,
+                schema=self.schema,
+                owner=self.worker,
+                observe=self._observe,
+                going_on=lambda: not self.stopping,
+            )
+            await self._wait(self.stop_wake, self.settings.poll_interval_s)
+
     # ---- upkeep ---------------------------------------------------------------------------
     async def _upkeep(self) -> None:
         while not self.stopping:
-            await asyncio.sleep(self._renew_every)
+            await self._wait(self._shutdown, self._renew_every)
+            if self.stopping:
+                return  # stop() renews the leases of the steps still finishing
             await self._renew()
             async with self.sessionmaker() as session, session.begin():
                 expired = await expire_leases(session, limit=500, schema=self.schema)
             if expired:
                 self.step_wake.set()
-            await self._stop_cancelled()
-            await self._end_overdue_runs()
             await self.refresh_gauges()
 
     async def _renew(self) -> None:
@@ -371,72 +416,12 @@ class Executor:
                 session, owner=self.worker, step_ids=ids, lease_s=self.settings.lease_seconds
             )
 
-    async def _stop_cancelled(self) -> None:
-        run_ids = list({s.run_id for s in self.inflight.values()})
-        if not run_ids:
-            return
-        async with self.sessionmaker() as session:
-            rows = await session.execute(
-                text("SELECT id FROM workflow_runs WHERE id = ANY(:ids) AND cancel_requested"),
-                {"ids": run_ids},
-            )
-            cancelled = {row.id for row in rows}
-        for step_row, step in list(self.inflight.items()):
-            task = self.tasks.get(step_row)
-            if step.run_id in cancelled and task is not None:
-                self._stop_reasons[step_row] = ("cancelled", "run cancelled")
-                task.cancel()  # closes the agent connection: the agent is asked to stop
-
-    async def _end_overdue_runs(self) -> None:
-        async with self.sessionmaker() as session, session.begin():
-            rows = await session.execute(
-                text(
-                    "SELECT id FROM workflow_runs WHERE status = 'RUNNING' "
-                    "AND deadline_at < now() ORDER BY id LIMIT 100 FOR UPDATE SKIP LOCKED"
-                )
-            )
-            overdue: list[uuid.UUID] = [row.id for row in rows]
-            if overdue:
-                locked = await lock_runs(session, overdue)
-                self._observe(await advance_runs(session, locked, schema=self.schema))
-        overdue_set = set(overdue)
-        for step_row, step in list(self.inflight.items()):
-            task = self.tasks.get(step_row)
-            if step.run_id in overdue_set and task is not None:
-                self._stop_reasons[step_row] = ("timed_out", "run exceeded its timeout_s")
-                task.cancel()
-
     async def refresh_gauges(self) -> None:
         """Set active_workflows and workflow_queue_size (work ready for an engine, unclaimed)."""
         async with self.sessionmaker() as session:
             row = (await session.execute(_GAUGES)).one()
         self.metrics.workflow_queue_size.set(row.queued)
         self.metrics.active_workflows.set(row.active)
-
-
-def _attributes(step: ClaimedStep) -> dict[str, str | int]:
-    attributes: dict[str, str | int] = {
-        "run_id": str(step.run_id),
-        "step_id": step.step_id,
-        "attempt": step.attempts,
-        "agent": step.agent,
-        "action": step.action,
-        "role": step.role,
-    }
-    if step.map_index >= 0:
-        attributes["map_index"] = step.map_index
-    return attributes
-
-
-def _outcome(span: trace.Span, result: AttemptResult) -> None:
-    """Record an attempt's outcome on its span (nothing when tracing is off)."""
-    if not span.is_recording():
-        return
-    span.set_attribute("outcome", result.outcome)
-    if result.outcome != "succeeded":
-        code = (result.error or {}).get("code", result.outcome)
-        span.set_attribute("error_code", str(code))
-        span.set_status(trace.StatusCode.ERROR, str(code))
 
 
 # Ready but unclaimed: READY steps, retries whose time has come, and admitted runs not started

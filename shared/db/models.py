@@ -166,6 +166,14 @@ class StepRun(Base):
         ),
         # A replica's own backlog (the starter asks before every round).
         Index("ix_step_runs_ready_affinity", "affinity", postgresql_where=text("status = 'READY'")),
+        # A stopping run's waiting steps, cancelled batch by batch (shared/state/stopping.py).
+        Index(
+            "ix_step_runs_waiting",
+            "run_id",
+            postgresql_where=text(
+                "role = 'action' AND status IN ('PENDING', 'READY', 'RETRY_WAIT')"
+            ),
+        ),
     )
 
 

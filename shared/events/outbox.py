@@ -66,7 +66,8 @@ async def emit(
     """Add events to the outbox; they commit (or roll back) with the caller's transaction.
 
     `wake` also notifies the engines in the same round trip: "runs" (a run may be started),
-    "steps" (steps became ready) or one replica's id (steps ready for it alone).
+    "steps" (steps became ready), "stop" (a run was cancelled: stop its steps) or one
+    replica's id (steps ready for it alone).
     """
     if not events and wake is None:
         return

@@ -66,6 +66,16 @@ class OutboxRelay:
         self.batch_size = batch_size
         self.poll_interval_s = poll_interval_s
         self._wake = asyncio.Event()
+        self._stopping = False
+
+    def stop(self) -> None:
+        """Ask `run()` to return once the batch in hand is published and marked.
+
+        Cooperative, ahead of any cancel: a cancel that lands inside a database or Redis call
+        can leave the task stuck in the driver, holding its process's exit for seconds.
+        """
+        self._stopping = True
+        self._wake.set()
 
     async def publish_pending(self, conn: asyncpg.Connection) -> int:
         """Publish one batch; return how many events went out.
@@ -90,14 +100,14 @@ class OutboxRelay:
 
     async def run(self) -> None:
         """Wait for the relay lock, then publish whenever events are committed."""
-        while True:
+        while not self._stopping:
             try:
                 await self._run_holding_lock()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # database or Redis away: retry, events stay in outbox
                 log.warning("outbox relay interrupted: %s", exc)
-                await asyncio.sleep(1.0)
+                await self._pause(1.0)
 
     async def _run_holding_lock(self) -> None:
         schema = self.settings.db_schema
@@ -110,26 +120,34 @@ class OutboxRelay:
             # pg_advisory_lock: a statement waiting on a lock keeps its snapshot, and that one
             # snapshot, held for the life of the process, stops VACUUM from removing any dead
             # row in the database, so every table the engines update keeps growing.
-            while True:
-                if await self._try_lead(conn):
-                    break
-                await asyncio.sleep(self.poll_interval_s)
+            while not await self._try_lead(conn):
+                if self._stopping:
+                    return
+                await self._pause(self.poll_interval_s)
             await conn.add_listener(
                 outbox_channel(self.settings.db_schema), lambda *_: self._wake.set()
             )
-            while True:
+            while not self._stopping:
                 self._wake.clear()
                 # A full batch means more may be waiting: keep going until a short one.
                 published = self.batch_size
-                while published >= self.batch_size:
+                while published >= self.batch_size and not self._stopping:
                     published = await self.publish_pending(conn)
                 if conn.is_closed():
                     raise ConnectionError("relay lock connection lost")
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), self.poll_interval_s)
+                await self._pause(self.poll_interval_s)
         finally:
-            with contextlib.suppress(Exception):
-                await conn.close()
+            # terminate, not close: close waits on the server, and a connection interrupted
+            # mid-query may never answer; the lock goes with the session either way.
+            conn.terminate()
+
+    async def _pause(self, seconds: float) -> None:
+        """Sleep up to `seconds`, ending early when an event is committed or `stop()` is called."""
+        if self._stopping:
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), seconds)
+        self._wake.clear()
 
     async def _try_lead(self, conn: asyncpg.Connection) -> bool:
         """Become the active relay if none is; held until `conn` closes."""

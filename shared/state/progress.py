@@ -1,12 +1,12 @@
 """Moving runs forward after step changes: fan-out windows, skips, readiness, run endings and
-saga compensation. Callers hold the run rows locked (`lock_runs`) so that two steps of one run
+saga compensation. Callers hold the runs' locks (`lock_runs`) so that two steps of one run
 finishing at once cannot both miss making their common dependent READY."""
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -14,12 +14,22 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.events.outbox import Event, emit
-from shared.spec.models import WorkflowSpec
-from shared.spec.validation import upstream_of
-from shared.state.machine import RUN_EVENT, STEP_EVENT, RunStatus, StepStatus
+from shared.state.compensation import MARK_COMPENSATED, start_compensation
+from shared.state.endings import RunEndings
+from shared.state.machine import STEP_EVENT, RunStatus, StepStatus
 
 _TERMINAL = "('SUCCEEDED','FAILED','TIMED_OUT','SKIPPED','CANCELLED','COMPENSATED')"
 _BROKEN = "('FAILED','TIMED_OUT','SKIPPED','CANCELLED')"
+_WAITING = "('PENDING','READY','RETRY_WAIT')"  # open, and not in an engine's hands
+
+# A run being stopped (over the alias `r`): cancelled, or past its deadline. Its waiting action
+# steps only ever become CANCELLED, STOP_BATCH per statement; claims refuse them meanwhile.
+STOPPING_RUN = "(r.cancel_requested OR coalesce(r.deadline_at < now(), false))"
+# Most steps one statement cancels: stopping a 100,000-item fan-out is a series of short
+# transactions (shared/state/stopping.py), not one long one holding the run.
+STOP_BATCH = 1000
+# The advisory locks serialising the advancing of each run (beside the relay's 72002).
+RUN_LOCK_ID = 72003
 
 
 @dataclass(frozen=True)
@@ -38,53 +48,96 @@ class LockedRuns:
 
     ids: list[uuid.UUID]
     stopping: bool  # some run was cancelled or is past its deadline
+    # The runs not stopping: a stopping run's waiting steps are only ever CANCELLED, in
+    # batches, not moved by sibling cancellation, windows or skips meanwhile (so they end
+    # exactly as when one statement cancelled them all).
+    live: list[uuid.UUID]
     compensating: bool  # some run is undoing its steps
 
 
+# Keys in a fixed order, so concurrent batches cannot deadlock. An advisory lock rather than
+# the run row's: a cancel request writes the row without waiting for advancing that holds a
+# large run for a while. The read comes after, in a statement of its own (a fresh snapshot).
+_LOCK_RUNS = text(
+    "SELECT pg_advisory_xact_lock(:lock_id, k) FROM (SELECT DISTINCT hashtext(CAST(id AS text)) "
+    "AS k FROM unnest(CAST(:ids AS uuid[])) AS id ORDER BY k) AS keys"
+)
+_READ_LOCKED = text(
+    f"SELECT id, status, {STOPPING_RUN} AS stopping FROM workflow_runs r "
+    "WHERE id = ANY(:ids) ORDER BY id"
+)
+
+
+def run_lock_key(run_id: str) -> str:
+    """The SQL expression of a run's advisory lock arguments (for a try-lock elsewhere)."""
+    return f"{RUN_LOCK_ID}, hashtext(CAST({run_id} AS text))"
+
+
 async def lock_runs(session: AsyncSession, run_ids: Sequence[uuid.UUID]) -> LockedRuns:
-    """Lock runs in id order (a fixed order, so concurrent batches cannot deadlock)."""
-    rows = (
-        await session.execute(
-            text(
-                "SELECT id, status, (cancel_requested OR coalesce(deadline_at < now(), false)) "
-                "AS stopping FROM workflow_runs WHERE id = ANY(:ids) ORDER BY id FOR UPDATE"
-            ),
-            {"ids": sorted(run_ids)},
-        )
-    ).all()
+    """Take the runs' advancing locks (held to the end of the transaction) and read them."""
+    ids = sorted(set(run_ids))
+    await session.execute(_LOCK_RUNS, {"lock_id": RUN_LOCK_ID, "ids": ids})
+    rows = (await session.execute(_READ_LOCKED, {"ids": ids})).all()
+    stopping = {row.id for row in rows if row.stopping and row.status == "RUNNING"}
     return LockedRuns(
         ids=[row.id for row in rows],
-        stopping=any(row.stopping and row.status == "RUNNING" for row in rows),
+        stopping=bool(stopping),
         compensating=any(row.status == "COMPENSATING" for row in rows),
+        live=[row.id for row in rows if row.id not in stopping],
     )
 
 
-_STOP_OPEN_STEPS = text(
-    """
+# LATERAL: run by run, each one's waiting steps through ix_step_runs_waiting (a planner
+# without statistics may otherwise scan every waiting step per run, or the reverse).
+_STOP_WAITING_STEPS = text(
+    f"""
+WITH picked AS MATERIALIZED (
+    SELECT w.id, r.cancel_requested, r.status_reason FROM workflow_runs r
+    CROSS JOIN LATERAL (SELECT s.id FROM step_runs s
+                        WHERE s.run_id = r.id AND s.role = 'action' AND s.status IN {_WAITING}
+                        LIMIT :limit) w
+    WHERE r.id = ANY(:runs) AND r.status = 'RUNNING' AND {STOPPING_RUN}
+    LIMIT :limit
+)
 UPDATE step_runs s SET status = 'CANCELLED', finished_at = now(),
-    status_reason = CASE WHEN r.cancel_requested THEN r.status_reason
+    status_reason = CASE WHEN picked.cancel_requested THEN picked.status_reason
                          ELSE 'run exceeded its timeout_s' END
-FROM workflow_runs r
-WHERE r.id = s.run_id AND r.id = ANY(:runs) AND r.status = 'RUNNING'
-  AND (r.cancel_requested OR r.deadline_at < now())
-  AND s.role = 'action' AND s.status IN ('PENDING', 'READY', 'RETRY_WAIT')
+FROM picked
+WHERE s.id = picked.id AND s.status IN {_WAITING}
 RETURNING s.run_id, s.step_id, s.map_index
 """
 )
 
+
+async def stop_waiting_steps(
+    session: AsyncSession, run_ids: list[uuid.UUID], *, limit: int
+) -> list[Event]:
+    """Cancel up to `limit` waiting action steps of these runs that are stopping; their events."""
+    rows = await session.execute(_STOP_WAITING_STEPS, {"runs": run_ids, "limit": limit})
+    return [Event(STEP_EVENT[StepStatus.CANCELLED], row.run_id, _step_data(row)) for row in rows]
+
+
+def _step_data(row: Any) -> dict[str, Any]:
+    data: dict[str, Any] = {"step_id": row.step_id}
+    if getattr(row, "map_index", -1) >= 0:
+        data["map_index"] = row.map_index
+    return data
+
+
 # Both statements below find the map steps concerned first and then touch only their children:
 # a per-child correlated subquery made each recorded child cost O(children), O(n²) in all.
+# MATERIALIZED: without statistics the planner may otherwise rerun `broken` per waiting child.
 _CANCEL_SIBLINGS = text(
     f"""
-WITH broken AS (
+WITH broken AS MATERIALIZED (
     SELECT DISTINCT run_id, step_id FROM step_runs
-    WHERE run_id = ANY(:runs) AND role = 'action' AND map_index >= 0 AND status IN {_BROKEN}
+    WHERE run_id = ANY(:live) AND role = 'action' AND map_index >= 0 AND status IN {_BROKEN}
 )
 UPDATE step_runs c SET status = 'CANCELLED', finished_at = now(),
     status_reason = 'another item of this map_over step failed'
 FROM broken b
-WHERE c.run_id = b.run_id AND c.step_id = b.step_id AND c.role = 'action' AND c.map_index >= 0
-  AND c.status IN ('PENDING', 'READY', 'RETRY_WAIT')
+WHERE c.run_id = ANY(:live) AND c.run_id = b.run_id AND c.step_id = b.step_id
+  AND c.role = 'action' AND c.map_index >= 0 AND c.status IN ('PENDING', 'READY', 'RETRY_WAIT')
 RETURNING c.run_id, c.step_id, c.map_index
 """
 )
@@ -100,7 +153,7 @@ WITH parents AS (
                                AND x.role = 'action' AND x.map_index >= 0
                                AND x.status IN ('READY', 'RUNNING', 'RETRY_WAIT')) AS free
     FROM step_runs p
-    WHERE p.run_id = ANY(:runs) AND p.role = 'action' AND p.map_index = -1
+    WHERE p.run_id = ANY(:live) AND p.role = 'action' AND p.map_index = -1
       AND p.status = 'RUNNING' AND p.fanout_limit IS NOT NULL
 ), picked AS (
     SELECT ch.id FROM parents,
@@ -150,7 +203,7 @@ _SKIP_DOWNSTREAM = text(
     f"""
 UPDATE step_runs p SET status = 'SKIPPED', finished_at = now(),
     status_reason = 'upstream step did not succeed'
-WHERE p.run_id = ANY(:runs) AND p.role = 'action' AND p.map_index = -1 AND p.status = 'PENDING'
+WHERE p.run_id = ANY(:live) AND p.role = 'action' AND p.map_index = -1 AND p.status = 'PENDING'
   AND EXISTS (SELECT 1 FROM step_runs d WHERE d.run_id = p.run_id AND d.role = 'action'
               AND d.map_index = -1 AND d.step_id = ANY(p.depends_on) AND d.status IN {_BROKEN})
 RETURNING p.run_id, p.step_id
@@ -165,7 +218,7 @@ UPDATE step_runs p SET status = 'READY', ready_at = now(),
     affinity = coalesce(CAST(:owner AS text), p.affinity)
 FROM workflow_runs r
 WHERE r.id = p.run_id AND p.run_id = ANY(:runs) AND p.map_index = -1 AND p.status = 'PENDING'
-  AND ((p.role = 'action' AND r.status = 'RUNNING' AND NOT r.cancel_requested)
+  AND ((p.role = 'action' AND r.status = 'RUNNING' AND NOT {STOPPING_RUN})
        OR (p.role = 'compensation' AND r.status = 'COMPENSATING'))
   AND NOT EXISTS (
       SELECT 1 FROM step_runs d
@@ -174,17 +227,6 @@ WHERE r.id = p.run_id AND p.run_id = ANY(:runs) AND p.map_index = -1 AND p.statu
         AND ((p.role = 'action' AND d.status <> 'SUCCEEDED')
              OR (p.role = 'compensation' AND d.status NOT IN {_TERMINAL})))
 RETURNING p.run_id, p.step_id, p.role
-"""
-)
-
-_MARK_COMPENSATED = text(
-    """
-UPDATE step_runs a SET status = 'COMPENSATED'
-FROM step_runs c
-WHERE a.run_id = ANY(:runs) AND c.run_id = a.run_id AND c.step_id = a.step_id
-  AND c.role = 'compensation' AND c.status = 'SUCCEEDED'
-  AND a.role = 'action' AND a.map_index = -1 AND a.status = 'SUCCEEDED'
-RETURNING a.run_id, a.step_id
 """
 )
 
@@ -223,25 +265,24 @@ async def advance_runs(
     touched_map: bool = True,
     maybe_broken: bool = True,
     events: list[Event] | None = None,
+    stop_limit: int = STOP_BATCH,
 ) -> list[RunChange]:
     """Bring the locked runs up to date; return the runs that reached a new run status.
 
     `touched_map` and `maybe_broken` (some step failed) let the common case skip statements
     that could not change anything. `events` already gathered are written with these.
     `owner`, the engine advancing the runs, becomes the affinity of the steps made ready.
+    Of stopping runs' waiting steps, at most `stop_limit` are cancelled; a run ends only once
+    none is left (shared/state/stopping.py cancels the rest).
     """
-    runs = {"runs": locked.ids}
+    runs = {"runs": locked.ids, "live": locked.live}
     events = events if events is not None else []
 
-    def step_events(rows: Any, status: StepStatus, **extra: Any) -> None:
-        for row in rows:
-            data: dict[str, Any] = {"step_id": row.step_id, **extra}
-            if getattr(row, "map_index", -1) >= 0:
-                data["map_index"] = row.map_index
-            events.append(Event(STEP_EVENT[status], row.run_id, data))
+    def step_events(rows: Any, status: StepStatus) -> None:
+        events.extend(Event(STEP_EVENT[status], row.run_id, _step_data(row)) for row in rows)
 
     if locked.stopping:
-        step_events(await session.execute(_STOP_OPEN_STEPS, runs), StepStatus.CANCELLED)
+        events += await stop_waiting_steps(session, locked.ids, limit=stop_limit)
         maybe_broken = True
     if touched_map:
         step_events(await session.execute(_CANCEL_SIBLINGS, runs), StepStatus.CANCELLED)
@@ -261,10 +302,10 @@ async def advance_runs(
             break
     promoted = (await session.execute(_PROMOTE, {**runs, "owner": owner})).all()
     if locked.compensating:
-        step_events(await session.execute(_MARK_COMPENSATED, runs), StepStatus.COMPENSATED)
+        step_events(await session.execute(MARK_COMPENSATED, runs), StepStatus.COMPENSATED)
 
     changed: list[RunChange] = []
-    endings = _RunEndings()
+    endings = RunEndings()
     now = datetime.now(UTC)
     for summary in (await session.execute(_RUN_SUMMARY, runs)).all():
         new_status = await _settle_run(session, summary, events, endings, owner)
@@ -287,7 +328,7 @@ async def _settle_run(
     session: AsyncSession,
     summary: Any,
     events: list[Event],
-    endings: _RunEndings,
+    endings: RunEndings,
     owner: str | None,
 ) -> RunStatus | None:
     status = RunStatus(summary.status)
@@ -319,119 +360,8 @@ async def _settle_run(
         detail = (failure.error or {}).get("message") if failure and failure.error else None
         error = f"step {failed_step} {failure.status.lower()}: {detail}" if failure else None
         reason = error or "a step did not succeed"
-    if await _start_compensation(session, summary.id, reason, owner):
+    if await start_compensation(session, summary.id, reason, owner):
         endings.add(summary.id, RunStatus.COMPENSATING, reason, events, failed_step, error)
         return RunStatus.COMPENSATING
     endings.add(summary.id, outcome, reason, events, failed_step, error)
     return outcome
-
-
-async def _start_compensation(
-    session: AsyncSession, run_id: uuid.UUID, reason: str, owner: str | None
-) -> bool:
-    """Create compensation rows for succeeded steps that declare `compensate`."""
-    spec_json = (
-        await session.execute(text("SELECT spec FROM workflow_runs WHERE id = :id"), {"id": run_id})
-    ).scalar_one()
-    spec = WorkflowSpec.model_validate(spec_json)
-    if not any(step.compensate for step in spec.steps):
-        return False
-    succeeded = {
-        row.step_id
-        for row in await session.execute(
-            text(
-                "SELECT step_id FROM step_runs WHERE run_id = :id AND role = 'action' "
-                "AND map_index = -1 AND status = 'SUCCEEDED'"
-            ),
-            {"id": run_id},
-        )
-    }
-    to_undo = [s for s in spec.steps if s.compensate and s.id in succeeded]
-    if not to_undo:
-        return False
-    ancestors = upstream_of({s.id: list(s.depends_on) for s in spec.steps})
-    undo_ids = {s.id for s in to_undo}
-    for step in to_undo:
-        assert step.compensate is not None
-        # Undo `step` only after everything built on it has been undone.
-        after = sorted(d for d in undo_ids if step.id in ancestors[d])
-        await session.execute(
-            text(
-                "INSERT INTO step_runs (run_id, step_id, role, map_index, agent, action, "
-                "depends_on, status, attempts, max_attempts, ready_at, attempt_log, affinity) "
-                "VALUES (:run, :step, 'compensation', -1, :agent, :action, :deps, :status, 0, "
-                ":max, CASE WHEN :ready THEN now() END, '[]'::jsonb, :owner) "
-                "ON CONFLICT ON CONSTRAINT uq_step_runs_identity DO NOTHING"
-            ),
-            {
-                "run": run_id,
-                "step": step.id,
-                "agent": step.agent,
-                "action": step.compensate.action,
-                "deps": after,
-                "status": StepStatus.PENDING if after else StepStatus.READY,
-                "ready": not after,
-                "max": step.retry.max_attempts,
-                "owner": owner,
-            },
-        )
-    return True
-
-
-@dataclass
-class _RunEndings:
-    """Run status changes gathered while settling, written in one statement."""
-
-    ids: list[uuid.UUID] = field(default_factory=list)
-    statuses: list[str] = field(default_factory=list)
-    reasons: list[str | None] = field(default_factory=list)
-    failed_steps: list[str | None] = field(default_factory=list)
-    errors: list[str | None] = field(default_factory=list)
-
-    def add(
-        self,
-        run_id: uuid.UUID,
-        status: RunStatus,
-        reason: str | None,
-        events: list[Event],
-        failed_step: str | None = None,
-        error: str | None = None,
-    ) -> None:
-        self.ids.append(run_id)
-        self.statuses.append(status.value)
-        self.reasons.append(reason)
-        self.failed_steps.append(failed_step)
-        self.errors.append(error)
-        data: dict[str, Any] = {"status": status.value, "at": datetime.now(UTC).isoformat()}
-        if reason:
-            data["reason"] = reason
-        if failed_step:
-            data["failed_step"] = failed_step
-        events.append(Event(RUN_EVENT[status], run_id, data))
-
-    async def write(self, session: AsyncSession) -> None:
-        if self.ids:
-            await session.execute(
-                _SET_RUN_STATUSES,
-                {
-                    "ids": self.ids,
-                    "statuses": self.statuses,
-                    "reasons": self.reasons,
-                    "failed_steps": self.failed_steps,
-                    "errors": self.errors,
-                },
-            )
-
-
-_SET_RUN_STATUSES = text(
-    """
-UPDATE workflow_runs r SET status = v.status, status_reason = v.reason,
-    failed_step = coalesce(v.failed_step, r.failed_step), error = coalesce(v.error, r.error),
-    finished_at = CASE WHEN v.status IN ('RUNNING', 'COMPENSATING') THEN r.finished_at
-                       ELSE now() END
-FROM unnest(CAST(:ids AS uuid[]), CAST(:statuses AS text[]), CAST(:reasons AS text[]),
-            CAST(:failed_steps AS text[]), CAST(:errors AS text[]))
-     AS v(id, status, reason, failed_step, error)
-WHERE r.id = v.id
-"""
-)

@@ -271,9 +271,11 @@ async def startable_runs(session: AsyncSession, *, limit: int) -> list[uuid.UUID
 async def request_cancel(
     session: AsyncSession, run_id: uuid.UUID, *, reason: str, schema: str | None
 ) -> WorkflowRun:
-    """Stop a run: nothing new starts; it ends CANCELLED once in-flight steps return."""
-    from shared.state.progress import advance_runs, lock_runs  # progress imports this module
+    """Stop a run: nothing new starts; it ends CANCELLED once in-flight steps return.
 
+    A started run's row alone is written here, however many steps it has: the engines, woken,
+    cancel its waiting steps in bounded batches (shared/state/stopping.py).
+    """
     run = (
         await session.execute(select(WorkflowRun).where(WorkflowRun.id == run_id).with_for_update())
     ).scalar_one_or_none()
@@ -294,8 +296,7 @@ async def request_cancel(
         )
         return run
     await session.flush()
-    await advance_runs(session, await lock_runs(session, [run.id]), schema=schema)
-    await session.refresh(run)
+    await emit(session, [], schema=schema, wake="stop")
     return run
 
 

@@ -1,4 +1,4 @@
-"""Step-level transitions: claim with a lease, record attempt results, expire leases."""
+"""Step-level transitions: claim with a lease, record attempt results (leases: leases.py)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.events.outbox import Event, emit
 from shared.state.machine import STEP_EVENT, StepStatus
-from shared.state.progress import RunChange, advance_runs, lock_runs
+from shared.state.progress import STOPPING_RUN, RunChange, advance_runs, lock_runs
 
 
 @dataclass
@@ -48,14 +48,19 @@ class AttemptResult:
     decision: dict[str, Any] | None = None
 
 
+# A stopping run's actions (cancelled, or past its deadline) never start again, even while
+# they wait to be cancelled (shared/state/stopping.py); its compensations do run. A scalar
+# subquery, one primary-key lookup per candidate: never a join that reads every run.
 _CLAIM = text(
-    """
+    f"""
 WITH picked AS (
-    SELECT id FROM step_runs
+    SELECT id FROM step_runs w
     WHERE status IN ('READY', 'RETRY_WAIT')
       AND (next_attempt_at IS NULL OR next_attempt_at <= now())
       AND (affinity IS NULL OR affinity = :owner
            OR coalesce(next_attempt_at, ready_at) <= now() - make_interval(secs => :sticky_s))
+      AND (role <> 'action'
+           OR (SELECT {STOPPING_RUN} FROM workflow_runs r WHERE r.id = w.run_id) IS NOT TRUE)
     ORDER BY priority DESC, id
     LIMIT :limit
     FOR UPDATE SKIP LOCKED
@@ -70,7 +75,7 @@ WITH picked AS (
               s.attempts, s.max_attempts, s.fanout_limit
 )
 SELECT c.*,
-       (SELECT coalesce(jsonb_object_agg(u.step_id, u.output), '{}'::jsonb) FROM step_runs u
+       (SELECT coalesce(jsonb_object_agg(u.step_id, u.output), '{{}}'::jsonb) FROM step_runs u
         WHERE u.run_id = c.run_id AND u.role = 'action' AND u.map_index = -1
           AND u.status IN ('SUCCEEDED', 'COMPENSATED')) AS outputs
 FROM claimed c
@@ -323,83 +328,3 @@ async def _expand(session: AsyncSession, result: AttemptResult, events: list[Eve
         _INSERT_CHILDREN,
         {"id": step.id, "limit": result.fanout_limit, "count": len(items), "owner": result.worker},
     )
-
-
-_EXPIRE = text(
-    """
-WITH expired AS (
-    SELECT id FROM step_runs
-    WHERE status = 'RUNNING' AND lease_expires_at < now()
-    ORDER BY lease_expires_at LIMIT :limit
-    FOR UPDATE SKIP LOCKED
-)
-UPDATE step_runs s SET status = 'READY', lease_owner = NULL, lease_expires_at = NULL,
-    attempts = greatest(s.attempts - 1, 0), ready_at = now(), affinity = NULL,
-    status_reason = 'lease of ' || coalesce(s.lease_owner, '?') || ' expired; step re-queued',
-    attempt_log = s.attempt_log || jsonb_build_array(jsonb_build_object(
-        'attempt', s.attempts, 'outcome', 'lease_expired', 'worker', s.lease_owner))
-FROM expired WHERE s.id = expired.id
-RETURNING s.run_id, s.step_id, s.map_index, s.role
-"""
-)
-
-
-async def expire_leases(session: AsyncSession, *, limit: int, schema: str | None) -> int:
-    """Return steps whose worker vanished to READY, without counting the lost attempt."""
-    rows = (await session.execute(_EXPIRE, {"limit": limit})).all()
-    await emit(
-        session,
-        [
-            Event(
-                STEP_EVENT[StepStatus.READY],
-                row.run_id,
-                {"step_id": row.step_id, "map_index": row.map_index, "reason": "lease expired"},
-            )
-            for row in rows
-        ],
-        schema=schema,
-    )
-    return len(rows)
-
-
-# SKIP LOCKED: a row locked by a transaction recording its result needs no renewal, and waiting
-# for it could deadlock against that transaction's locks taken in another order.
-_RENEW = text(
-    """
-WITH mine AS (
-    SELECT id FROM step_runs
-    WHERE id = ANY(:ids) AND status = 'RUNNING' AND lease_owner = :owner
-    ORDER BY id FOR UPDATE SKIP LOCKED
-)
-UPDATE step_runs s SET lease_expires_at = now() + make_interval(secs => :lease_s)
-FROM mine WHERE s.id = mine.id
-RETURNING s.id
-"""
-)
-
-
-async def renew_leases(
-    session: AsyncSession, *, owner: str, step_ids: list[int], lease_s: float
-) -> set[int]:
-    """Extend the leases this worker holds; return the ids renewed (busy rows are skipped)."""
-    if not step_ids:
-        return set()
-    rows = await session.execute(_RENEW, {"ids": step_ids, "owner": owner, "lease_s": lease_s})
-    return {row.id for row in rows}
-
-
-_RELEASE = text(
-    "UPDATE step_runs SET status = 'READY', lease_owner = NULL, lease_expires_at = NULL, "
-    "attempts = greatest(attempts - 1, 0), status_reason = 'released at shutdown', "
-    "ready_at = now(), affinity = NULL "
-    "WHERE id = ANY(:ids) AND status = 'RUNNING' AND lease_owner = :owner"
-)
-
-
-async def release_leases(
-    session: AsyncSession, *, owner: str, step_ids: list[int], schema: str | None
-) -> None:
-    """Give back unfinished steps at shutdown so another engine starts them at once."""
-    if step_ids:
-        await session.execute(_RELEASE, {"ids": step_ids, "owner": owner})
-        await emit(session, [], schema=schema, wake="steps")

@@ -20,15 +20,9 @@ from shared.db.session import create_engine, create_sessionmaker
 from shared.metrics import create_metrics
 from shared.settings import CommonSettings
 from shared.spec.models import WorkflowSpec
+from shared.state.leases import expire_leases, release_leases
 from shared.state.runs import NewRun, create_run, start_runs, startable_runs
-from shared.state.steps import (
-    AttemptResult,
-    ClaimedStep,
-    claim_steps,
-    expire_leases,
-    record_results,
-    release_leases,
-)
+from shared.state.steps import AttemptResult, ClaimedStep, claim_steps, record_results
 from tests.conftest import DATABASE_URL, fresh_schema
 
 LONG = 3600.0  # a sticky wait no test reaches

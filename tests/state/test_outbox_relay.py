@@ -149,3 +149,37 @@ async def test_a_standby_relay_takes_over_when_the_active_one_stops(
     assert event["type"] == "ingestion.test.relay" and event["schema_version"] == 1
     assert uuid.UUID(event["id"]) and isinstance(event["sequence"], int)
     assert abs(datetime.fromisoformat(event["time"]) - datetime.now(UTC)) < timedelta(minutes=1)
+
+
+async def test_stop_ends_the_relay_without_a_cancel_and_publishes_what_was_committed(
+    schema: str, settings: CommonSettings, db: async_sessionmaker, redis: aioredis.Redis
+) -> None:
+    stream = f"{settings.stream_prefix}ingestion.test.relay"
+    active = OutboxRelay(settings, redis, poll_interval_s=POLL_S)
+    standby = OutboxRelay(settings, redis, poll_interval_s=POLL_S)
+    running = asyncio.create_task(active.run())
+    waiting = asyncio.create_task(standby.run())
+    try:
+        await eventually(lambda: _relay_lock_held(schema))
+        async with db() as session, session.begin():
+            await emit(session, [Event("ingestion.test.relay")], schema=schema)
+
+        async def published() -> bool:
+            return bool(await redis.xlen(stream))
+
+        await eventually(published)
+        active.stop()
+        standby.stop()
+        # Both return by themselves, the active one from its wait for events, the standby from
+        # its wait for the lock; a relay that only ends on a cancel times out here.
+        await asyncio.wait_for(asyncio.gather(running, waiting), timeout=5)
+
+        async def released() -> bool:
+            return not await _relay_lock_held(schema)
+
+        await eventually(released)
+    finally:
+        for task in (running, waiting):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task

@@ -14,14 +14,9 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 from shared.db.session import create_engine, create_sessionmaker
 from shared.settings import CommonSettings
 from shared.spec.models import WorkflowSpec
+from shared.state.leases import expire_leases
 from shared.state.runs import NewRun, create_run, request_cancel, start_run
-from shared.state.steps import (
-    AttemptResult,
-    ClaimedStep,
-    claim_steps,
-    expire_leases,
-    record_results,
-)
+from shared.state.steps import AttemptResult, ClaimedStep, claim_steps, record_results
 from tests.conftest import DATABASE_URL, fresh_schema
 
 

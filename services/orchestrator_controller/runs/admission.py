@@ -14,12 +14,11 @@ import asyncio
 import contextlib
 import logging
 
-from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from services.orchestrator_controller.policies.service import Policies
 from services.orchestrator_controller.runs.service import Accepted, Prepared, accept_prepared
-from shared.errors import AppError, ValidationFailed, database_unavailable
+from shared.errors import AppError, ValidationFailed, database_unavailable, refused_value
 from shared.metrics import PlatformMetrics
 
 MAX_BATCH = 256
@@ -109,14 +108,10 @@ def _settle(future: asyncio.Future[Accepted], result: Accepted | BaseException) 
 
 
 def _as_request_error(exc: Exception) -> Exception:
-    """A failure of one request alone: data PostgreSQL refuses is the request's fault (422).
-
-    SQLSTATE class 22 (data exception: a NUL in a string, a number out of range) is about the
-    values sent; anything else (the database away, a bug) keeps its own handling.
-    """
-    sqlstate = getattr(getattr(exc, "orig", None), "sqlstate", None)
-    if isinstance(exc, DBAPIError) and isinstance(sqlstate, str) and sqlstate.startswith("22"):
-        reason = str(exc.orig).strip().splitlines()[0][:300]
+    """A failure of one request alone: a value PostgreSQL refuses is the request's fault (422);
+    anything else (the database away, a bug) keeps its own handling."""
+    reason = refused_value(exc)
+    if reason is not None:
         return ValidationFailed(
             f"the database refused a value of this run ({reason}); nothing was stored",
             code="value_refused",
