@@ -49,8 +49,8 @@ RUN python -m compileall -q -x '/app/\.venv/' /app
 
 USER 10001:10001
 
-# controller 8080, engine 8000, agents 8101-8106
-EXPOSE 8000 8080 8101 8102 8103 8104 8105 8106
+# controller 8080, engine 8000, agents 8101-8108
+EXPOSE 8000 8080 8101 8102 8103 8104 8105 8106 8107 8108
 
 HEALTHCHECK --interval=15s --timeout=5s --start-period=30s --retries=3 \
     CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/health' % os.environ.get('PORT', '8080'), timeout=4)"]

@@ -162,7 +162,7 @@ def platform_env(
 
 
 def platform_services(env: dict[str, str], ports: Ports, log_dir: Path) -> list[Service]:
-    """The six agents, the engine and the controller (in start order)."""
+    """Every agent (AGENT_NAMES), the engine and the controller (in start order)."""
     services = [
         Service(name, f"agents.{module}.app", ports.agents[name], env, log_dir / f"{name}.log")
         for name, module in AGENT_MODULES.items()

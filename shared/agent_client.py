@@ -6,6 +6,7 @@ aiohttp rather than httpx: on this hot path `bench/agent_client.py` measured aio
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from dataclasses import dataclass
@@ -13,6 +14,7 @@ from typing import Any
 
 import aiohttp
 
+from shared.agent_registry import AgentDirectory, AgentEndpoint
 from shared.auth import service_headers
 from shared.errors import AppError
 
@@ -68,14 +70,26 @@ def _retry_after(value: str | None) -> float | None:
 
 
 class AgentClient:
-    """Calls `POST {agent}/api/v1/{action}` with the service token and an Idempotency-Key."""
+    """Calls `POST {agent}/api/v1/{action}` with the service token and an Idempotency-Key.
+
+    Built-in agents are found in `agent_urls`; any other name in the `directory` of registered
+    agents, whose calls keep the agent's own limits: at most its `timeout_s` per call, at most
+    its `max_concurrency` calls in flight from this process. The protocol is the same for both.
+    """
 
     def __init__(
-        self, agent_urls: dict[str, str], token: str, *, max_connections: int = 200
+        self,
+        agent_urls: dict[str, str],
+        token: str,
+        *,
+        max_connections: int = 200,
+        directory: AgentDirectory | None = None,
     ) -> None:
         self.agent_urls = agent_urls
         self._headers = service_headers(token)
         self._max_connections = max_connections
+        self._directory = directory
+        self._slots: dict[str, tuple[int, asyncio.Semaphore]] = {}
         self._session: aiohttp.ClientSession | None = None
 
     def _http(self) -> aiohttp.ClientSession:
@@ -92,6 +106,31 @@ class AgentClient:
         if self._session is not None:
             await self._session.close()
 
+    async def _registered(self, agent: str) -> AgentEndpoint:
+        endpoint = None
+        if self._directory is not None:
+            try:
+                endpoint = await self._directory.lookup(agent)
+            except Exception as exc:  # the database away: the step may succeed later
+                raise AgentCallError(
+                    f"cannot read the registered agents to find {agent!r}: {exc}",
+                    code="registry_unavailable",
+                    retryable=True,
+                ) from exc
+        if endpoint is None:
+            raise AgentCallError(
+                f"no URL configured for agent {agent!r}", code="unknown_agent", retryable=False
+            )
+        return endpoint
+
+    def _slot(self, endpoint: AgentEndpoint) -> asyncio.Semaphore:
+        # A changed limit gets a new semaphore; calls holding the old one finish under it.
+        held = self._slots.get(endpoint.name)
+        if held is None or held[0] != endpoint.max_concurrency:
+            held = (endpoint.max_concurrency, asyncio.Semaphore(endpoint.max_concurrency))
+            self._slots[endpoint.name] = held
+        return held[1]
+
     async def call(
         self,
         agent: str,
@@ -104,10 +143,32 @@ class AgentClient:
     ) -> AgentReply:
         """Run an action; raise AgentCallError with `retryable` set from the failure's kind."""
         base = self.agent_urls.get(agent)
-        if base is None:
-            raise AgentCallError(
-                f"no URL configured for agent {agent!r}", code="unknown_agent", retryable=False
+        if base is not None:
+            return await self._post(
+                base, agent, action, params, idempotency_key, timeout_s, context
             )
+        endpoint = await self._registered(agent)
+        async with self._slot(endpoint):
+            return await self._post(
+                endpoint.base_url,
+                agent,
+                action,
+                params,
+                idempotency_key,
+                min(timeout_s, endpoint.timeout_s),
+                context,
+            )
+
+    async def _post(
+        self,
+        base: str,
+        agent: str,
+        action: str,
+        params: dict[str, Any],
+        idempotency_key: str,
+        timeout_s: float,
+        context: dict[str, str] | None,
+    ) -> AgentReply:
         headers = {**self._headers, "Idempotency-Key": idempotency_key, **(context or {})}
         started = time.perf_counter()
         try:

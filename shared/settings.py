@@ -20,6 +20,7 @@ AGENT_NAMES: tuple[str, ...] = (
     "data-merger",
     "data-fetch-retry",
     "data-ml",
+    "data-transformer",
 )
 # The platform's tables live apart from any user data (as DBOS keeps its system schema).
 PLATFORM_SCHEMA = "ingestion_platform"

@@ -21,7 +21,7 @@ from agents.base.actions import ActionRegistry, AgentError, NoopBody, noop
 from agents.base.context import ActionContext
 from agents.base.ledger import Claim, Ledger, request_hash
 from agents.base.liveness import Heartbeat
-from agents.base.openapi import action_request_body
+from agents.base.openapi import action_request_body, action_traits
 from agents.base.openapi import install as install_openapi
 from agents.base.security import pinned_client
 from agents.base.settings import AgentSettings
@@ -215,7 +215,10 @@ def create_agent_app(
             name=f"action_{name}",
             summary=action.description or name,
             responses=errors(401, 409, 413, 422, 503),
-            openapi_extra=action_request_body(action.body, action.example),
+            openapi_extra={
+                **action_request_body(action.body, action.example),
+                **action_traits(action),
+            },
         )
 
     @app.post("/api/v1/{action}", include_in_schema=False)

@@ -9,7 +9,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel
 
-from agents.base.actions import ActionRegistry
+from agents.base.actions import Action, ActionRegistry
 
 _REF = "#/components/schemas/{model}"
 
@@ -23,6 +23,21 @@ def action_request_body(body: type[BaseModel], example: dict[str, Any]) -> dict[
     schema = {"$ref": _REF.format(model=body.__name__)}
     media = {"schema": schema, "example": example}
     return {"requestBody": {"required": True, "content": {"application/json": media}}}
+
+
+def action_traits(action: Action) -> dict[str, Any]:
+    """The `x-agent-action` extension of an action's operation: what a caller (the conformance
+    kit, docs/agent-protocol.md) may assume about calling it.
+
+    `read_only`: the action changes nothing, so calling it to probe the agent is harmless.
+    `idempotency`: `ledger` (a repeated Idempotency-Key replays the stored outcome) or
+    `by_nature` (the key is ignored: the action is run again, which is harmless)."""
+    return {
+        "x-agent-action": {
+            "read_only": action.idempotent_by_nature,
+            "idempotency": "by_nature" if action.idempotent_by_nature else "ledger",
+        }
+    }
 
 
 def action_schemas(registry: ActionRegistry) -> dict[str, Any]:

@@ -1,6 +1,7 @@
 """What agents may reach: an SSRF guard for URLs, confinement of file sources, credentials by name.
 
-- Network targets: link-local and cloud-metadata addresses are refused always; private,
+- Network targets (the rule is `shared/ssrf.py`, which the controller applies to registered
+  agents too): link-local and cloud-metadata addresses are refused always; private,
   loopback and other non-global addresses only when `settings.allow_private_hosts` names the
   host or a CIDR holding every address it resolves to. Redirects are followed hop by hop
   through the same check, and credentials never follow a redirect to another origin.
@@ -20,14 +21,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import contextvars
 import ipaddress
 import os
 import posixpath
 import re
-import socket
 import ssl
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
@@ -44,13 +43,9 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from agents.base.actions import AgentError
 from agents.base.settings import AgentSettings
+from shared import ssrf
+from shared.ssrf import IPAddress
 
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
-
-# Cloud metadata endpoints beyond 169.254.0.0/16 (AWS IPv6, Alibaba, Azure wire server).
-_METADATA = {ipaddress.ip_address(a) for a in ("fd00:ec2::254", "100.100.100.200", "168.63.129.16")}
-_METADATA_NAMES = frozenset({"metadata.google.internal", "metadata.goog", "instance-data"})
-_NAT64 = ipaddress.ip_network("64:ff9b::/96")
 _REDIRECTS = {301, 302, 303, 307, 308}
 _SENSITIVE = re.compile(
     r"(authorization|cookie|token|secret|passw|api[-_]?key|signature|credential|^sig$|^key$)",
@@ -73,86 +68,24 @@ class HostUnresolvable(AgentError):
 # ---------------------------------------------------------------------------- network targets
 
 
-def _effective(ip: IPAddress) -> IPAddress:
-    """The IPv4 address hidden in an IPv4-mapped or NAT64 IPv6 address, else `ip`."""
-    if isinstance(ip, ipaddress.IPv6Address):
-        if ip.ipv4_mapped is not None:
-            return ip.ipv4_mapped
-        if ip in _NAT64:
-            return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
-    return ip
-
-
-def _always_blocked(ip: IPAddress) -> bool:
-    return ip.is_link_local or ip.is_unspecified or ip.is_multicast or ip in _METADATA
-
-
-def _split_entry(entry: str) -> tuple[str, int | None]:
-    """An allowlist entry as (host or CIDR, port or None): `h`, `h:p`, `[v6]:p`, `cidr:p`."""
-    entry = entry.strip().lower().rstrip(".")
-    if entry.startswith("["):
-        host, _, rest = entry[1:].partition("]")
-        return host, int(rest[1:]) if rest.startswith(":") and rest[1:].isdigit() else None
-    if entry.count(":") == 1:  # one colon: host:port (an IPv6 literal has several)
-        host, port = entry.split(":")
-        if port.isdigit():
-            return host, int(port)
-    return entry, None
-
-
-def _allowlisted(host: str, ip: IPAddress, port: int, allow: Iterable[str]) -> bool:
-    for raw in allow:
-        entry, entry_port = _split_entry(raw)
-        if not entry or (entry_port is not None and entry_port != port):
-            continue
-        try:
-            if ip in ipaddress.ip_network(entry, strict=False):
-                return True
-        except ValueError:
-            if entry == host:
-                return True
-    return False
-
-
 async def resolve_host(host: str, port: int) -> list[IPAddress]:
     """Every address `host` resolves to (an IP literal resolves to itself)."""
     try:
-        return [ipaddress.ip_address(host)]
-    except ValueError:
-        pass
-    try:
-        infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except (socket.gaierror, UnicodeError) as exc:
-        raise HostUnresolvable(
-            f"cannot resolve host {host!r}: {exc}", retryable=True, status_code=503
-        ) from exc
-    addresses = {ipaddress.ip_address(str(info[4][0]).split("%", 1)[0]) for info in infos}
-    if not addresses:
-        raise HostUnresolvable(f"host {host!r} has no address", retryable=True, status_code=503)
-    return sorted(addresses, key=str)
+        return await ssrf.resolve(host, port)
+    except ssrf.TargetUnresolvable as exc:
+        raise HostUnresolvable(str(exc), retryable=True, status_code=503) from exc
 
 
 async def check_host(host: str, port: int, settings: AgentSettings) -> list[IPAddress]:
     """Refuse `host` unless every address it resolves to may be reached; return them."""
-    name = host.strip("[]").lower().rstrip(".")
-    if not name:
-        raise HostNotAllowed("the URL has no host")
-    if name in _METADATA_NAMES:
-        raise HostNotAllowed(f"{name!r} is a cloud-metadata host; it is never fetched")
-    addresses = await resolve_host(name, port)
-    for raw in addresses:
-        ip = _effective(raw)
-        if _always_blocked(ip):
-            raise HostNotAllowed(
-                f"host {name!r} resolves to {raw}, a link-local or cloud-metadata address; "
-                "such addresses are never fetched"
-            )
-        if not ip.is_global and not _allowlisted(name, ip, port, settings.allow_private_hosts):
-            raise HostNotAllowed(
-                f"host {name!r} port {port} resolves to the private address {raw}; add the "
-                "host, host:port or a CIDR holding it to AGENT_ALLOW_PRIVATE_HOSTS to allow it"
-            )
-    return addresses
+    try:
+        return await ssrf.check_target(
+            host, port, settings.allow_private_hosts, setting="AGENT_ALLOW_PRIVATE_HOSTS"
+        )
+    except ssrf.TargetUnresolvable as exc:
+        raise HostUnresolvable(str(exc), retryable=True, status_code=503) from exc
+    except ssrf.TargetRefused as exc:
+        raise HostNotAllowed(str(exc)) from exc
 
 
 async def check_url(url: str, settings: AgentSettings) -> httpx.URL:
@@ -441,7 +374,7 @@ def credential_may_reach(name: str, settings: AgentSettings, host: str, port: in
     for raw in allowed:
         if raw.strip() == "*":
             return
-        entry, entry_port = _split_entry(raw)
+        entry, entry_port = ssrf.split_entry(raw)
         if entry_port is not None and entry_port != port:
             continue
         if entry == name_of_host:

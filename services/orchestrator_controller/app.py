@@ -12,6 +12,7 @@ from fastapi import FastAPI
 
 from services.orchestrator_controller.agent_health.monitor import HealthMonitor
 from services.orchestrator_controller.agent_health.router import router as health_router
+from services.orchestrator_controller.agents.router import router as agents_router
 from services.orchestrator_controller.datasets.router import router as datasets_router
 from services.orchestrator_controller.definitions import service as definitions
 from services.orchestrator_controller.definitions.router import router as definitions_router
@@ -113,13 +114,15 @@ def create_app(settings: ControllerSettings | None = None) -> FastAPI:
             if settings.kubernetes_watch:
                 # Imported here: the kubernetes client is only loaded where it is used.
                 from services.orchestrator_controller.kubernetes.bridge import (
+                    build_agent_sync,
                     build_model_sync,
                     build_watcher,
                 )
 
                 watcher = build_watcher(settings, sessionmaker)
                 models = build_model_sync(settings, sessionmaker)
-                loops += [watcher.run(), watcher.run_status_sync(), models.run()]
+                agents = build_agent_sync(settings, sessionmaker, http)
+                loops += [watcher.run(), watcher.run_status_sync(), models.run(), agents.run()]
             async with background(*loops, stoppers=[relay.stop]):
                 yield
                 await app.state.admissions.aclose()
@@ -147,6 +150,8 @@ def create_app(settings: ControllerSettings | None = None) -> FastAPI:
     app.include_router(definitions_router)
     app.include_router(runs_router)
     app.include_router(health_router)
+    # after the health routes: /agents/health is not an agent named "health"
+    app.include_router(agents_router)
     app.include_router(schedules_router)
     app.include_router(sources_router)
     app.include_router(models_router)

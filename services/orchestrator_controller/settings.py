@@ -62,6 +62,28 @@ class ControllerSettings(CommonSettings, LineageSettings):
     model_resync_s: float = Field(
         15.0, gt=0, le=3600, description="how often Model resources are read into bindings"
     )
+    agent_resync_s: float = Field(
+        15.0, gt=0, le=3600, description="how often Agent resources are read into registrations"
+    )
+    agent_probe_timeout_s: float = Field(
+        5.0,
+        gt=0,
+        le=60,
+        description="how long registering an agent waits for its GET /api/v1/actions",
+    )
+    # The agents' allowlist is the default: one list of the private hosts the platform may call
+    # (the launcher and the chart set AGENT_ALLOW_PRIVATE_HOSTS for every service).
+    agent_allow_private_hosts: list[str] = Field(
+        default_factory=list,
+        validation_alias=AliasChoices(
+            "agent_allow_private_hosts",
+            "CONTROLLER_AGENT_ALLOW_PRIVATE_HOSTS",
+            "AGENT_ALLOW_PRIVATE_HOSTS",
+        ),
+        description="private hosts, host:port or CIDRs a registered agent's base_url may point "
+        "at (JSON list; CONTROLLER_AGENT_ALLOW_PRIVATE_HOSTS, else AGENT_ALLOW_PRIVATE_HOSTS); "
+        "link-local and cloud-metadata addresses are refused always",
+    )
     mlflow_tracking_uri: str | None = Field(
         None,
         validation_alias=AliasChoices("mlflow_tracking_uri", "MLFLOW_TRACKING_URI"),

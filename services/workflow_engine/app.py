@@ -12,6 +12,7 @@ from services.workflow_engine.runs.router import router as runs_router
 from services.workflow_engine.settings import EngineSettings
 from services.workflow_engine.worker import Executor
 from shared.agent_client import AgentClient
+from shared.agent_registry import AgentDirectory
 from shared.db.session import create_engine, create_sessionmaker
 from shared.errors import register_exception_handlers
 from shared.events.relay import OutboxRelay
@@ -21,6 +22,8 @@ from shared.logs import configure_logging, secret_values
 from shared.metrics import create_metrics, mount_metrics
 from shared.tasks import background
 from shared.tracing import FASTAPI_TELEMETRY, configure_tracing
+
+REGISTERED_AGENTS_REFRESH_S = 10.0
 
 
 def create_app(settings: EngineSettings | None = None) -> FastAPI:
@@ -39,6 +42,9 @@ def create_app(settings: EngineSettings | None = None) -> FastAPI:
             settings.agent_urls,
             settings.service_token.get_secret_value(),
             max_connections=settings.concurrency * 2,
+            # Registered agents: a new one is found at its first call (a miss re-reads the
+            # table), a changed or removed one within REGISTERED_AGENTS_REFRESH_S.
+            directory=AgentDirectory(sessionmaker, refresh_s=REGISTERED_AGENTS_REFRESH_S),
         )
         app.state.sessionmaker = sessionmaker
         app.state.redis = redis

@@ -11,4 +11,5 @@ AGENT_ACTIONS: dict[str, frozenset[str]] = {
     "data-merger": frozenset({"merge", "quality_check", "maintain", "snapshot", "noop"}),
     "data-fetch-retry": frozenset({"fetch", "noop"}),
     "data-ml": frozenset({"history", "train", "report", "noop"}),
+    "data-transformer": frozenset({"transform", "noop"}),
 }

@@ -6,14 +6,17 @@ from pathlib import Path
 
 import yaml
 
-from shared.spec.models import WorkflowSpec
+from shared.spec.catalog import AGENT_ACTIONS
+from shared.spec.models import AGENTS_CONTEXT, WorkflowSpec
 
 BUILTIN_DIR = Path(__file__).resolve().parents[2] / "workflows"
 
 
 def load_spec(path: Path) -> WorkflowSpec:
-    """Parse and validate one YAML workflow file."""
-    return WorkflowSpec.model_validate(yaml.safe_load(path.read_text()))
+    """Parse and validate one YAML workflow file (it may name the built-in agents only)."""
+    return WorkflowSpec.model_validate(
+        yaml.safe_load(path.read_text()), context={AGENTS_CONTEXT: AGENT_ACTIONS}
+    )
 
 
 def builtin_specs(directory: Path = BUILTIN_DIR) -> list[WorkflowSpec]:

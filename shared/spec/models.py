@@ -6,7 +6,10 @@ import functools
 import random
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, model_validator
+
+# The validation context key of the agent catalog (name -> actions) a spec is checked against.
+AGENTS_CONTEXT = "agents"
 
 WorkflowKind = Literal[
     "standard",
@@ -99,11 +102,14 @@ class WorkflowSpec(_Strict):
     timeout_s: float | None = Field(None, gt=0, description="limit for the whole run")
 
     @model_validator(mode="after")
-    def _check_graph(self) -> WorkflowSpec:
+    def _check_graph(self, info: ValidationInfo) -> WorkflowSpec:
         # Imported here: validation needs the model and the model needs validation.
         from shared.spec.validation import validate_workflow
 
-        validate_workflow(self)
+        # `model_validate(..., context={AGENTS_CONTEXT: catalog})` checks agents and actions
+        # too; a stored spec is parsed without, whatever is registered now.
+        context = info.context if isinstance(info.context, dict) else {}
+        validate_workflow(self, context.get(AGENTS_CONTEXT))
         return self
 
     def step(self, step_id: str) -> StepSpec:

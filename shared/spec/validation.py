@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import TYPE_CHECKING
 
-from shared.spec.catalog import AGENT_ACTIONS
 from shared.spec.templates import TemplateError, input_reference, iter_references
 
 if TYPE_CHECKING:
@@ -55,28 +54,25 @@ def upstream_of(depends_on: Mapping[str, list[str]]) -> dict[str, set[str]]:
     return result
 
 
-def validate_workflow(spec: WorkflowSpec) -> None:
-    """Refuse duplicate ids, unknown agents/actions/dependencies, cycles and bad references."""
+# Agent name -> the actions it offers: the built-ins' static catalog plus the registered agents.
+AgentCatalog = Mapping[str, Collection[str]]
+
+
+def validate_workflow(spec: WorkflowSpec, agents: AgentCatalog | None = None) -> None:
+    """Refuse duplicate ids, unknown dependencies, cycles and bad references, and, given the
+    catalog of `agents`, unknown agents and actions.
+
+    Without a catalog the agents are not checked: a stored spec must parse whatever agents are
+    registered now (the check belongs where a spec enters, and registered agents live in the
+    database, which this module does not read).
+    """
     seen: set[str] = set()
     for i, step in enumerate(spec.steps):
         if step.id in seen:
             raise SpecError(f"steps[{i}].id", f"duplicate step id {step.id!r}")
         seen.add(step.id)
-        actions = AGENT_ACTIONS.get(step.agent)
-        if actions is None:
-            known = ", ".join(sorted(AGENT_ACTIONS))
-            raise SpecError(f"steps[{i}].agent", f"unknown agent {step.agent!r}; known: {known}")
-        if step.action not in actions:
-            raise SpecError(
-                f"steps[{i}].action",
-                f"agent {step.agent!r} has no action {step.action!r}; "
-                f"actions: {', '.join(sorted(actions))}",
-            )
-        if step.compensate and step.compensate.action not in actions:
-            raise SpecError(
-                f"steps[{i}].compensate.action",
-                f"agent {step.agent!r} has no action {step.compensate.action!r}",
-            )
+    if agents is not None:
+        check_agents(spec, agents)
     for i, step in enumerate(spec.steps):
         for j, dep in enumerate(step.depends_on):
             if dep not in seen:
@@ -98,6 +94,26 @@ def validate_workflow(spec: WorkflowSpec) -> None:
             fields.append((f"steps[{i}].compensate.params", step.compensate.params, visible))
         for field, value, upstream in fields:
             _check_references(spec, field, value, step.id, upstream, step.map_over)
+
+
+def check_agents(spec: WorkflowSpec, agents: AgentCatalog) -> None:
+    """Refuse a step naming an agent not in `agents`, or an action that agent lacks."""
+    for i, step in enumerate(spec.steps):
+        actions = agents.get(step.agent)
+        if actions is None:
+            known = ", ".join(sorted(agents))
+            raise SpecError(f"steps[{i}].agent", f"unknown agent {step.agent!r}; known: {known}")
+        if step.action not in actions:
+            raise SpecError(
+                f"steps[{i}].action",
+                f"agent {step.agent!r} has no action {step.action!r}; "
+                f"actions: {', '.join(sorted(actions))}",
+            )
+        if step.compensate and step.compensate.action not in actions:
+            raise SpecError(
+                f"steps[{i}].compensate.action",
+                f"agent {step.agent!r} has no action {step.compensate.action!r}",
+            )
 
 
 def _check_input_defaults(spec: WorkflowSpec) -> None:

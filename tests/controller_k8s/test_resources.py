@@ -25,7 +25,8 @@ from services.orchestrator_controller.kubernetes.resources import (
     status_differs,
 )
 from shared.errors import ServiceUnavailable, ValidationFailed
-from shared.spec.models import WorkflowSpec
+from shared.spec.catalog import AGENT_ACTIONS
+from shared.spec.models import AGENTS_CONTEXT, WorkflowSpec
 from shared.spec.validation import SpecError
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "helm/ingestion-platform/examples/workflows"
@@ -118,7 +119,8 @@ def test_refusals_and_transient_failures_are_told_apart() -> None:
 
     with pytest.raises(pydantic.ValidationError) as info:
         WorkflowSpec.model_validate(
-            {"name": "w", "steps": [{"id": "a", "agent": "data-merger", "action": "collect"}]}
+            {"name": "w", "steps": [{"id": "a", "agent": "data-merger", "action": "collect"}]},
+            context={AGENTS_CONTEXT: AGENT_ACTIONS},
         )
     message = spec_error_message(info.value)
     assert message is not None and "steps[0].action" in message

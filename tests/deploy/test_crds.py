@@ -129,7 +129,10 @@ def test_examples_cover_the_six_workflows_and_the_five_models() -> None:
     kinds = {d["spec"]["definition"]["kind"] for d in documents if d["kind"] == "Workflow"}
     assert kinds == set(get_args(WorkflowKind))
     assert {d["spec"]["model"] for d in documents if d["kind"] == "Model"} == MODELS
-    assert {d["spec"]["agentName"] for d in documents if d["kind"] == "Agent"} == set(AGENT_NAMES)
+    agents = [d["spec"] for d in documents if d["kind"] == "Agent"]
+    # The built-ins' records (no baseUrl), and an external agent registered by its URL.
+    assert {a["agentName"] for a in agents if "baseUrl" not in a} == set(AGENT_NAMES)
+    assert any("baseUrl" in a and a["agentName"] not in AGENT_NAMES for a in agents)
     assert {d["spec"]["type"] for d in documents if d["kind"] == "Orchestrator"} == {
         "api",
         "batch",
@@ -247,11 +250,38 @@ def test_builtin_workflows_can_be_applied_as_resources(
 
 
 def test_watcher_and_rbac_use_the_crd_names() -> None:
+    from services.orchestrator_controller.kubernetes.agents import PLURAL as AGENTS
     from services.orchestrator_controller.kubernetes.models import PLURAL as MODELS
 
     workflow, model = CRDS["Workflow"]["spec"], CRDS["Model"]["spec"]
     assert (workflow["group"], workflow["names"]["plural"]) == (GROUP, PLURAL)
     assert (model["group"], model["names"]["plural"]) == (GROUP, MODELS)
+    assert (CRDS["Agent"]["spec"]["group"], CRDS["Agent"]["spec"]["names"]["plural"]) == (
+        GROUP,
+        AGENTS,
+    )
     rbac = (CHART / "templates" / "rbac.yaml").read_text()
     assert f'apiGroups: ["{GROUP}"]' in rbac
-    assert f'["{PLURAL}/status", "{MODELS}/status"]' in rbac
+    assert f'["{PLURAL}/status", "{MODELS}/status", "{AGENTS}/status"]' in rbac
+
+
+@pytest.mark.parametrize(
+    ("spec", "complaint"),
+    [
+        ({"baseUrl": "http://quality:8080"}, "agentName"),
+        ({"agentName": "Data Quality", "baseUrl": "http://quality:8080"}, "agentName"),
+        ({"agentName": "data-quality", "baseUrl": "ftp://quality"}, "baseUrl"),
+        ({"agentName": "data-quality", "baseUrl": "http://user:pw@quality"}, "baseUrl"),
+        ({"agentName": "data-quality", "timeoutSeconds": 0}, "timeoutSeconds"),
+        ({"agentName": "data-quality", "maxConcurrency": 0}, "maxConcurrency"),
+        ({"agentName": "data-quality", "credentials": ["not a name"]}, "credentials"),
+    ],
+)
+def test_bad_agents_are_refused(
+    validators: dict[str, CrdValidator], spec: dict[str, Any], complaint: str
+) -> None:
+    agent = {"apiVersion": API_VERSION, "kind": "Agent", "metadata": {"name": "a"}, "spec": spec}
+    errors = validators["Agent"].errors(agent)
+    assert errors is not None and complaint in errors
+    agent["spec"] = {"agentName": "data-quality", "baseUrl": "http://quality:8080/v2"}
+    assert validators["Agent"].errors(agent) is None

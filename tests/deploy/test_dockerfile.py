@@ -18,6 +18,8 @@ from typing import Any
 
 import pytest
 
+from shared.settings import AGENT_PORTS
+
 from .conftest import ROOT
 
 DOCKERFILE = ROOT / "Dockerfile"
@@ -100,7 +102,7 @@ def test_runtime_stage_is_non_root_without_compilers() -> None:
 
 def test_exposes_every_service_port() -> None:
     (exposed,) = [args for keyword, args in instructions() if keyword == "EXPOSE"]
-    assert {int(p) for p in exposed.split()} == {8000, 8080, *range(8101, 8107)}
+    assert {int(p) for p in exposed.split()} == {8000, 8080, *AGENT_PORTS.values()}
 
 
 def test_default_command_is_the_controller() -> None:

@@ -90,7 +90,7 @@ def launch(
     healthy_timeout_s: float = 120,
     **extra: str,
 ) -> Iterator[Platform]:
-    """Six agents, data-ml, engine and controller on `db_schema`, stopped at the end."""
+    """Every agent (AGENT_NAMES), engine and controller on `db_schema`, stopped at the end."""
     ports = Ports.random()
     env = platform_env(
         database_url=DATABASE_URL,

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from pydantic import BaseModel
 
+from services.orchestrator_controller.agents.schemas import AgentIn
 from services.orchestrator_controller.app import create_app
 from services.orchestrator_controller.models.schemas import ModelBindingIn
 from services.orchestrator_controller.runs.schemas import CoordinateRequest
@@ -35,6 +36,7 @@ CONTROLLER_BODIES: dict[str, type[BaseModel]] = {
     "POST /schedules": ScheduleCreate,
     "PATCH /schedules/{ref}": ScheduleUpdate,
     "PUT /models/{model}": ModelBindingIn,
+    "POST /agents": AgentIn,
 }
 ENGINE_BODIES: dict[str, type[BaseModel]] = {"POST /execute": ExecuteRequest}
 

@@ -8,8 +8,9 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
+from shared.spec.catalog import AGENT_ACTIONS
 from shared.spec.loader import builtin_specs
-from shared.spec.models import RetryPolicy, WorkflowSpec
+from shared.spec.models import AGENTS_CONTEXT, RetryPolicy, WorkflowSpec
 from shared.spec.templates import TemplateContext, TemplateError, render
 
 
@@ -21,9 +22,9 @@ def step(step_id: str, **extra: Any) -> dict[str, Any]:
     return {"id": step_id, "agent": "data-connector", "action": "noop", **extra}
 
 
-def refusal(body: dict[str, Any]) -> str:
+def refusal(body: dict[str, Any], agents: Any = AGENT_ACTIONS) -> str:
     with pytest.raises(ValidationError) as caught:
-        WorkflowSpec.model_validate(body)
+        WorkflowSpec.model_validate(body, context={AGENTS_CONTEXT: agents})
     return str(caught.value)
 
 
@@ -53,6 +54,21 @@ def test_unknown_agent_and_action() -> None:
     assert "steps[0].agent" in refusal(spec(step("a", agent="data-teleporter")))
     message = refusal(spec(step("a", action="teleport")))
     assert "steps[0].action" in message and "test_connection" in message
+
+
+def test_a_catalog_with_a_registered_agent_accepts_its_actions_only() -> None:
+    catalog = {**AGENT_ACTIONS, "data-quality": frozenset({"check"})}
+    quality = step("a", agent="data-quality", action="check")
+    WorkflowSpec.model_validate(spec(quality), context={AGENTS_CONTEXT: catalog})
+    assert "steps[0].agent" in refusal(spec(quality))  # the built-ins alone do not know it
+    message = refusal(spec({**quality, "action": "teleport"}), catalog)
+    assert "steps[0].action" in message and "check" in message
+
+
+def test_a_stored_spec_parses_without_a_catalog() -> None:
+    # Runs keep the spec they started with, whatever is registered now.
+    parsed = WorkflowSpec.model_validate(spec(step("a", agent="gone-agent", action="x")))
+    assert parsed.steps[0].agent == "gone-agent"
 
 
 def test_reference_to_a_step_that_is_not_upstream() -> None:

@@ -1,4 +1,5 @@
-"""Polls each agent's /health, stores status and latency, publishes changes as events."""
+"""Polls each agent's /health (the built-in ones and the registered ones), stores status and
+latency, publishes changes as events."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from services.orchestrator_controller.settings import ControllerSettings
+from shared.agent_registry import registered_agents
 from shared.events.outbox import Event, emit
 from shared.metrics import PlatformMetrics
 
@@ -62,9 +64,18 @@ class HealthMonitor:
             status = "healthy" if response.status_code == 200 else "unhealthy"
         return status, round(latency, 2), body if isinstance(body, dict) else {}
 
+    async def agents(self) -> dict[str, str]:
+        """Every agent to poll and its base URL: the built-ins, then the registered ones."""
+        async with self.sessionmaker() as session:
+            registered = await registered_agents(session)
+        return {
+            **{name: agent.base_url for name, agent in registered.items()},
+            **self.settings.agent_urls,
+        }
+
     async def check_all(self) -> None:
         """Probe every agent at once and store the results."""
-        agents = self.settings.agent_urls
+        agents = await self.agents()
         results = await asyncio.gather(*(self.probe(a, u) for a, u in agents.items()))
         async with self.sessionmaker() as session, session.begin():
             events = []

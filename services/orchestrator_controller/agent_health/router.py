@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict
 from sqlalchemy import select
 
 from services.orchestrator_controller.deps import SessionDep, SettingsDep
+from shared.agent_registry import registered_agents
 from shared.db.models import AgentHealth
 from shared.errors import NotFound, errors
 
@@ -34,10 +35,13 @@ class AgentHealthList(BaseModel):
 
 @router.get("/agents/health", response_model=AgentHealthList, responses=errors(503))
 async def agents_health(session: SessionDep, settings: SettingsDep) -> AgentHealthList:
-    """Every configured agent with its last observed status ("unknown" before the first check)."""
+    """Every agent, built in or registered, with its last observed status ("unknown" before
+    the first check)."""
     rows = {r.agent: r for r in (await session.execute(select(AgentHealth))).scalars()}
+    registered = await registered_agents(session)
+    urls = {**{n: a.base_url for n, a in registered.items()}, **settings.agent_urls}
     agents = []
-    for name, url in sorted(settings.agent_urls.items()):
+    for name, url in sorted(urls.items()):
         row = rows.get(name)
         agents.append(
             AgentHealthOut(
@@ -74,16 +78,21 @@ class HealthHistory(BaseModel):
     items: list[HealthChange]
 
 
-@router.get("/agents/health/history", response_model=HealthHistory, responses=errors(404, 422))
+@router.get("/agents/health/history", response_model=HealthHistory, responses=errors(404, 422, 503))
 async def agents_health_history(
     request: Request,
+    session: SessionDep,
     settings: SettingsDep,
     agent: Annotated[str | None, Query(max_length=64, description="one agent's changes")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> HealthHistory:
     """The agents' status changes, newest first, from the `ingestion.agent.health` stream
-    (Redis keeps its last 100,000 entries); 404 for an agent that is not configured."""
-    if agent is not None and agent not in settings.agent_urls:
+    (Redis keeps its last 100,000 entries); 404 for an agent neither built in nor registered."""
+    if (
+        agent is not None
+        and agent not in settings.agent_urls
+        and agent not in await registered_agents(session)
+    ):
         raise NotFound(f"no agent {agent!r}")
     stream = f"{settings.stream_prefix}ingestion.agent.health"
     items: list[HealthChange] = []

@@ -18,6 +18,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, Integer, cast, func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.orchestrator_controller.agents.catalog import check_spec_agents
 from services.orchestrator_controller.definitions.schemas import DefinitionOut, DefinitionSummary
 from shared.db.models import WorkflowDefinition
 from shared.db.schedule_models import Schedule
@@ -73,8 +74,10 @@ async def register(
     The same content again is accepted (idempotent); other content under an existing
     (name, version) is a conflict unless `replace` (used for built-in and Kubernetes sources).
     An archived version is refused (409) unless `replace`, which keeps it archived: a restart
-    must not bring back a built-in an operator archived.
+    must not bring back a built-in an operator archived. Steps must name a built-in or
+    registered agent and one of its actions (422 naming the field).
     """
+    await check_spec_agents(session, spec)
     digest = spec_hash(spec)
     inserted = await session.execute(
         text(

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
+import httpx
 from kubernetes.client import ApiClient
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from services.orchestrator_controller.definitions import service as definitions
+from services.orchestrator_controller.kubernetes.agents import AgentResourceSync
 from services.orchestrator_controller.kubernetes.models import (
     ModelResourceSync,
     registry_version_resolver,
@@ -79,4 +81,23 @@ def build_model_sync(
         sessionmaker,
         resolve_version=resolve,
         interval_s=settings.model_resync_s,
+    )
+
+
+def build_agent_sync(
+    settings: ControllerSettings,
+    sessionmaker: async_sessionmaker,
+    http: httpx.AsyncClient,
+    api_client: ApiClient | None = None,
+) -> AgentResourceSync:
+    """The loop registering the agents the namespace's Agent resources name."""
+    return AgentResourceSync(
+        api_client or create_api_client(),
+        settings.kubernetes_namespace or in_cluster_namespace() or "default",
+        sessionmaker,
+        http,
+        token=settings.service_token.get_secret_value(),
+        allow_private_hosts=settings.agent_allow_private_hosts,
+        probe_timeout_s=settings.agent_probe_timeout_s,
+        interval_s=settings.agent_resync_s,
     )

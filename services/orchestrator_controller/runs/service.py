@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.orchestrator_controller.agents.catalog import check_spec_agents
 from services.orchestrator_controller.definitions import service as definitions
 from services.orchestrator_controller.policies.service import Decision, Policies
 from services.orchestrator_controller.runs.inputs import bind_inputs
@@ -99,6 +100,7 @@ async def prepare_run(
         check_nesting(body.spec, body.inputs, limit=max_nesting_depth)
         if max_spec_bytes is not None:
             definitions.check_spec_size(body.spec, limit=max_spec_bytes)
+        await check_spec_agents(session, body.spec, prefix="spec.")
         spec = body.spec
     else:
         assert body.workflow is not None
