@@ -3,6 +3,8 @@ agent's app checks at start that it serves exactly these actions, so the two can
 
 from __future__ import annotations
 
+import json
+
 AGENT_ACTIONS: dict[str, frozenset[str]] = {
     "data-connector": frozenset({"test_connection", "describe", "noop"}),
     "data-collector": frozenset({"collect", "commit_state", "get_state", "ack_stream", "noop"}),
@@ -13,3 +15,14 @@ AGENT_ACTIONS: dict[str, frozenset[str]] = {
     "data-ml": frozenset({"history", "train", "report", "noop"}),
     "data-transformer": frozenset({"transform", "noop"}),
 }
+
+
+def chart_catalog() -> str:
+    """The table as the Helm chart reads it (files/builtin-agents.json): the chart renders an
+    Agent resource per built-in agent with these actions. Regenerate with
+    `python -m shared.spec.catalog > helm/ingestion-platform/files/builtin-agents.json`."""
+    return json.dumps({name: sorted(actions) for name, actions in AGENT_ACTIONS.items()}, indent=2)
+
+
+if __name__ == "__main__":
+    print(chart_catalog())
