@@ -116,13 +116,21 @@ def create_app(settings: ControllerSettings | None = None) -> FastAPI:
                 from services.orchestrator_controller.kubernetes.bridge import (
                     build_agent_sync,
                     build_model_sync,
+                    build_orchestrator_sync,
                     build_watcher,
                 )
 
                 watcher = build_watcher(settings, sessionmaker)
                 models = build_model_sync(settings, sessionmaker)
                 agents = build_agent_sync(settings, sessionmaker, http)
-                loops += [watcher.run(), watcher.run_status_sync(), models.run(), agents.run()]
+                orchestrators = build_orchestrator_sync(settings, policies)
+                loops += [
+                    watcher.run(),
+                    watcher.run_status_sync(),
+                    models.run(),
+                    agents.run(),
+                    orchestrators.run(),
+                ]
             async with background(*loops, stoppers=[relay.stop]):
                 yield
                 await app.state.admissions.aclose()

@@ -65,6 +65,13 @@ class ControllerSettings(CommonSettings, LineageSettings):
     agent_resync_s: float = Field(
         15.0, gt=0, le=3600, description="how often Agent resources are read into registrations"
     )
+    orchestrator_resync_s: float = Field(
+        5.0,
+        gt=0,
+        le=3600,
+        description="how often Orchestrator resources are read and put in force (an edit "
+        "changes admission within about this long, without a restart)",
+    )
     agent_probe_timeout_s: float = Field(
         5.0,
         gt=0,

@@ -19,6 +19,15 @@ from services.orchestrator_controller.kubernetes import (
     VERSION,
     spec_to_resource,
 )
+from services.orchestrator_controller.policies.config import OrchestratorsConfig
+from services.orchestrator_controller.policies.resource import (
+    MANAGER_OF_TYPE,
+    all_resource_fields,
+    example_yaml,
+    resource_fields,
+    spec_overrides,
+    spec_properties,
+)
 from shared.settings import AGENT_NAMES
 from shared.spec.catalog import AGENT_ACTIONS
 from shared.spec.models import (
@@ -252,6 +261,9 @@ def test_builtin_workflows_can_be_applied_as_resources(
 def test_watcher_and_rbac_use_the_crd_names() -> None:
     from services.orchestrator_controller.kubernetes.agents import PLURAL as AGENTS
     from services.orchestrator_controller.kubernetes.models import PLURAL as MODELS
+    from services.orchestrator_controller.kubernetes.orchestrators import (
+        PLURAL as ORCHESTRATORS,
+    )
 
     workflow, model = CRDS["Workflow"]["spec"], CRDS["Model"]["spec"]
     assert (workflow["group"], workflow["names"]["plural"]) == (GROUP, PLURAL)
@@ -260,9 +272,64 @@ def test_watcher_and_rbac_use_the_crd_names() -> None:
         GROUP,
         AGENTS,
     )
+    orchestrator = CRDS["Orchestrator"]["spec"]
+    assert (orchestrator["group"], orchestrator["names"]["plural"]) == (GROUP, ORCHESTRATORS)
     rbac = (CHART / "templates" / "rbac.yaml").read_text()
     assert f'apiGroups: ["{GROUP}"]' in rbac
-    assert f'["{PLURAL}/status", "{MODELS}/status", "{AGENTS}/status"]' in rbac
+    assert (
+        f'["{PLURAL}/status", "{MODELS}/status", "{AGENTS}/status", "{ORCHESTRATORS}/status"]'
+        in rbac
+    )
+
+
+def test_orchestrator_schema_is_the_code_configuration() -> None:
+    """Every field of every manager's configuration, spelled and bounded as the code has it,
+    and nothing the code does not implement."""
+    spec = schema_of("Orchestrator")["properties"]["spec"]
+    assert spec["required"] == ["type"]
+    assert spec["properties"]["type"]["enum"] == list(MANAGER_OF_TYPE)
+    assert {k: v for k, v in spec["properties"].items() if k != "type"} == spec_properties()
+    assert set(spec["properties"]) == {"type", *all_resource_fields()}
+    for manager in MANAGER_OF_TYPE.values():
+        assert set(resource_fields(manager).values()) == set(
+            type(getattr(OrchestratorsConfig(), manager)).model_fields
+        )
+    in_force = schema_of("Orchestrator")["properties"]["status"]["properties"]["inForce"]
+    assert set(in_force["properties"]) == set(all_resource_fields())
+
+
+def test_orchestrator_examples_are_the_code_defaults() -> None:
+    """examples/platform/orchestrators.yaml is what `python -m
+    services.orchestrator_controller.policies.resource` prints: the five managers at the code's
+    defaults (regenerate it with that command when the defaults change)."""
+    path = EXAMPLES / "platform" / "orchestrators.yaml"
+    assert path.read_text() == example_yaml()
+    documents = list(yaml.safe_load_all(path.read_text()))
+    defaults = OrchestratorsConfig().model_dump(mode="json")
+    for document in documents:
+        manager, overrides = spec_overrides(document["spec"])
+        assert overrides == defaults[manager], manager
+    assert sorted(document["spec"]["type"] for document in documents) == sorted(MANAGER_OF_TYPE)
+
+
+@pytest.mark.parametrize(
+    ("spec", "complaint"),
+    [
+        ({"maxConcurrentRuns": 5}, "type"),
+        ({"type": "priority"}, "type"),
+        ({"type": "api", "hostRateWindowSeconds": 0}, "hostRateWindowSeconds"),
+        ({"type": "batch", "paused": "yes"}, "paused"),
+        ({"type": "file", "chunkSize": 0}, "chunkSize"),
+        ({"type": "stream", "workflowKinds": "realtime_stream"}, "workflowKinds"),
+    ],
+)
+def test_bad_orchestrators_are_refused(
+    validators: dict[str, CrdValidator], spec: dict[str, Any], complaint: str
+) -> None:
+    resource = {"apiVersion": API_VERSION, "kind": "Orchestrator", "metadata": {"name": "o"}}
+    errors = validators["Orchestrator"].errors({**resource, "spec": spec})
+    assert errors is not None and complaint in errors
+    assert validators["Orchestrator"].errors({**resource, "spec": {"type": "api"}}) is None
 
 
 @pytest.mark.parametrize(

@@ -308,15 +308,16 @@ def test_existing_secret_is_used_and_none_is_created(
         assert refs == ["ingestion-platform-secrets"]
 
 
-def test_controller_alone_may_watch_workflow_model_and_agent_resources(
+def test_controller_alone_may_watch_workflow_model_agent_and_orchestrator_resources(
     manifests: list[dict[str, Any]],
 ) -> None:
     deployments = by_component(manifests, "Deployment")
     (role,) = of_kind(manifests, "Role")
     (binding,) = of_kind(manifests, "RoleBinding")
     rules = {(tuple(r["resources"]), tuple(r["verbs"])) for r in role["rules"]}
-    assert (("workflows", "models", "agents"), ("get", "list", "watch")) in rules
-    statuses = ("workflows/status", "models/status", "agents/status")
+    kinds = ("workflows", "models", "agents", "orchestrators")
+    assert (kinds, ("get", "list", "watch")) in rules
+    statuses = ("workflows/status", "models/status", "agents/status", "orchestrators/status")
     assert (statuses, ("get", "patch", "update")) in rules
     assert all(r["apiGroups"] == ["ingestion.platform.io"] for r in role["rules"])
     assert role["metadata"]["namespace"] == NAMESPACE

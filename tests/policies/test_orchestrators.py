@@ -106,3 +106,22 @@ async def test_scheduled_runs_wait_on_the_policies_too(env: dict) -> None:
         assert (await shown(client, str(second)))[1] == (
             "waiting: workflow wf at its concurrency cap 1"
         )
+
+
+async def test_a_manager_paused_in_the_settings_holds_its_runs_back(env: dict) -> None:
+    """Without Kubernetes, CONTROLLER_ORCHESTRATORS pauses a manager: its runs wait (never
+    fail), the others' go on, and GET /orchestrators says so and why."""
+    config = {"orchestrators": {"stream_manager": {"paused": True}}}
+    async with controller(env, **config) as (app, client):
+        held = await submit(client, "s", kind="realtime_stream")
+        other = await submit(client)
+        assert await admitted(app, other) and not await admitted(app, held)
+        assert await shown(client, held) == ("PENDING", "waiting: stream-manager paused")
+        body = (await client.get("/orchestrators")).json()
+    by_name = {o["name"]: o for o in body["items"]}
+    stream = by_name["stream-manager"]
+    assert stream["paused"] is True and stream["config"]["paused"] is True
+    assert stream["sources"]["paused"] == "settings"
+    assert stream["sources"]["max_concurrent_runs"] == "default"
+    assert stream["live"]["waiting_runs"] == 1
+    assert {o["name"] for o in body["items"] if o["paused"]} == {"stream-manager"}

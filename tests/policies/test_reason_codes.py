@@ -64,6 +64,27 @@ def test_each_gate_has_its_code(load: Load, run: Candidate, code: str) -> None:
     assert reason_code(reason) == code, reason
 
 
+@pytest.mark.parametrize(
+    ("manager", "kind", "other"),
+    [
+        ("batch_manager", "secure_api", None),
+        ("api_manager", "secure_api", "standard"),
+        ("file_manager", "bulk_file", "secure_api"),
+        ("ingestion_manager", "unclaimed", "bulk_file"),
+        ("stream_manager", "realtime_stream", "test"),
+    ],
+)
+def test_a_paused_manager_holds_its_runs_back(manager: str, kind: str, other: str | None) -> None:
+    paused = CONFIG.model_copy(
+        update={manager: getattr(CONFIG, manager).model_copy(update={"paused": True})}
+    )
+    reason = wait_reason(paused, _load(), _run(kind), NOW)
+    assert reason == f"waiting: {manager.replace('_', '-')} paused"
+    assert reason_code(reason) == "manager_paused"
+    if other is not None:  # the other managers' runs go on (a paused batch manager stops all)
+        assert wait_reason(paused, _load(), _run(other), NOW) is None
+
+
 def test_anything_else_is_other() -> None:
     assert reason_code(None) == "other"
     assert reason_code("waiting: no engine has claimed this run for 30 s") == "other"

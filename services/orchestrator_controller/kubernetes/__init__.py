@@ -4,7 +4,9 @@ definition; a Model resource binds one of the platform's models to a registry en
 `resources` holds the pure translation (resource -> spec, status bodies); `watcher` holds the
 loop that lists and watches Workflow resources with the official kubernetes client, registers
 what they carry and writes the outcome and the last run back to their status subresource;
-`models` holds the loop that reads Model resources into `model_bindings`.
+`models` holds the loop that reads Model resources into `model_bindings`; `agents` the one
+that registers Agent resources; `orchestrators` the one that puts Orchestrator resources in
+force as the five managers' configuration.
 """
 
 from services.orchestrator_controller.kubernetes.resources import (

@@ -15,11 +15,13 @@ from services.orchestrator_controller.kubernetes.models import (
     ModelResourceSync,
     registry_version_resolver,
 )
+from services.orchestrator_controller.kubernetes.orchestrators import OrchestratorResourceSync
 from services.orchestrator_controller.kubernetes.watcher import (
     WorkflowResourceWatcher,
     create_api_client,
     in_cluster_namespace,
 )
+from services.orchestrator_controller.policies.service import Policies
 from services.orchestrator_controller.settings import ControllerSettings
 from shared.db.models import WorkflowRun
 from shared.spec.models import WorkflowSpec
@@ -100,4 +102,20 @@ def build_agent_sync(
         allow_private_hosts=settings.agent_allow_private_hosts,
         probe_timeout_s=settings.agent_probe_timeout_s,
         interval_s=settings.agent_resync_s,
+    )
+
+
+def build_orchestrator_sync(
+    settings: ControllerSettings,
+    policies: Policies,
+    api_client: ApiClient | None = None,
+) -> OrchestratorResourceSync:
+    """The loop putting the namespace's Orchestrator resources in force in `policies`, over
+    the configuration the settings give (CONTROLLER_ORCHESTRATORS over the defaults)."""
+    return OrchestratorResourceSync(
+        api_client or create_api_client(),
+        settings.kubernetes_namespace or in_cluster_namespace() or "default",
+        policies,
+        settings.orchestrators,
+        interval_s=settings.orchestrator_resync_s,
     )

@@ -2,7 +2,9 @@
 
 `CONTROLLER_ORCHESTRATORS` holds JSON shaped like `OrchestratorsConfig`, for example
 `{"api_manager": {"host_concurrency": 2}, "batch_manager": {"max_concurrent_runs": 50}}`;
-anything not given keeps the default below.
+anything not given keeps the default below. Orchestrator resources (one per manager, read
+by services/orchestrator_controller/kubernetes/orchestrators.py) override both, field by field;
+services/orchestrator_controller/policies/resource.py translates between the two shapes.
 """
 
 from __future__ import annotations
@@ -17,6 +19,10 @@ class _Config(BaseModel):
 class BatchManagerConfig(_Config):
     """The queue every run passes through: overall and per-workflow caps, priority order."""
 
+    paused: bool = Field(
+        False,
+        description="admit no new run at all while true; waiting runs keep waiting",
+    )
     max_concurrent_runs: int = Field(
         500, ge=1, description="admitted-but-unfinished runs allowed at once, all workflows"
     )
@@ -35,6 +41,10 @@ class ApiManagerConfig(_Config):
     `host_inputs` (in that order); a run with none of them is only subject to the run caps.
     """
 
+    paused: bool = Field(
+        False,
+        description="admit no new run of its kinds while true; waiting runs keep waiting",
+    )
     kinds: list[str] = Field(default_factory=lambda: ["secure_api", "resilient_fetch"])
     max_concurrent_runs: int = Field(100, ge=1, description="unfinished API runs at once")
     host_inputs: list[str] = Field(
@@ -59,6 +69,10 @@ class ApiManagerConfig(_Config):
 class FileManagerConfig(_Config):
     """Bulk file runs: a run cap, a ceiling on map_over fan-out, and the chunk size passed in."""
 
+    paused: bool = Field(
+        False,
+        description="admit no new run of its kinds while true; waiting runs keep waiting",
+    )
     kinds: list[str] = Field(default_factory=lambda: ["bulk_file"])
     max_concurrent_runs: int = Field(20, ge=1, description="unfinished file runs at once")
     max_fanout: int = Field(16, ge=1, description="ceiling on each map_over step's map_concurrency")
@@ -73,6 +87,11 @@ class FileManagerConfig(_Config):
 class IngestionManagerConfig(_Config):
     """The default policy: a run cap for its kinds and for any kind no other manager claims."""
 
+    paused: bool = Field(
+        False,
+        description="admit no new run of its kinds (nor of kinds no manager claims) while "
+        "true; waiting runs keep waiting",
+    )
     kinds: list[str] = Field(default_factory=lambda: ["standard", "test"])
     max_concurrent_runs: int = Field(200, ge=1, description="unfinished runs at once")
 
@@ -80,6 +99,10 @@ class IngestionManagerConfig(_Config):
 class StreamManagerConfig(_Config):
     """Continuous stream runs: a run cap and backpressure when the work queue grows."""
 
+    paused: bool = Field(
+        False,
+        description="admit no new run of its kinds while true; waiting runs keep waiting",
+    )
     kinds: list[str] = Field(default_factory=lambda: ["realtime_stream"])
     max_concurrent_runs: int = Field(10, ge=1, description="unfinished stream runs at once")
     backpressure_queue_size: int = Field(

@@ -69,6 +69,11 @@ def wait_reason(
 ) -> str | None:
     """Why `run` must wait now, or None when every policy lets it start."""
     batch = config.batch_manager
+    if batch.paused:
+        return "waiting: batch-manager paused"
+    manager = config.manager_of(run.kind)
+    if getattr(config, manager).paused:
+        return f"waiting: {manager.replace('_', '-')} paused"
     if load.total >= batch.max_concurrent_runs:
         return f"waiting: overall concurrency cap {batch.max_concurrent_runs} reached"
     if load.by_workflow[run.workflow] >= batch.max_concurrent_per_workflow:
@@ -76,7 +81,6 @@ def wait_reason(
             f"waiting: workflow {run.workflow} at its concurrency cap "
             f"{batch.max_concurrent_per_workflow}"
         )
-    manager = config.manager_of(run.kind)
     cap = _cap(config, manager)
     if load.by_manager[manager] >= cap:
         return f"waiting: {manager.replace('_', '-')} at its concurrency cap {cap}"
@@ -107,6 +111,7 @@ def wait_reason(
 # The gate behind each reason wait_reason writes (a bounded label for admission_waiting_runs),
 # matched in wait_reason's order; tests/policies/test_reason_codes.py holds the two in step.
 _REASON_CODES = (
+    (re.compile(r"^waiting: [a-z]+-manager paused$"), "manager_paused"),
     (re.compile(r"^waiting: overall concurrency cap "), "overall_cap"),
     (re.compile(r"^waiting: workflow .+ at its concurrency cap "), "workflow_cap"),
     (re.compile(r"^waiting: [a-z]+-manager at its concurrency cap "), "manager_cap"),

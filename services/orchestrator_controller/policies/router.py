@@ -22,21 +22,26 @@ DESCRIPTIONS = {
 
 @router.get("/orchestrators", dependencies=[ReadKey], response_model=OrchestratorList)
 async def orchestrators(request: Request, session: SessionDep) -> OrchestratorList:
-    """The five orchestrators with their configuration and live counts."""
+    """The five orchestrators with the configuration in force, where each of its fields
+    comes from (an Orchestrator resource, CONTROLLER_ORCHESTRATORS or the defaults), and live
+    counts."""
     policies: Policies = request.app.state.policies
-    live = await policies.snapshot(session)
-    config = policies.config
+    # one configuration throughout, even if a resource swaps it meanwhile
+    config, sources = policies.config, policies.sources
+    live = await policies.snapshot_of(session, config)
     kinds = config.kind_lists()
     items = []
     for name in MANAGERS:
-        section = getattr(config, name).model_dump(mode="json")
+        section = getattr(config, name)
         items.append(
             OrchestratorOut(
                 name=name.replace("_", "-"),
                 description=DESCRIPTIONS[name],
                 # the batch manager is the queue in front of every kind
                 workflow_kinds=kinds.get(name, ["*"]),
-                config=section,
+                paused=section.paused,
+                config=section.model_dump(mode="json"),
+                sources=sources[name],
                 live=live[name],
             )
         )

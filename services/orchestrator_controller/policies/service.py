@@ -8,6 +8,7 @@ waiting runs (highest priority, oldest first) as slots free up.
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections import Counter
 from collections.abc import Callable
@@ -29,7 +30,12 @@ from services.orchestrator_controller.policies.state import (
 from shared.spec.models import WorkflowSpec
 from shared.state.runs import admit_run
 
+log = logging.getLogger(__name__)
+
 Clock = Callable[[], datetime]
+# manager -> configuration field -> where its value comes from: `default`, `settings`
+# (CONTROLLER_ORCHESTRATORS) or `resource <name>` (an Orchestrator resource)
+Sources = dict[str, dict[str, str]]
 
 MANAGERS = ("api_manager", "batch_manager", "file_manager", "ingestion_manager", "stream_manager")
 
@@ -47,20 +53,63 @@ class Decision:
     reason: str | None = None
 
 
-class Policies:
-    """The orchestrators as admission policies over the runs stored in PostgreSQL."""
+def settings_sources(config: OrchestratorsConfig) -> Sources:
+    """Where each field of a configuration read from settings comes from: a field the
+    settings' JSON gave is `settings`, any other `default`."""
+    sources: Sources = {}
+    for manager in MANAGERS:
+        given = manager in config.model_fields_set
+        section = getattr(config, manager)
+        sources[manager] = {
+            name: "settings" if given and name in section.model_fields_set else "default"
+            for name in type(section).model_fields
+        }
+    return sources
 
-    def __init__(self, config: OrchestratorsConfig, clock: Clock = utc_now) -> None:
+
+class Policies:
+    """The orchestrators as admission policies over the runs stored in PostgreSQL.
+
+    `config` is replaced whole (never edited in place) when Orchestrator resources change it:
+    every decision reads it once, so it sees one configuration from start to end.
+    """
+
+    def __init__(
+        self, config: OrchestratorsConfig, clock: Clock = utc_now, sources: Sources | None = None
+    ) -> None:
         self.config = config
         self.clock = clock
+        self.sources: Sources = sources or settings_sources(config)
+
+    def apply(self, config: OrchestratorsConfig, sources: Sources) -> bool:
+        """Put `config` in force (live: the next admission decision uses it); log each field
+        that changes. Returns whether anything changed."""
+        if config == self.config and sources == self.sources:
+            return False
+        before, after = self.config.model_dump(mode="json"), config.model_dump(mode="json")
+        for manager in MANAGERS:
+            for name, value in after[manager].items():
+                old, source = before[manager][name], sources[manager][name]
+                if old != value or self.sources.get(manager, {}).get(name) != source:
+                    log.info(
+                        "orchestrators: %s.%s is now %s (from %s; was %s)",
+                        manager,
+                        name,
+                        value,
+                        source,
+                        old,
+                    )
+        self.config, self.sources = config, sources
+        return True
 
     def shape(
         self, spec: WorkflowSpec, inputs: dict[str, Any]
     ) -> tuple[WorkflowSpec, dict[str, Any]]:
         """The file manager's fan-out ceiling and chunk size applied to a run about to start."""
-        if self.config.manager_of(spec.kind) != "file_manager":
+        config = self.config
+        if config.manager_of(spec.kind) != "file_manager":
             return spec, inputs
-        files = self.config.file_manager
+        files = config.file_manager
         steps = [
             step.model_copy(update={"map_concurrency": min(step.map_concurrency, files.max_fanout)})
             if step.map_over is not None
@@ -80,16 +129,17 @@ class Policies:
         Returns the waiting runs admitted and, per new run, why it must wait (None: admitted).
         """
         await lock_admission(session, schema)
+        config = self.config
         now = self.clock()
-        queue = await waiting_runs(session, limit=self.config.batch_manager.max_waiting_considered)
+        queue = await waiting_runs(session, limit=config.batch_manager.max_waiting_considered)
         if not news and not queue:
             return [], []
         # A new run goes behind every waiting run of at least its priority (a stable sort).
         candidates = sorted([*queue, *news], key=lambda c: -c.priority)
-        managers = {self.config.manager_of(c.kind) for c in candidates}
+        managers = {config.manager_of(c.kind) for c in candidates}
         load = await current_load(
             session,
-            self.config,
+            config,
             now,
             hosts="api_manager" in managers,
             queue="stream_manager" in managers,
@@ -98,7 +148,7 @@ class Policies:
         new_reasons: dict[int, str | None] = {}
         fresh = {id(c) for c in news}
         for candidate in candidates:
-            reason = gate(self.config, load, candidate, now)
+            reason = gate(config, load, candidate, now)
             if id(candidate) in fresh:
                 new_reasons[id(candidate)] = reason
             elif reason is None:
@@ -114,7 +164,7 @@ class Policies:
                     {"reason": reason, "id": candidate.run_id},
                 )
             if reason is None:
-                take(self.config, load, candidate)
+                take(config, load, candidate)
         return admitted, [new_reasons[id(c)] for c in news]
 
     async def decide_many(
@@ -148,8 +198,14 @@ class Policies:
 
     async def snapshot(self, session: AsyncSession) -> dict[str, dict[str, Any]]:
         """Live counts per manager, for GET /orchestrators."""
+        return await self.snapshot_of(session, self.config)
+
+    async def snapshot_of(
+        self, session: AsyncSession, config: OrchestratorsConfig
+    ) -> dict[str, dict[str, Any]]:
+        """Live counts per manager as `config` assigns the runs to managers."""
         now = self.clock()
-        load = await current_load(session, self.config, now, hosts=True, queue=True)
+        load = await current_load(session, config, now, hosts=True, queue=True)
         waiting = await session.execute(
             text(
                 "SELECT kind, count(*) AS n FROM workflow_runs "
@@ -158,7 +214,7 @@ class Policies:
         )
         waiting_by: Counter[str] = Counter()
         for row in waiting:
-            waiting_by[self.config.manager_of(row.kind)] += row.n
+            waiting_by[config.manager_of(row.kind)] += row.n
         streams = (
             await session.execute(
                 text(
@@ -169,7 +225,7 @@ class Policies:
                 )
             )
         ).one()
-        api = self.config.api_manager
+        api = config.api_manager
         hosts = sorted(set(load.by_host) | set(load.recent_by_host) | set(load.paused))
         live: dict[str, dict[str, Any]] = {
             name: {"active_runs": load.by_manager[name], "waiting_runs": waiting_by[name]}
@@ -199,7 +255,7 @@ class Policies:
             f"host of the first URL among inputs {', '.join(api.host_inputs)}"
         )
         live["stream_manager"]["backpressure"] = (
-            load.backlog >= self.config.stream_manager.backpressure_queue_size
+            load.backlog >= config.stream_manager.backpressure_queue_size
         )
         live["stream_manager"]["engine_backlog"] = load.backlog
         live["stream_manager"]["continuous_schedules"] = streams.schedules
