@@ -22,6 +22,7 @@ from typing import Any
 import pyarrow as pa
 import yaml
 
+from ml.format_recognition.documents import EXTENSIONS_OF, VARIANTS
 from ml.format_recognition.samples import Sample
 from ml.format_recognition.writers import (
     WORDS,
@@ -202,6 +203,7 @@ def compressed(rng: random.Random, kind: str) -> tuple[bytes, str]:
 def one(rng: random.Random, label: str) -> Sample:
     """One generated file of class `label`, perhaps truncated, corrupted or misnamed."""
     dialect = encoding = inner = None
+    extensions = _EXT[label]
     if label in ("csv", "tsv", "delimited"):
         delimiter = {"csv": ",", "tsv": "\t"}.get(label) or rng.choice([";", "|", ":", " "])
         data, dialect, encoding = delimited(rng, delimiter)
@@ -210,7 +212,9 @@ def one(rng: random.Random, label: str) -> Sample:
     elif label == "xls":
         data = cfb_bytes(rng, rng.choice(["Workbook", "Book"]))
     else:
-        data = _MAKERS[label](rng)
+        maker = _maker(rng, label)
+        data = maker(rng)
+        extensions = EXTENSIONS_OF.get(maker, extensions)
     if rng.random() < 0.1 and len(data) > 64:  # truncated: a download cut short
         data = data[: rng.randint(32, len(data) - 1)]
     elif rng.random() < 0.05 and len(data) > 256:  # a few bytes corrupted in the middle
@@ -218,7 +222,7 @@ def one(rng: random.Random, label: str) -> Sample:
         data = data[:spot] + rng.randbytes(8) + data[spot + 8 :]
     roll = rng.random()
     if roll < 0.6:
-        name: str | None = f"{rng.choice(WORDS)}.{rng.choice(_EXT[label])}"
+        name: str | None = f"{rng.choice(WORDS)}.{rng.choice(extensions)}"
     elif roll < 0.8:
         name = f"{rng.choice(WORDS)}.{rng.choice(rng.choice(list(_EXT.values())))}"
     else:
@@ -233,6 +237,16 @@ _MAKERS: dict[str, Callable[[random.Random], bytes]] = {
     "orc": orc_bytes, "arrow": arrow_bytes, "xml": xml_bytes, "xlsx": xlsx_bytes, "ods": ods_bytes,
     "zip": zip_bytes, "html": html_bytes, "yaml": yaml_bytes, "text": prose, "other": other_bytes,
 }  # fmt: skip
+
+
+def _maker(rng: random.Random, label: str) -> Callable[[random.Random], bytes]:
+    """The table writer of `label`, or one of the real-world shapes documents.py makes."""
+    roll = rng.random()
+    for maker, share in VARIANTS.get(label, []):
+        if roll < share:
+            return maker
+        roll -= share
+    return _MAKERS[label]
 
 
 def generate(seed: int, per_class: int, labels: tuple[str, ...]) -> list[Sample]:

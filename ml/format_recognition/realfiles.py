@@ -31,6 +31,7 @@ from lxml import etree
 from ml.format_recognition.recognition import DialectGuess
 from ml.format_recognition.samples import HEAD_KEEP, TAIL_KEEP, Sample
 
+TRAIN_PER_PACKAGE_LABEL = 40  # training packages give more files than held-out ones
 MAX_BYTES = 8 << 20  # larger files are skipped: parsing them to label them costs too much
 _OTHER = {
     "py", "pyi", "pyx", "pxd", "c", "h", "cc", "cpp", "js", "css", "so", "png", "jpg", "ico",
@@ -120,13 +121,19 @@ def label_of(path: Path, data: bytes) -> tuple[str, DialectGuess | None] | None:
 
 
 def harvest(
-    seed: int, *, per_package_label: int = 12, root: Path | None = None
+    seed: int, *, per_package_label: int = 12, root: Path | None = None, kind: str = "package"
 ) -> dict[str, list[Sample]]:
-    """Labelled samples by package, at most `per_package_label` of each label per package."""
+    """Labelled samples by package, at most `per_package_label` of each label per package.
+
+    Each sample's source is `<kind>:<package>`; `kind` "stdlib" (with the standard library as
+    `root`) keeps those files apart from the installed packages' (site-packages is skipped).
+    """
     root = root or Path(sysconfig.get_paths()["purelib"])
     pools: dict[tuple[str, str], list[Path]] = defaultdict(list)
     for path in sorted(root.rglob("*")):
         if not path.is_file() or "__pycache__" in path.parts:
+            continue
+        if "site-packages" in path.relative_to(root).parts:
             continue
         ext = path.name.rsplit(".", 1)[-1].lower() if "." in path.name else path.name
         pools[(package_of(path, root), ext)].append(path)
@@ -149,9 +156,29 @@ def harvest(
             label, dialect = labelled
             tail = data[-TAIL_KEEP:]
             found[package].append(
-                Sample(data[:HEAD_KEEP], tail, path.name, label, f"package:{package}", dialect)
+                Sample(data[:HEAD_KEEP], tail, path.name, label, f"{kind}:{package}", dialect)
             )
     return dict(found)
+
+
+def training_files(
+    seed: int, held_out: list[str], *, per_package_label: int = TRAIN_PER_PACKAGE_LABEL
+) -> dict[str, list[Sample]]:
+    """More real files for training, by package: up to `per_package_label` of each label from
+    every installed package not in `held_out`, and the standard library's files (its test
+    data holds XML, JSON and text of many shapes) as packages named `stdlib:<folder>`."""
+    held = set(held_out)
+    found = {
+        p: samples
+        for p, samples in harvest(seed, per_package_label=per_package_label).items()
+        if p not in held
+    }
+    stdlib = Path(sysconfig.get_paths()["stdlib"])
+    for package, samples in harvest(
+        seed, per_package_label=per_package_label, root=stdlib, kind="stdlib"
+    ).items():
+        found[f"stdlib:{package}"] = samples
+    return found
 
 
 def split_packages(

@@ -1,8 +1,13 @@
 """Train the format recogniser: generated files plus real ones from installed packages.
 
-Training: files written by real writers (ml.format_recognition.generate, seeded) and real
-files from a share of the installed packages. Held out: files generated from another seed,
-and the real files of packages never seen in training (ml.format_recognition.realfiles).
+Training: files written by real writers (ml.format_recognition.generate, seeded; tables by
+ml.format_recognition.writers, the shapes real files take by ml.format_recognition.documents)
+and real files: up to 40 of each label from every installed package outside the held-out
+share, and the standard library's. Held out: files generated from another seed, and up to
+12 of each label from the packages never seen in training (ml.format_recognition.realfiles),
+exactly the files the first version was judged on. Settings (class weights, features per
+split, size) were chosen on validation splits carved from the training packages, never on
+the held-out files.
 The baseline is the converter's former rules (ml.format_recognition.rules); Magika and
 libmagic are scored on the same files as references.
 """
@@ -24,7 +29,7 @@ from ml.format_recognition.features import features
 from ml.format_recognition.forest import ArrayForest
 from ml.format_recognition.generate import generate
 from ml.format_recognition.model import FormatRecognizer
-from ml.format_recognition.realfiles import harvest, split_packages
+from ml.format_recognition.realfiles import harvest, split_packages, training_files
 from ml.format_recognition.recognition import FORMATS
 from ml.format_recognition.references import LibmagicReference, MagikaReference
 from ml.format_recognition.rules import RulesRecognizer
@@ -34,9 +39,12 @@ NAME = "format_recognition"
 
 
 def _data(ctx: Any) -> tuple[list[Sample], list[Sample], dict[str, Any]]:
-    per_class, held_per_class = (30, 15) if ctx.quick else (260, 60)
+    per_class, held_per_class = (30, 15) if ctx.quick else (400, 60)
     by_package = harvest(ctx.seed, per_package_label=4 if ctx.quick else 12)
     real_train, real_test, held_packages = split_packages(by_package, ctx.seed)
+    if not ctx.quick:  # more files of the training packages, and the standard library's
+        more = training_files(ctx.seed, held_packages)
+        real_train = [s for samples in more.values() for s in samples]
     if ctx.quick:  # a sample of the real files keeps the quick mode quick
         rng = random.Random(ctx.seed)
         real_train = rng.sample(real_train, min(len(real_train), 300))
@@ -55,20 +63,28 @@ def _data(ctx: Any) -> tuple[list[Sample], list[Sample], dict[str, Any]]:
     return train, test, params
 
 
-def fit(train: list[Sample], *, seed: int, trees: int) -> FormatRecognizer:
-    """A recogniser fitted on `train`."""
+def fit(train: list[Sample], *, seed: int, trees: int, **forest: Any) -> FormatRecognizer:
+    """A recogniser fitted on `train` (`forest` overrides the forest's settings)."""
     x = np.stack([features(s.head, s.tail, s.name) for s in train])
     y = np.array([s.label for s in train])
-    forest = RandomForestClassifier(
-        n_estimators=trees,
-        max_depth=20,
-        min_samples_leaf=1,
-        max_features="sqrt",
-        class_weight="balanced",
-        n_jobs=2,
-        random_state=seed,
+    settings: dict[str, Any] = {
+        "max_depth": 20,
+        "min_samples_leaf": 1,
+        "max_features": 0.2,
+        # "balanced" weighed the few generated Word files inside `other` (thousands of real
+        # files) below the xls ones beside them; the square root keeps rare classes heard
+        # without drowning a big class's minorities (chosen on a validation split).
+        "class_weight": "sqrt",
+    } | forest
+    if settings["class_weight"] == "sqrt":  # halfway between none and balanced
+        labels, counts = np.unique(y, return_counts=True)
+        settings["class_weight"] = {
+            str(c): float((counts.max() / n) ** 0.5) for c, n in zip(labels, counts, strict=True)
+        }
+    fitted = RandomForestClassifier(
+        n_estimators=trees, n_jobs=2, random_state=seed, **settings
     ).fit(x, y)
-    return FormatRecognizer(ArrayForest(forest), version=f"forest-{trees}")
+    return FormatRecognizer(ArrayForest(fitted), version=f"forest-{trees}")
 
 
 def train(ctx: Any) -> TrainedModel:
@@ -142,6 +158,10 @@ def _notes(
         + f". Dialect+header right on {details['model_dialect_header_accuracy']:.4f} of "
         f"generated delimited files. Inference p50 {p50:.3f} ms.",
         "Classes under 0.99 recall: " + (", ".join(misses) or "none") + ".",
+        "The issue's target (0.99 held-out accuracy) is "
+        + ("met." if mine["accuracy"] >= 0.99 else "not met."),
+        "Zip, xlsx and Avro writers stamp times and random sync markers into the generated "
+        "files, so figures move by about 0.001 from one run to the next.",
         "xls files are hand-made OLE2 containers (no xls writer is installed); zstd's inner "
         "format is not named (no zstd decoder for a partial frame).",
     ]
