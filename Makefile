@@ -40,6 +40,7 @@ lint: install
 	$(RUN) ruff check .
 	$(RUN) ruff format --check .
 	$(RUN) mypy .
+	$(RUN) lint-imports
 
 check: lint test ## ruff, ruff format --check, mypy, then the tests
 

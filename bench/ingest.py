@@ -34,8 +34,8 @@ sys.path.insert(0, str(REPO))
 
 from agents.base.context import ActionContext  # noqa: E402
 from agents.base.settings import AgentSettings  # noqa: E402
+from agents.base.sources.models import PostgresSource  # noqa: E402
 from agents.data_collector.postgres import collect_postgres  # noqa: E402
-from agents.data_connector.sources import PostgresSource  # noqa: E402
 
 URL = os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test").replace(
     "+asyncpg", ""

@@ -9,6 +9,8 @@ from pydantic import Field, field_validator
 
 from agents.base.actions import ActionBody, ActionRegistry, AgentError
 from agents.base.context import ActionContext
+from agents.base.http_retry import RateLimitSpec
+from agents.base.sources.models import FileSource, HttpSource, PostgresSource
 from agents.data_collector.autodetect import AUTO, first_page_hook
 from agents.data_collector.cursor import CursorState
 from agents.data_collector.files import collect_files
@@ -27,8 +29,6 @@ from agents.data_collector.streams import (
     ack_stream,
     collect_stream,
 )
-from agents.data_connector.sources import FileSource, HttpSource, PostgresSource
-from agents.data_fetch_retry.policy import RateLimitSpec
 
 registry = ActionRegistry("data-collector")
 

@@ -16,8 +16,8 @@ import httpx
 
 from agents.base.actions import AgentError
 from agents.base.context import ActionContext
+from agents.base.sources.models import HttpSource
 from agents.data_collector.rest import Pagination
-from agents.data_connector.sources import HttpSource
 from ml.source_detection.body import HEAD_BYTES
 from ml.source_detection.collect import collector_pagination, collector_records_path
 

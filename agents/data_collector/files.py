@@ -10,11 +10,11 @@ from agents.base.actions import AgentError
 from agents.base.completeness import Completeness
 from agents.base.context import ActionContext
 from agents.base.security import confine_path
+from agents.base.sources.files import FileEntry, list_files
+from agents.base.sources.models import FileSource
 from agents.base.storage import DataRoot
 from agents.data_collector import staging
 from agents.data_collector.cursor import CursorState, IncrementalWindow
-from agents.data_connector.files import FileEntry, list_files
-from agents.data_connector.sources import FileSource
 
 
 async def collect_files(

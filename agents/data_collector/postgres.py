@@ -25,17 +25,17 @@ from agents.base.actions import AgentError
 from agents.base.completeness import Completeness
 from agents.base.context import ActionContext
 from agents.base.security import pinned_pg_target, scrub
-from agents.base.storage import DataRoot
-from agents.data_collector import pg_arrow, staging
-from agents.data_collector.cursor import CursorState, IncrementalWindow, record_key, to_json
-from agents.data_collector.rest import Incremental
-from agents.data_connector.postgres import (
+from agents.base.sources.models import PostgresSource, postgres_url
+from agents.base.sources.postgres import (
     CONNECT_ERRORS,
     Column,
     primary_keys,
     table_columns,
 )
-from agents.data_connector.sources import PostgresSource, postgres_url
+from agents.base.storage import DataRoot
+from agents.data_collector import pg_arrow, staging
+from agents.data_collector.cursor import CursorState, IncrementalWindow, record_key, to_json
+from agents.data_collector.rest import Incremental
 
 _INTS = {"smallint": pa.int16(), "integer": pa.int32(), "bigint": pa.int64()}
 _SIMPLE = {

@@ -16,6 +16,15 @@ from pydantic import Field
 from agents.base.actions import ActionBody, AgentError
 from agents.base.completeness import Completeness
 from agents.base.context import ActionContext
+from agents.base.http_retry import (
+    PermanentError,
+    RateLimitSpec,
+    TransientError,
+    as_agent_error,
+    backoff_hook,
+    check_status,
+    classify_exception,
+)
 from agents.base.security import (
     AppliedAuth,
     HostUnresolvable,
@@ -26,21 +35,12 @@ from agents.base.security import (
     origin,
     redact_url,
 )
+from agents.base.sources.models import HttpSource
+from agents.base.sources.payloads import find_records, get_path
 from agents.base.storage import DataRoot
 from agents.data_collector import pacing as pacing_
 from agents.data_collector import staging, walk
 from agents.data_collector.cursor import CursorState, IncrementalWindow, record_key, to_json
-from agents.data_connector.payloads import find_records, get_path
-from agents.data_connector.sources import HttpSource
-from agents.data_fetch_retry.policy import (
-    PermanentError,
-    RateLimitSpec,
-    TransientError,
-    as_agent_error,
-    backoff_hook,
-    check_status,
-    classify_exception,
-)
 
 
 class Pagination(ActionBody):

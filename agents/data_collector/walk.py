@@ -26,7 +26,7 @@ import httpx
 
 from agents.base.actions import AgentError
 from agents.base.security import redact_url
-from agents.data_connector.payloads import get_path
+from agents.base.sources.payloads import get_path
 
 if TYPE_CHECKING:
     from agents.data_collector.rest import Pagination

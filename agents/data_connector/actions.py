@@ -10,11 +10,11 @@ from pydantic import Field
 from agents.base.actions import ActionBody, ActionRegistry
 from agents.base.context import ActionContext
 from agents.base.security import confine_path
+from agents.base.sources.files import describe_files, test_files
+from agents.base.sources.models import FileSource, HttpSource, Source
+from agents.base.sources.postgres import describe_postgres, test_postgres
 from agents.data_connector.detection import detect
-from agents.data_connector.files import describe_files, test_files
 from agents.data_connector.http_probe import describe_http, test_http
-from agents.data_connector.postgres import describe_postgres, test_postgres
-from agents.data_connector.sources import FileSource, HttpSource, Source
 
 registry = ActionRegistry("data-connector")
 

@@ -19,14 +19,14 @@ from agents.base.security import (
     redact_url,
     scrub,
 )
-from agents.data_connector import payloads
-from agents.data_connector.detection import PROBE_BYTES, detect
-from agents.data_connector.heuristics import (
+from agents.base.sources import payloads
+from agents.base.sources.heuristics import (
     latency_summary,
     rate_limit_from_headers,
     recommend_http,
 )
-from agents.data_connector.sources import HttpSource
+from agents.base.sources.models import HttpSource
+from agents.data_connector.detection import PROBE_BYTES, detect
 
 
 def unreachable(kind: str, target: str, reason: str, latency_ms: float) -> dict[str, Any]:

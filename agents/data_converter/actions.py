@@ -16,6 +16,8 @@ from agents.base.actions import ActionBody, ActionRegistry
 from agents.base.context import ActionContext
 from agents.base.security import CredentialName
 from agents.base.storage import DataRoot
+from agents.base.tabular.inputs import FileRef, FileRefs, resolve_input, step_output_dir
+from agents.base.tabular.schema import parse_schema, union_schema
 from agents.data_converter.contracts import ContractMode
 from agents.data_converter.conversion import (
     Compression,
@@ -23,10 +25,8 @@ from agents.data_converter.conversion import (
     convert_file,
     detect_or_refuse,
 )
-from agents.data_converter.inputs import FileRef, FileRefs, resolve_input, step_output_dir
 from agents.data_converter.pii import classify_report
 from agents.data_converter.protection import Method, protect_files, resolve_salt
-from agents.data_converter.schema import parse_schema, union_schema
 
 registry = ActionRegistry("data-converter")
 
@@ -195,7 +195,7 @@ async def convert_action(body: ConvertBody, ctx: ActionContext) -> dict[str, Any
     of agents.data_converter.contracts: a leading zero or an integer too long for int64 keeps a
     column text), so a quoted "08123" stays "08123". JSON objects become structs and arrays
     lists; a field JSON gives no single type (an empty object, mixed kinds across records, null
-    everywhere) is kept as its JSON text (agents.data_converter.json_reader); a spreadsheet or
+    everywhere) is kept as its JSON text (agents.base.tabular.json_reader); a spreadsheet or
     Avro column mixing numbers, dates and text becomes text. A delimited row with more fields
     than the header is a 422 naming its line (a row with fewer reads its missing fields as
     null); bytes that are not valid in the file's encoding are a 422 naming their offset; any

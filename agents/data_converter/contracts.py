@@ -24,7 +24,7 @@ from typing import Literal
 
 import polars as pl
 
-from agents.data_converter.schema import type_name
+from agents.base.tabular.schema import type_name
 
 ContractMode = Literal["evolve", "freeze", "discard_row", "discard_value"]
 # What inference may make of a text column: "all" (numbers, booleans, dates, timestamps) for

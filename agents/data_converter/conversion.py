@@ -7,7 +7,7 @@ costs one diagnostic pass and one more write, with that column kept as text.
 
 A file that does not parse is a 422 (`parse_error`, `bad_encoding`, ...), never a crash: the
 parsers' own errors are turned into an AgentError naming the file and, for delimited text and
-UTF-8, the line or byte offset where it breaks (agents.data_converter.text).
+UTF-8, the line or byte offset where it breaks (agents.base.tabular.text).
 """
 
 from __future__ import annotations
@@ -26,6 +26,22 @@ from lxml import etree
 
 from agents.base.actions import AgentError
 from agents.base.storage import DataRoot, sha256_of
+from agents.base.tabular.detection import (
+    BASELINE,
+    BINARY_FORMATS,
+    Detection,
+    detect,
+)
+from agents.base.tabular.inputs import local_copy, publish, scratch_dir
+from agents.base.tabular.readers import CSV_INFER_ROWS, open_lazy
+from agents.base.tabular.schema import schema_names, type_name
+from agents.base.tabular.text import (
+    byte_offset,
+    invalid_utf8,
+    is_utf8,
+    malformed_row,
+    to_utf8,
+)
 from agents.data_converter.contracts import (
     ContractMode,
     ContractViolation,
@@ -34,30 +50,13 @@ from agents.data_converter.contracts import (
     describe_coercion,
     plan_columns,
 )
-from agents.data_converter.detection import (
-    BASELINE,
-    Detection,
-    delimited_dialect,
-    detect_file,
-    text_encoding,
-)
-from agents.data_converter.inputs import local_copy, publish, scratch_dir
-from agents.data_converter.readers import CSV_INFER_ROWS, open_lazy
-from agents.data_converter.schema import schema_names, type_name
-from agents.data_converter.text import (
-    byte_offset,
-    invalid_utf8,
-    is_utf8,
-    malformed_row,
-    to_utf8,
-)
 from ml.slot import Decider
 
 SAMPLE_ROWS = CSV_INFER_ROWS
 Compression = Literal["zstd", "snappy", "gzip", "lz4", "uncompressed"]
 # Formats without types of their own: inference may make numbers and booleans of their text.
 _UNTYPED = ("csv", "tsv", "xml")
-_BINARY = ("parquet", "avro", "excel", "arrow", "orc")
+_BINARY = BINARY_FORMATS
 # Types polars' CSV parser reads as it scans (dates and decimals are parsed by the plan).
 _NATIVE = (
     pl.Int8,
@@ -104,26 +103,6 @@ class ConvertOptions:
         if not self.infer_types:
             return "none"
         return "all" if fmt in _UNTYPED else "temporal"
-
-
-def detect(
-    location: str,
-    fmt: str,
-    sheet: str | None = None,
-    decider: Decider = BASELINE,
-    encoding: str | None = None,
-) -> Detection:
-    """The detection for `location`, honouring a format (and encoding) the caller names."""
-    if fmt == "auto":
-        detection = detect_file(location, decider)
-    elif fmt in ("csv", "tsv"):
-        detection = delimited_dialect(location, fmt)
-    else:
-        text = None if fmt in _BINARY else text_encoding(location)
-        detection = Detection(fmt, text, None, "caller")
-    if encoding and detection.format not in _BINARY:
-        detection = replace(detection, encoding=encoding)
-    return detection
 
 
 def detect_or_refuse(location: str, name: str, decider: Decider = BASELINE) -> Detection:

@@ -33,12 +33,11 @@ import polars as pl
 
 from agents.base.actions import AgentError
 from agents.base.storage import DataRoot
-from agents.data_converter.conversion import detect
-from agents.data_converter.detection import Detection
-from agents.data_converter.inputs import local_copy, scratch_dir
-from agents.data_converter.readers import CSV_INFER_ROWS, open_lazy
-from agents.data_converter.schema import type_name
-from agents.data_converter.text import eol_of, to_utf8
+from agents.base.tabular.detection import Detection, detect
+from agents.base.tabular.inputs import local_copy, scratch_dir
+from agents.base.tabular.readers import CSV_INFER_ROWS, open_lazy
+from agents.base.tabular.schema import type_name
+from agents.base.tabular.text import eol_of, to_utf8
 
 Category = Literal["email", "phone", "card_number", "name", "none"]
 # Order breaks ties between equal scores: the stricter test first.

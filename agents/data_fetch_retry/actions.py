@@ -23,19 +23,7 @@ from pydantic import Field, field_validator
 
 from agents.base.actions import ActionBody, ActionRegistry, AgentError
 from agents.base.context import ActionContext
-from agents.base.security import (
-    AppliedAuth,
-    HostUnresolvable,
-    HttpAuth,
-    apply_auth,
-    check_url,
-    http_client,
-    redact_url,
-    refuse_secret_headers,
-)
-from agents.base.storage import DataRoot
-from agents.data_fetch_retry.download import Completed, Partial, attempt_download, finish
-from agents.data_fetch_retry.policy import (
+from agents.base.http_retry import (
     BreakerSpec,
     HostStats,
     PermanentError,
@@ -48,6 +36,18 @@ from agents.data_fetch_retry.policy import (
     host_stats,
     limiter_for,
 )
+from agents.base.security import (
+    AppliedAuth,
+    HostUnresolvable,
+    HttpAuth,
+    apply_auth,
+    check_url,
+    http_client,
+    redact_url,
+    refuse_secret_headers,
+)
+from agents.base.storage import DataRoot
+from agents.data_fetch_retry.download import Completed, Partial, attempt_download, finish
 from ml.retry_strategy.policy import FailureContext, clamp
 from ml.slot import Decider
 

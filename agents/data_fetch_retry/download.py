@@ -20,8 +20,8 @@ import httpx
 
 from agents.base.actions import AgentError
 from agents.base.context import ActionContext
+from agents.base.http_retry import TransientError, check_status
 from agents.base.security import AppliedAuth, guarded_stream, redact_url
-from agents.data_fetch_retry.policy import TransientError, check_status
 
 _RANGE = re.compile(r"bytes\s+(\d+)-(\d+)/(\d+|\*)")
 _UNSATISFIED = re.compile(r"bytes\s+\*/(\d+)")

@@ -19,8 +19,8 @@ from agents.base.actions import ActionBody, ActionRegistry, AgentError
 from agents.base.completeness import Completeness
 from agents.base.context import ActionContext
 from agents.base.storage import DataRoot, file_manifest
-from agents.data_converter.inputs import FileRefs, publish, resolve_input, scratch_dir
-from agents.data_converter.schema import schema_names
+from agents.base.tabular.inputs import FileRefs, publish, resolve_input, scratch_dir
+from agents.base.tabular.schema import schema_names
 from agents.data_merger import dataset
 from agents.data_merger.bodies import MergeBody
 from agents.data_merger.contracts import SchemaContract

@@ -15,7 +15,7 @@ from pydantic import (
 )
 
 from agents.base.actions import ActionBody
-from agents.data_converter.inputs import FileRefs
+from agents.base.tabular.inputs import FileRefs
 from agents.data_merger.contracts import SchemaContract
 from agents.data_merger.merging import MergeSpec, MergeStrategy, WriteDisposition
 

@@ -14,10 +14,10 @@ from deltalake import DeltaTable
 
 from agents.base.actions import AgentError
 from agents.base.storage import DataRoot, sha256_of
-from agents.data_converter.conversion import detect
-from agents.data_converter.inputs import is_local, local_copy, publish, scratch_dir
-from agents.data_converter.readers import open_lazy
-from agents.data_converter.schema import schema_names
+from agents.base.tabular.detection import detect
+from agents.base.tabular.inputs import is_local, local_copy, publish, scratch_dir
+from agents.base.tabular.readers import open_lazy
+from agents.base.tabular.schema import schema_names
 from agents.data_merger import dataset
 from agents.data_merger.merging import (
     MergeSpec,

@@ -13,7 +13,7 @@ from typing import Literal
 import polars as pl
 
 from agents.base.actions import AgentError
-from agents.data_converter.schema import schema_names
+from agents.base.tabular.schema import schema_names
 
 WriteDisposition = Literal["append", "replace", "merge"]
 MergeStrategy = Literal["upsert", "scd2"]

@@ -1,6 +1,6 @@
 """The baseline: the connector's rules behind the model's interface (`detect`).
 
-For JSON bodies this is exactly what the agents do today (`agents/data_connector/payloads.py`:
+For JSON bodies this is exactly what the agents do today (`agents/base/sources/payloads.py`:
 `sniff_format`, `find_records`, `pagination_hints`). Those rules only know JSON, NDJSON and CSV,
 so the other kinds get the plain rules a careful engineer would add on scheme, Content-Type and
 tell-tale names (ListBucketResult, /graphql, <html>), never anything learned.
@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from agents.data_connector import payloads
+from agents.base.sources import payloads
 from ml.source_detection.body import HEAD_BYTES, parse_json_head
 from ml.source_detection.features import FILE_EXTENSIONS, magic_format
 from ml.source_detection.types import SourceDetection

@@ -16,8 +16,8 @@ import pytest
 
 from agents.base.actions import AgentError
 from agents.base.settings import AgentSettings
+from agents.base.tabular.detection import detect_sample
 from agents.data_converter.app import create_app
-from agents.data_converter.detection import detect_sample
 from ml import registry
 from ml.evaluate import TrainedModel
 from ml.format_recognition import documents

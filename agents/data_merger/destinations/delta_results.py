@@ -14,7 +14,7 @@ import pyarrow as pa
 from deltalake import DeltaTable
 from deltalake.exceptions import DeltaError
 
-from agents.data_converter.schema import schema_names
+from agents.base.tabular.schema import schema_names
 from agents.data_merger.destinations.delta_types import polars_schema
 
 # The commit metadata every commit of a load carries (`merger.result`: what it knew then).

@@ -30,7 +30,7 @@ import polars as pl
 import pyarrow as pa
 
 from agents.base.actions import AgentError
-from agents.data_converter.schema import schema_names
+from agents.base.tabular.schema import schema_names
 from agents.data_merger.contracts import apply_contract
 from agents.data_merger.destinations import LoadRequest
 from agents.data_merger.destinations.identifiers import (

@@ -38,7 +38,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from agents.base.actions import AgentError
-from agents.data_converter.schema import schema_names
+from agents.base.tabular.schema import schema_names
 from agents.data_merger.contracts import ContractReport, apply_contract
 from agents.data_merger.destinations import LoadRequest
 from agents.data_merger.destinations.identifiers import (

@@ -13,8 +13,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from agents.base.context import ActionContext
 from agents.base.security import HostUnresolvable, scrub
-from agents.data_connector.heuristics import latency_summary, recommend_postgres
-from agents.data_connector.sources import PostgresSource, display_url, postgres_engine, postgres_url
+from agents.base.sources.heuristics import latency_summary, recommend_postgres
+from agents.base.sources.models import PostgresSource, display_url, postgres_engine, postgres_url
 
 _SYSTEM = (
     "c.table_schema NOT IN ('pg_catalog', 'information_schema') "

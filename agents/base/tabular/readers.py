@@ -1,7 +1,7 @@
 """Opening any supported file as a polars LazyFrame, in bounded memory.
 
 CSV, TSV and Parquet are scanned lazily by polars. JSON arrays and NDJSON go through DuckDB's
-streaming JSON reader (agents.data_converter.json_reader); XML (lxml iterparse), Avro
+streaming JSON reader (agents.base.tabular.json_reader); XML (lxml iterparse), Avro
 (fastavro) and Excel (openpyxl read-only) are read record by record into small staged Parquet
 parts. Either way the result is a lazy
 frame that the streaming engine can sink without holding the file in memory.
@@ -29,9 +29,9 @@ import pyarrow.parquet as pq
 from lxml import etree
 
 from agents.base.actions import AgentError
-from agents.data_converter.detection import Detection
-from agents.data_converter.json_reader import read_json
-from agents.data_converter.text import eol_of, to_utf8
+from agents.base.tabular.detection import Detection
+from agents.base.tabular.json_reader import read_json
+from agents.base.tabular.text import eol_of, to_utf8
 
 BATCH_ROWS = 50_000
 CSV_INFER_ROWS = 10_000

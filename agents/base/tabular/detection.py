@@ -9,7 +9,7 @@ something that is not a data file the converter reads, is refused with the top g
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import fsspec
@@ -23,6 +23,8 @@ from ml.slot import Decider
 SAMPLE_BYTES = 64 * 1024
 TAIL_BYTES = 1024
 FORMATS = ("csv", "tsv", "json", "ndjson", "parquet", "xml", "avro", "excel", "arrow", "orc")
+# Formats with no text encoding of their own.
+BINARY_FORMATS = ("parquet", "avro", "excel", "arrow", "orc")
 # The recogniser's classes the readers take, under the converter's format names.
 _READABLE = {
     "csv": "csv",
@@ -161,3 +163,23 @@ def delimited_dialect(location: str, fmt: str) -> Detection:
     elif dialect.delimiter == "\t":
         dialect.delimiter = ","
     return Detection(fmt, encoding, dialect, "caller", cr_lines=_cr_lines(head))
+
+
+def detect(
+    location: str,
+    fmt: str,
+    sheet: str | None = None,
+    decider: Decider = BASELINE,
+    encoding: str | None = None,
+) -> Detection:
+    """The detection for `location`, honouring a format (and encoding) the caller names."""
+    if fmt == "auto":
+        detection = detect_file(location, decider)
+    elif fmt in ("csv", "tsv"):
+        detection = delimited_dialect(location, fmt)
+    else:
+        text = None if fmt in BINARY_FORMATS else text_encoding(location)
+        detection = Detection(fmt, text, None, "caller")
+    if encoding and detection.format not in BINARY_FORMATS:
+        detection = replace(detection, encoding=encoding)
+    return detection

@@ -15,7 +15,7 @@ from typing import Any
 
 from agents.base.actions import AgentError
 from agents.base.security import ConfinedPath, safe_glob
-from agents.data_connector.heuristics import recommend_files
+from agents.base.sources.heuristics import recommend_files
 
 _MTIME_KEYS = ("mtime", "LastModified", "last_modified", "updated", "modified", "created")
 

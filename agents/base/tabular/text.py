@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from typing import TextIO
 
 from agents.base.actions import AgentError
-from agents.data_converter.detection import Detection
+from agents.base.tabular.detection import Detection
 
 UTF8 = ("utf-8", "utf-8-sig", "utf8", "ascii")
 CHUNK = 1 << 20

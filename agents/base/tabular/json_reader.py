@@ -21,7 +21,7 @@ import duckdb
 import polars as pl
 
 from agents.base.actions import AgentError
-from agents.data_converter.text import invalid_utf8
+from agents.base.tabular.text import invalid_utf8
 
 _CONFIG = {"memory_limit": "512MB", "threads": 2, "preserve_insertion_order": True}
 _WIDE_INTEGERS = ("HUGEINT", "UHUGEINT")
