@@ -219,4 +219,12 @@ async def _dbapi_error_handler(request: Request, exc: Exception) -> JSONResponse
     text = str(exc.orig or exc)
     if exc.connection_invalidated or "shutting down" in text or "terminating connection" in text:
         return await _database_unavailable_handler(request, exc)
+    reason = refused_value(exc)
+    if reason is not None:
+        # A value the database refuses (a NUL in a query parameter, say) is the request's fault
+        # whichever route carried it; the transaction it broke is rolled back with it.
+        refused = ValidationFailed(
+            f"the database refused a value of the request ({reason})", code="value_refused"
+        )
+        return await _app_error_handler(request, refused)
     raise exc

@@ -9,25 +9,32 @@ one (chunked) is read here up to the cap, no further, before the app sees it.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 
 class BodySizeLimit:
-    def __init__(self, app: ASGIApp, *, max_bytes: int, setting: str) -> None:
+    def __init__(self, app: ASGIApp, *, max_bytes: int | Callable[[], int], setting: str) -> None:
         self.app = app
-        self.max_bytes = max_bytes
+        # a callable is read at each request: the cap may change while the service runs
+        self._max_bytes = max_bytes
         self.setting = setting
+
+    @property
+    def max_bytes(self) -> int:
+        return self._max_bytes() if callable(self._max_bytes) else self._max_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         declared = _content_length(scope)
-        if declared is not None and declared > self.max_bytes:
+        max_bytes = self.max_bytes
+        if declared is not None and declared > max_bytes:
             await _discard(receive)
-            await self._refuse(send)
+            await self._refuse(send, max_bytes)
             return
         if declared is not None:
             await self.app(scope, receive, send)  # the server holds it to its declared length
@@ -41,10 +48,10 @@ class BodySizeLimit:
                 return  # the client went away
             chunks.append(message.get("body", b""))
             seen += len(chunks[-1])
-            if seen > self.max_bytes:
+            if seen > max_bytes:
                 chunks.clear()
                 await _discard(receive)
-                await self._refuse(send)
+                await self._refuse(send, max_bytes)
                 return
             if not message.get("more_body", False):
                 break
@@ -60,10 +67,10 @@ class BodySizeLimit:
 
         await self.app(scope, replay, send)
 
-    async def _refuse(self, send: Send) -> None:
+    async def _refuse(self, send: Send, max_bytes: int) -> None:
         body: dict[str, Any] = {
             "error": "body_too_large",
-            "message": f"request body over {self.max_bytes} bytes; the limit is {self.setting}",
+            "message": f"request body over {max_bytes} bytes; the limit is {self.setting}",
             "retryable": False,
         }
         payload = json.dumps(body).encode()
@@ -108,9 +115,12 @@ def _content_length(scope: Scope) -> int | None:
     return None
 
 
-def limit_body(app: Any, settings: Any) -> None:
-    """Install the body cap of `settings.max_body_bytes`, naming the service's own variable."""
+def limit_body(app: Any, settings: Any, max_bytes: Callable[[], int] | None = None) -> None:
+    """Install the body cap of `settings.max_body_bytes` (or, read at each request, of
+    `max_bytes()`: a cap that may change live), naming the service's own variable."""
     prefix = settings.model_config.get("env_prefix", "")
     app.add_middleware(
-        BodySizeLimit, max_bytes=settings.max_body_bytes, setting=f"{prefix}MAX_BODY_BYTES"
+        BodySizeLimit,
+        max_bytes=max_bytes or settings.max_body_bytes,
+        setting=f"{prefix}MAX_BODY_BYTES",
     )

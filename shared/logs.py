@@ -242,6 +242,23 @@ def secret_values(settings: BaseModel) -> list[str]:
     return [s for s in found if s]
 
 
+def set_log_level(level: str | int) -> None:
+    """Set the level of the root logger (every platform logger follows it), at start or live.
+
+    httpx says INFO for every request it sends: the controller's health polls alone would
+    fill its log, so httpx and httpcore stay at WARNING unless the level is DEBUG. Our own
+    lines say what was called, and how it went.
+    """
+    numeric = logging.getLevelName(level.upper()) if isinstance(level, str) else level
+    if not isinstance(numeric, int):
+        raise ValueError(f"{level!r} is not a log level (DEBUG, INFO, WARNING, ERROR, CRITICAL)")
+    logging.getLogger().setLevel(numeric)
+    for name in ("httpx", "httpcore"):
+        logging.getLogger(name).setLevel(
+            numeric if numeric <= logging.DEBUG else max(numeric, logging.WARNING)
+        )
+
+
 def configure_logging(
     service: str, level: str | int | None = None, *, secrets: Iterable[str] = ()
 ) -> logging.Handler:
@@ -263,18 +280,12 @@ def configure_logging(
     handler.setFormatter(JsonFormatter(service))
     handler.addFilter(RedactSecrets(secrets))
     root.addHandler(handler)
-    root.setLevel(numeric)
+    set_log_level(numeric)
     # uvicorn's own lines (startup errors, "Exception in ASGI application") become JSON lines
     # too; its access log stays off: `log_requests` writes one line per request instead.
     for name in ("uvicorn", "uvicorn.error"):
         logging.getLogger(name).handlers.clear()
         logging.getLogger(name).propagate = True
-    # httpx says INFO for every request it sends: the controller's health polls alone would
-    # fill its log. Our own lines say what was called, and how it went.
-    for name in ("httpx", "httpcore"):
-        logging.getLogger(name).setLevel(
-            numeric if numeric <= logging.DEBUG else max(numeric, logging.WARNING)
-        )
     access = logging.getLogger("uvicorn.access")
     access.handlers.clear()
     access.propagate = False

@@ -42,6 +42,8 @@ class PlatformMetrics:
     api_host_paused: Gauge
     api_host_admissions: Gauge
     api_host_rate_limit: Gauge
+    # controller, set by its leader election (services/orchestrator_controller/kubernetes/leader.py)
+    controller_leader: Gauge
 
 
 def create_metrics() -> PlatformMetrics:
@@ -151,6 +153,14 @@ def create_metrics() -> PlatformMetrics:
         api_host_rate_limit=Gauge(
             "api_host_rate_limit",
             "The API manager's limit of runs per host within its rate window",
+            registry=registry,
+        ),
+        controller_leader=Gauge(
+            "controller_leader",
+            "1 while this controller replica holds the leader Lease and runs the leader-only "
+            "Kubernetes loops, else 0 (one replica of all should say 1; 1 as well without "
+            "leader election)",
+            ["identity"],
             registry=registry,
         ),
     )

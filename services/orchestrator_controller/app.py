@@ -19,6 +19,7 @@ from services.orchestrator_controller.definitions.router import router as defini
 from services.orchestrator_controller.events.router import router as events_router
 from services.orchestrator_controller.handoff import Handoff
 from services.orchestrator_controller.lineage.consumer import LineageLoop
+from services.orchestrator_controller.live.router import router as config_router
 from services.orchestrator_controller.logs.router import router as logs_router
 from services.orchestrator_controller.models.router import router as models_router
 from services.orchestrator_controller.openapi import install as install_openapi
@@ -91,6 +92,7 @@ def create_app(settings: ControllerSettings | None = None) -> FastAPI:
                 await create_seed_schedules(sessionmaker, app.state.clock)
             loops = []
             relay = OutboxRelay(settings, redis)
+            stoppers = [relay.stop]
             lineage = None
             if settings.start_loops and settings.lineage_enabled:
                 lineage = LineageLoop.from_settings(settings, sessionmaker, redis)
@@ -115,23 +117,51 @@ def create_app(settings: ControllerSettings | None = None) -> FastAPI:
                 # Imported here: the kubernetes client is only loaded where it is used.
                 from services.orchestrator_controller.kubernetes.bridge import (
                     build_agent_sync,
+                    build_config_sync,
                     build_model_sync,
                     build_orchestrator_sync,
                     build_watcher,
+                )
+                from services.orchestrator_controller.kubernetes.leader import (
+                    elector_from_settings,
+                    replica_identity,
                 )
 
                 watcher = build_watcher(settings, sessionmaker)
                 models = build_model_sync(settings, sessionmaker)
                 agents = build_agent_sync(settings, sessionmaker, http)
-                orchestrators = build_orchestrator_sync(settings, policies)
+                # Leader only (kubernetes/leader.py): these write to the Kubernetes API (status
+                # subresources) and to the shared database (definitions, model bindings, agent
+                # registrations); run by every replica they would race each other. Each is a
+                # function: a replica that loses and regains the Lease starts it anew.
+                leader_only = [watcher.run, watcher.run_status_sync, models.run, agents.run]
+                identity = replica_identity(settings.pod_name)
+                leading = metrics.controller_leader.labels(identity)
+                elector = None
+                if settings.leader_election:
+                    elector = elector_from_settings(
+                        settings, identity=identity, on_change=lambda now: leading.set(int(now))
+                    )
+                    leading.set(0)
+                    loops.append(elector.run(leader_only))
+                    stoppers.append(elector.stop)
+                else:  # a single replica: it does everything
+                    leading.set(1)
+                    loops += [run() for run in leader_only]
+                app.state.elector = elector
+                # Every replica: these put resources in force in this process's own memory (its
+                # Policies, its live settings), which every replica needs; the leader alone
+                # writes their resources' status (is_leader).
+                orchestrators = build_orchestrator_sync(
+                    settings, policies, is_leader=elector.is_leader if elector else None
+                )
                 loops += [
-                    watcher.run(),
-                    watcher.run_status_sync(),
-                    models.run(),
-                    agents.run(),
                     orchestrators.run(),
+                    build_config_sync(
+                        settings, is_leader=elector.is_leader if elector else None
+                    ).run(),
                 ]
-            async with background(*loops, stoppers=[relay.stop]):
+            async with background(*loops, stoppers=stoppers):
                 yield
                 await app.state.admissions.aclose()
                 await app.state.handoff.aclose()
@@ -151,7 +181,7 @@ def create_app(settings: ControllerSettings | None = None) -> FastAPI:
     app.state.clock = utc_now
     app.state.policies = policies
     register_exception_handlers(app)
-    limit_body(app, settings)
+    limit_body(app, settings, max_bytes=lambda: settings.live.current.max_body_bytes)
     app.add_middleware(RequestLog, logger="http.request")
     mount_metrics(app, metrics.registry)
     # definitions first: /workflows/definitions must not be taken for a run id
@@ -165,6 +195,7 @@ def create_app(settings: ControllerSettings | None = None) -> FastAPI:
     app.include_router(models_router)
     app.include_router(datasets_router)
     app.include_router(orchestrators_router)
+    app.include_router(config_router)
     app.include_router(events_router)
     app.include_router(logs_router)
     mount_ui(app)

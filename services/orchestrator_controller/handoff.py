@@ -72,7 +72,7 @@ class Handoff:
     async def run(self) -> None:
         """Re-hand runs that are admitted but still PENDING after a while."""
         while True:
-            await asyncio.sleep(self.settings.handoff_interval_s)
+            await self.settings.live.sleep("handoff_interval_s")
             try:
                 async with self.sessionmaker() as session:
                     rows = await session.execute(
@@ -82,7 +82,7 @@ class Handoff:
                             "AND admitted_at < now() - make_interval(secs => :age) "
                             "ORDER BY priority DESC, created_at LIMIT 50"
                         ),
-                        {"age": self.settings.handoff_interval_s},
+                        {"age": self.settings.live.current.handoff_interval_s},
                     )
                     stranded = [row.id for row in rows]
                 if stranded:
@@ -93,7 +93,7 @@ class Handoff:
 
     async def _explain_unclaimed(self) -> None:
         """A run no engine starts says so, rather than sitting PENDING with no reason."""
-        after_s = self.settings.unclaimed_after_s
+        after_s = self.settings.live.current.unclaimed_after_s
         reason = f"waiting: no engine has claimed this run for {after_s:g} s"
         if not self._engine_answered:
             reason += f"; the engine at {self.settings.engine_url} does not answer"

@@ -16,7 +16,7 @@ async def engine_check(app: FastAPI) -> str:
     settings = app.state.settings
     try:
         response = await app.state.http.get(
-            f"{settings.engine_url}/health", timeout=settings.health_timeout_s
+            f"{settings.engine_url}/health", timeout=settings.live.current.health_timeout_s
         )
     except httpx.HTTPError as exc:
         return f"down: {settings.engine_url} unreachable ({type(exc).__name__})"
@@ -39,7 +39,7 @@ async def relay_check(app: FastAPI) -> str:
         return f"unknown: {type(exc).__name__}"
     if not state.active:
         return "down: no process holds the outbox relay lock; events wait in the outbox"
-    if state.lag_s is not None and state.lag_s > settings.relay_lag_warn_s:
+    if state.lag_s is not None and state.lag_s > settings.live.current.relay_lag_warn_s:
         return f"lagging: the oldest unpublished event is {state.lag_s:.0f} s old"
     return "ok"
 

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr
+from typing import TYPE_CHECKING
+
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, PrivateAttr, SecretStr
 from pydantic_settings import SettingsConfigDict
 
 from services.orchestrator_controller.lineage.settings import LineageSettings
 from services.orchestrator_controller.policies.config import OrchestratorsConfig
 from shared.auth import SCOPES, ApiKey, Scope, key_id
 from shared.settings import CommonSettings
+
+if TYPE_CHECKING:
+    from services.orchestrator_controller.live.settings import LiveConfig
 
 DEV_API_KEY = "dev-api-key"
 
@@ -59,6 +64,46 @@ class ControllerSettings(CommonSettings, LineageSettings):
     kubernetes_namespace: str = Field(
         "default", description="namespace of Workflow and Model resources"
     )
+    # Leader election (services/orchestrator_controller/kubernetes/leader.py); the durations
+    # are client-go's and controller-runtime's defaults (15 s, 10 s, 2 s).
+    leader_election: bool = Field(
+        True,
+        description="with kubernetes_watch: elect one leader among the controller replicas "
+        "through a coordination.k8s.io Lease; only it registers resources and writes their "
+        "status (off: this replica does all of it, as a single replica)",
+    )
+    lease_name: str = Field(
+        "ingestion-controller",
+        pattern=r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$",
+        description="name of the Lease the replicas elect their leader with (the chart sets "
+        "its controller's name), in kubernetes_namespace",
+    )
+    lease_duration_s: float = Field(
+        15.0,
+        ge=1,
+        le=3600,
+        description="how long followers wait after the leader's last renewal they saw before "
+        "taking the Lease over (leaseDurationSeconds)",
+    )
+    lease_renew_deadline_s: float = Field(
+        10.0,
+        gt=0,
+        le=3600,
+        description="a leader that has not renewed the Lease for this long steps down and stops "
+        "its leader-only loops (shorter than lease_duration_s)",
+    )
+    lease_retry_period_s: float = Field(
+        2.0,
+        gt=0,
+        le=600,
+        description="how often the leader renews the Lease and followers try to take it",
+    )
+    pod_name: str | None = Field(
+        None,
+        validation_alias=AliasChoices("pod_name", "CONTROLLER_POD_NAME", "HOSTNAME"),
+        description="this replica's pod name (CONTROLLER_POD_NAME, which the chart sets from "
+        "the downward API, else HOSTNAME), the start of its leader-election identity",
+    )
     model_resync_s: float = Field(
         15.0, gt=0, le=3600, description="how often Model resources are read into bindings"
     )
@@ -71,6 +116,13 @@ class ControllerSettings(CommonSettings, LineageSettings):
         le=3600,
         description="how often Orchestrator resources are read and put in force (an edit "
         "changes admission within about this long, without a restart)",
+    )
+    config_resync_s: float = Field(
+        5.0,
+        gt=0,
+        le=3600,
+        description="how often Config resources are read and their live settings put in force "
+        "(an edit applies within about this long, without a restart)",
     )
     agent_probe_timeout_s: float = Field(
         5.0,
@@ -135,6 +187,18 @@ class ControllerSettings(CommonSettings, LineageSettings):
         "writes them under var/logs) that GET /workflows/{id}/logs reads; unset (compose, "
         "Kubernetes: logs go to stdout and a collector) that endpoint answers 409",
     )
+
+    _live: LiveConfig | None = PrivateAttr(None)
+
+    @property
+    def live(self) -> LiveConfig:
+        """The live settings in force (services/orchestrator_controller/live/settings.py): these
+        values at first, then what a Config resource says. Read them there at each use."""
+        if self._live is None:
+            from services.orchestrator_controller.live.settings import LiveConfig
+
+            self._live = LiveConfig(self)
+        return self._live
 
     def accepted_api_keys(self) -> list[ApiKey]:
         """The keys the controller accepts, each with its id and scopes."""

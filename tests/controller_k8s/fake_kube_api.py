@@ -1,11 +1,13 @@
 """A fake of the Kubernetes API server for one custom resource (Workflow by default, or Model),
-over real HTTP.
+plus coordination.k8s.io/v1 Leases (leader election), over real HTTP.
 
 No Kubernetes API server can run on the machines these tests run on, so this stands in for it
 at the HTTP boundary: the official kubernetes client talks to it exactly as to a cluster
 (list, watch with chunked JSON lines, merge-patch of the status subresource, 410 Gone).
 It keeps what a real server keeps: resourceVersion, generation (bumped only when spec
 changes), a status subresource that ignores everything but `status`, and an event history.
+Leases: GET, POST (409 AlreadyExists) and PUT (409 Conflict on a stale resourceVersion), with
+the resourceVersion a real server keeps; `refuse_leases` makes them answer 500 to some clients.
 """
 
 from __future__ import annotations
@@ -29,6 +31,11 @@ def _collection(plural: str) -> re.Pattern[str]:
         rf"^/apis/{re.escape(GROUP)}/{VERSION}(?:/namespaces/(?P<ns>[^/]+))?/{plural}"
         r"(?:/(?P<name>[^/]+)(?P<status>/status)?)?$"
     )
+
+
+_LEASES = re.compile(
+    r"^/apis/coordination\.k8s\.io/v1/namespaces/(?P<ns>[^/]+)/leases(?:/(?P<name>[^/]+))?$"
+)
 
 
 def merge_patch(target: Any, patch: Any) -> Any:
@@ -55,6 +62,13 @@ class FakeKubeApi:
         self.requests: list[dict[str, Any]] = []
         self.resource_version = 100
         self.oldest_watchable = 0
+        # Leases by (namespace, name); every lease request with its client and answer.
+        self.leases: dict[tuple[str, str], dict[str, Any]] = {}
+        self.lease_requests: list[dict[str, Any]] = []
+        # User-Agents whose lease requests get 500 ("*": everyone's), as a partitioned client.
+        self.refuse_leases: set[str] = set()
+        # Seconds a lease GET waits before it answers (lets a test make two reads meet).
+        self.lease_read_delay_s = 0.0
         self.cond = threading.Condition()
         self.stopping = False
         self._server: ThreadingHTTPServer | None = None
@@ -145,6 +159,11 @@ class FakeKubeApi:
             if r["method"] == method and (watch is None or r.get("watch") == watch)
         )
 
+    def lease(self, name: str, namespace: str = "ingest") -> dict[str, Any] | None:
+        with self.cond:
+            found = self.leases.get((namespace, name))
+            return copy.deepcopy(found) if found is not None else None
+
     def _store(self, key: tuple[str, str], obj: dict[str, Any], kind: str) -> None:
         self.resource_version += 1
         obj["metadata"]["resourceVersion"] = str(self.resource_version)
@@ -188,11 +207,112 @@ class _Handler(BaseHTTPRequestHandler):
         self._send_json(401, self._status(401, "Unauthorized", "bad token"))
         return False
 
+    def _lease_request(self, method: str) -> None:
+        """GET, POST or PUT of a coordination.k8s.io/v1 Lease, as a real server answers them."""
+        fake = self.fake
+        match = _LEASES.match(urlparse(self.path).path)
+        assert match is not None
+        body: dict[str, Any] = {}
+        if method in ("POST", "PUT"):
+            length = int(self.headers.get("Content-Length", "0"))
+            body = json.loads(self.rfile.read(length) or b"{}")
+        agent = self.headers.get("User-Agent", "")
+        record: dict[str, Any] = {"method": method, "path": self.path, "agent": agent}
+        fake.lease_requests.append(record)
+
+        def answer(code: int, payload: dict[str, Any]) -> None:
+            record["code"] = code
+            self._send_json(code, payload)
+
+        if not self._authorized():
+            record["code"] = 401
+            return
+        if fake.refuse_leases & {agent, "*"}:
+            answer(500, self._status(500, "InternalError", "leases refused to this client"))
+            return
+        namespace, name = match["ns"], match["name"]
+        if method == "GET" and fake.lease_read_delay_s:
+            time.sleep(fake.lease_read_delay_s)
+        with fake.cond:
+            if method == "POST":
+                name = (body.get("metadata") or {}).get("name")
+            if not name:
+                answer(405, self._status(405, "MethodNotAllowed", self.path))
+                return
+            key = (namespace, name)
+            current = fake.leases.get(key)
+            if method == "GET":
+                if current is None:
+                    answer(404, self._status(404, "NotFound", f'leases "{name}" not found'))
+                else:
+                    answer(200, copy.deepcopy(current))
+                return
+            if method == "POST" and current is not None:
+                answer(409, self._status(409, "AlreadyExists", f'leases "{name}" already exists'))
+                return
+            if method == "PUT":
+                if current is None:
+                    answer(404, self._status(404, "NotFound", f'leases "{name}" not found'))
+                    return
+                sent = str((body.get("metadata") or {}).get("resourceVersion") or "")
+                if sent != current["metadata"]["resourceVersion"]:
+                    message = (
+                        f'Operation cannot be fulfilled on leases.coordination.k8s.io "{name}": '
+                        "the object has been modified; please apply your changes to the latest "
+                        "version and try again"
+                    )
+                    answer(409, self._status(409, "Conflict", message))
+                    return
+            metadata = (
+                dict(current["metadata"])
+                if current is not None
+                else {
+                    "name": name,
+                    "namespace": namespace,
+                    "uid": str(uuid.uuid4()),
+                    "creationTimestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                }
+            )
+            fake.resource_version += 1
+            metadata["resourceVersion"] = str(fake.resource_version)
+            lease = {
+                "apiVersion": "coordination.k8s.io/v1",
+                "kind": "Lease",
+                "metadata": metadata,
+                "spec": copy.deepcopy(body.get("spec") or {}),
+            }
+            fake.leases[key] = lease
+            answer(201 if method == "POST" else 200, copy.deepcopy(lease))
+
+    def _is_lease(self) -> bool:
+        return _LEASES.match(urlparse(self.path).path) is not None
+
+    def do_POST(self) -> None:
+        if self._is_lease():
+            self._lease_request("POST")
+            return
+        self._send_json(405, self._status(405, "MethodNotAllowed", self.path))
+
+    def do_PUT(self) -> None:
+        if self._is_lease():
+            self._lease_request("PUT")
+            return
+        self._send_json(405, self._status(405, "MethodNotAllowed", self.path))
+
     def do_GET(self) -> None:
+        if self._is_lease():
+            self._lease_request("GET")
+            return
         match, query = self._route()
         watching = query.get("watch", ["false"])[0] == "true"
         self.fake.requests.append(
-            {"method": "GET", "path": self.path, "watch": watching, "query": query}
+            {
+                "method": "GET",
+                "path": self.path,
+                "watch": watching,
+                "query": query,
+                "agent": self.headers.get("User-Agent", ""),
+            }
         )
         if not self._authorized():
             return
@@ -275,6 +395,7 @@ class _Handler(BaseHTTPRequestHandler):
             "content_type": self.headers.get("Content-Type"),
             "name": match["name"] if match else None,
             "body": body,
+            "agent": self.headers.get("User-Agent", ""),
         }
         self.fake.requests.append(record)
         if not self._authorized():

@@ -19,6 +19,8 @@ from services.orchestrator_controller.kubernetes import (
     VERSION,
     spec_to_resource,
 )
+from services.orchestrator_controller.live import resource as config_resource
+from services.orchestrator_controller.live.settings import LiveSettings
 from services.orchestrator_controller.policies.config import OrchestratorsConfig
 from services.orchestrator_controller.policies.resource import (
     MANAGER_OF_TYPE,
@@ -260,6 +262,7 @@ def test_builtin_workflows_can_be_applied_as_resources(
 
 def test_watcher_and_rbac_use_the_crd_names() -> None:
     from services.orchestrator_controller.kubernetes.agents import PLURAL as AGENTS
+    from services.orchestrator_controller.kubernetes.configs import PLURAL as CONFIGS
     from services.orchestrator_controller.kubernetes.models import PLURAL as MODELS
     from services.orchestrator_controller.kubernetes.orchestrators import (
         PLURAL as ORCHESTRATORS,
@@ -274,12 +277,13 @@ def test_watcher_and_rbac_use_the_crd_names() -> None:
     )
     orchestrator = CRDS["Orchestrator"]["spec"]
     assert (orchestrator["group"], orchestrator["names"]["plural"]) == (GROUP, ORCHESTRATORS)
+    config = CRDS["Config"]["spec"]
+    assert (config["group"], config["names"]["plural"]) == (GROUP, CONFIGS)
     rbac = (CHART / "templates" / "rbac.yaml").read_text()
     assert f'apiGroups: ["{GROUP}"]' in rbac
-    assert (
-        f'["{PLURAL}/status", "{MODELS}/status", "{AGENTS}/status", "{ORCHESTRATORS}/status"]'
-        in rbac
-    )
+    plurals = (PLURAL, MODELS, AGENTS, ORCHESTRATORS, CONFIGS)
+    assert "[" + ", ".join(f'"{p}"' for p in plurals) + "]" in rbac
+    assert "[" + ", ".join(f'"{p}/status"' for p in plurals) + "]" in rbac
 
 
 def test_orchestrator_schema_is_the_code_configuration() -> None:
@@ -352,3 +356,53 @@ def test_bad_agents_are_refused(
     assert errors is not None and complaint in errors
     agent["spec"] = {"agentName": "data-quality", "baseUrl": "http://quality:8080/v2"}
     assert validators["Agent"].errors(agent) is None
+
+
+def test_config_schema_is_the_live_settings() -> None:
+    """Every live setting, spelled and bounded as LiveSettings has it (the CRD's spec keeps
+    other fields, for the controller to refuse them by name), and the status says the same."""
+    spec = schema_of("Config")["properties"]["spec"]
+    assert "required" not in spec
+    assert spec["x-kubernetes-preserve-unknown-fields"] is True
+    assert spec["properties"] == config_resource.spec_properties()
+    assert set(config_resource.live_fields().values()) == set(LiveSettings.model_fields)
+    status = schema_of("Config")["properties"]["status"]["properties"]
+    assert set(status["inForce"]["properties"]) == set(config_resource.live_fields())
+    # Each live setting is a controller setting of the same name, default and bounds.
+    from services.orchestrator_controller.settings import ControllerSettings
+
+    for name, info in LiveSettings.model_fields.items():
+        process = ControllerSettings.model_fields[name]
+        assert info.default == process.default, name
+        if name != "log_level":
+            assert info.metadata == process.metadata, name
+
+
+def test_config_example_is_the_code_defaults() -> None:
+    """examples/platform/config.yaml is what `python -m
+    services.orchestrator_controller.live.resource` prints: every live setting at the code's
+    defaults (regenerate it with that command when they change)."""
+    path = EXAMPLES / "platform" / "config.yaml"
+    assert path.read_text() == config_resource.example_yaml()
+    (document,) = yaml.safe_load_all(path.read_text())
+    overrides = config_resource.spec_overrides(document["spec"])
+    assert overrides == LiveSettings().model_dump()
+
+
+@pytest.mark.parametrize(
+    ("spec", "complaint"),
+    [
+        ({"logLevel": "verbose"}, "logLevel"),
+        ({"scheduleTickSeconds": 0}, "scheduleTickSeconds"),
+        ({"maxNestingDepth": 1000}, "maxNestingDepth"),
+        ({"maxSpecBytes": "big"}, "maxSpecBytes"),
+    ],
+)
+def test_bad_configs_are_refused(
+    validators: dict[str, CrdValidator], spec: dict[str, Any], complaint: str
+) -> None:
+    resource = {"apiVersion": API_VERSION, "kind": "Config", "metadata": {"name": "c"}}
+    errors = validators["Config"].errors({**resource, "spec": spec})
+    assert errors is not None and complaint in errors
+    # Kept for the controller to refuse: a setting that needs a restart is not pruned.
+    assert validators["Config"].errors({**resource, "spec": {"databaseUrl": "x"}}) is None

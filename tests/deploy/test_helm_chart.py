@@ -315,17 +315,27 @@ def test_controller_alone_may_watch_workflow_model_agent_and_orchestrator_resour
     (role,) = of_kind(manifests, "Role")
     (binding,) = of_kind(manifests, "RoleBinding")
     rules = {(tuple(r["resources"]), tuple(r["verbs"])) for r in role["rules"]}
-    kinds = ("workflows", "models", "agents", "orchestrators")
+    kinds = ("workflows", "models", "agents", "orchestrators", "configs")
     assert (kinds, ("get", "list", "watch")) in rules
-    statuses = ("workflows/status", "models/status", "agents/status", "orchestrators/status")
+    statuses = tuple(f"{kind}/status" for kind in kinds)
     assert (statuses, ("get", "patch", "update")) in rules
-    assert all(r["apiGroups"] == ["ingestion.platform.io"] for r in role["rules"])
+    # Beyond its own kinds, only the Lease of its leader election (kubernetes/leader.py).
+    leases = [r for r in role["rules"] if r["apiGroups"] == ["coordination.k8s.io"]]
+    assert [(r["resources"], r["verbs"]) for r in leases] == [
+        (["leases"], ["get", "create", "update"])
+    ]
+    others = [r for r in role["rules"] if r not in leases]
+    assert all(r["apiGroups"] == ["ingestion.platform.io"] for r in others)
     assert role["metadata"]["namespace"] == NAMESPACE
     assert binding["roleRef"]["name"] == role["metadata"]["name"]
     (subject,) = binding["subjects"]
     controller = pod_spec(deployments["controller"])
     assert controller["serviceAccountName"] == subject["name"]
     assert controller["automountServiceAccountToken"] is True
+    # Each replica's identity in the Lease starts with its pod name (downward API).
+    (container,) = controller["containers"]
+    pod_name = {e["name"]: e for e in container["env"]}["CONTROLLER_POD_NAME"]
+    assert pod_name["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.name"}}
     for component in set(SERVICES) - {"controller"}:
         spec = pod_spec(deployments[component])
         assert spec["automountServiceAccountToken"] is False
@@ -521,6 +531,8 @@ def test_each_service_reads_its_settings_from_the_chart(
             assert settings.engine_url == engine_url
             assert settings.kubernetes_watch is True
             assert settings.kubernetes_namespace == NAMESPACE
+            assert settings.leader_election is True
+            assert settings.lease_name == deployment["metadata"]["name"]
             assert len(settings.accepted_api_keys()) == 1
         elif component == "workflow-engine":
             assert (settings.concurrency, settings.lease_seconds) == (32, 30)

@@ -51,7 +51,9 @@ class HealthMonitor:
         """One health check: (status, latency in ms, detail)."""
         started = time.perf_counter()
         try:
-            response = await self.http.get(f"{url}/health", timeout=self.settings.health_timeout_s)
+            response = await self.http.get(
+                f"{url}/health", timeout=self.settings.live.current.health_timeout_s
+            )
         except httpx.HTTPError as exc:
             return "unreachable", None, {"error": f"{type(exc).__name__}: {exc}"}
         latency = (time.perf_counter() - started) * 1000
@@ -121,4 +123,4 @@ class HealthMonitor:
                 await self.check_all()
             except Exception as exc:  # database away: try again next round
                 log.warning("agent health round failed: %s", exc)
-            await asyncio.sleep(self.settings.health_interval_s)
+            await self.settings.live.sleep("health_interval_s")

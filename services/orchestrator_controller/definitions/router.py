@@ -90,8 +90,9 @@ async def register_definition(
     409 when the version exists with other content or is archived; 413 past
     CONTROLLER_MAX_SPEC_BYTES.
     """
-    check_nesting(spec, {}, limit=settings.max_nesting_depth)
-    service.check_spec_size(spec, limit=settings.max_spec_bytes)
+    limits = settings.live.current  # a Config resource may change them while the app runs
+    check_nesting(spec, {}, limit=limits.max_nesting_depth)
+    service.check_spec_size(spec, limit=limits.max_spec_bytes)
     async with session.begin():
         definition, is_new = await service.register(session, spec=spec)
         body = service.describe(definition)

@@ -6,7 +6,8 @@ loop that lists and watches Workflow resources with the official kubernetes clie
 what they carry and writes the outcome and the last run back to their status subresource;
 `models` holds the loop that reads Model resources into `model_bindings`; `agents` the one
 that registers Agent resources; `orchestrators` the one that puts Orchestrator resources in
-force as the five managers' configuration.
+force as the five managers' configuration; `leader` elects, through a Lease, the one replica
+that runs the loops writing to the Kubernetes API and the shared database.
 """
 
 from services.orchestrator_controller.kubernetes.resources import (

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -11,6 +12,7 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from services.orchestrator_controller.definitions import service as definitions
 from services.orchestrator_controller.kubernetes.agents import AgentResourceSync
+from services.orchestrator_controller.kubernetes.configs import ConfigResourceSync
 from services.orchestrator_controller.kubernetes.models import (
     ModelResourceSync,
     registry_version_resolver,
@@ -109,13 +111,34 @@ def build_orchestrator_sync(
     settings: ControllerSettings,
     policies: Policies,
     api_client: ApiClient | None = None,
+    *,
+    is_leader: Callable[[], bool] | None = None,
 ) -> OrchestratorResourceSync:
     """The loop putting the namespace's Orchestrator resources in force in `policies`, over
-    the configuration the settings give (CONTROLLER_ORCHESTRATORS over the defaults)."""
+    the configuration the settings give (CONTROLLER_ORCHESTRATORS over the defaults); it
+    writes their status only while `is_leader()` (None: always, a single replica)."""
     return OrchestratorResourceSync(
         api_client or create_api_client(),
         settings.kubernetes_namespace or in_cluster_namespace() or "default",
         policies,
         settings.orchestrators,
         interval_s=settings.orchestrator_resync_s,
+        is_leader=is_leader,
+    )
+
+
+def build_config_sync(
+    settings: ControllerSettings,
+    api_client: ApiClient | None = None,
+    *,
+    is_leader: Callable[[], bool] | None = None,
+) -> ConfigResourceSync:
+    """The loop putting the namespace's Config resource in force in `settings.live`, over the
+    live settings the environment gives (every replica; the leader alone writes the status)."""
+    return ConfigResourceSync(
+        api_client or create_api_client(),
+        settings.kubernetes_namespace or in_cluster_namespace() or "default",
+        settings.live,
+        interval_s=settings.config_resync_s,
+        is_leader=is_leader,
     )

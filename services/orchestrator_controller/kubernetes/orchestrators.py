@@ -18,6 +18,12 @@ others still apply. When the API server cannot be read, the configuration last a
 Each resource's status: a Ready condition (Applied, Conflict or InvalidSpec), `inForce` (its
 manager's configuration in force, in the resource's spelling) and `sources` (where each of
 those fields comes from).
+
+With several controller replicas this loop runs on every one of them, not on the leader only
+(kubernetes/leader.py): each replica admits runs with its own `Policies`, so each must put the
+resources in force in its own memory. Only the status is shared, so only the leader writes it:
+`is_leader` says whether this replica does (every replica computes the same status from the
+same resources; the others would only race it).
 """
 
 from __future__ import annotations
@@ -114,10 +120,12 @@ class OrchestratorResourceSync:
         *,
         interval_s: float = 5.0,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        is_leader: Callable[[], bool] | None = None,
     ) -> None:
         self._api = client.CustomObjectsApi(api_client)
         self.namespace = namespace
         self._policies = policies
+        self._is_leader = is_leader  # None: a single replica, which writes the status
         self._base = base
         self._base_sources = settings_sources(base)
         self._interval_s = interval_s
@@ -160,6 +168,8 @@ class OrchestratorResourceSync:
         config = merged(self._base, applied)
         sources = self._sources(applied)
         self._policies.apply(config, sources)
+        if self._is_leader is not None and not self._is_leader():  # the leader reports it
+            return {manager: resource.name for manager, resource in applied.items()}
         for item, found in parsed:
             try:
                 await self._report(item, found, winners, applied, refused, config, sources)

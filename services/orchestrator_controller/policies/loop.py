@@ -3,7 +3,6 @@ and the other gauges of platform state (services/orchestrator_controller/gauges.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import uuid
 
@@ -61,7 +60,7 @@ class AdmissionLoop:
     async def run(self) -> None:
         """Every `admission_interval_s`, for the life of the app."""
         while True:
-            await asyncio.sleep(self.settings.admission_interval_s)
+            await self.settings.live.sleep("admission_interval_s")
             try:
                 admitted = await self.round()
                 if admitted:

@@ -54,8 +54,8 @@ async def coordinate(
             body=body,
             idempotency_key=idempotency_key,
             policies=request.app.state.policies,
-            max_nesting_depth=request.app.state.settings.max_nesting_depth,
-            max_spec_bytes=request.app.state.settings.max_spec_bytes,
+            max_nesting_depth=request.app.state.settings.live.current.max_nesting_depth,
+            max_spec_bytes=request.app.state.settings.live.current.max_spec_bytes,
             # set by the SubmitKey dependency: the id of the key that was checked
             submitted_by=request.state.api_key_id,
         )

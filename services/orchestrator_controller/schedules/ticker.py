@@ -8,7 +8,6 @@ stale view, or a restart in the middle of a tick, cannot start a second run for 
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 import uuid
@@ -108,7 +107,7 @@ class Ticker:
         """Tick every `schedule_tick_s` for the life of the app."""
         try:
             while True:
-                await asyncio.sleep(self.settings.schedule_tick_s)
+                await self.settings.live.sleep("schedule_tick_s")
                 try:
                     await self.tick()
                 except Exception as exc:  # database restarting: try again next tick
@@ -276,7 +275,9 @@ class Ticker:
         fires, total = timing.fires_between(schedule.next_fire_at, now, keep=keep)
         if schedule.catchup == "skip":
             # late by more than the grace (and the jitter): the controller was down; skip it
-            late = timedelta(seconds=self.settings.schedule_misfire_grace_s + schedule.jitter_s)
+            late = timedelta(
+                seconds=self.settings.live.current.schedule_misfire_grace_s + schedule.jitter_s
+            )
             fires = [f for f in fires if f >= now - late]
         if total > len(fires):
             schedule.missed_fires += total - len(fires)
