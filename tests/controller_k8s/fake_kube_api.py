@@ -12,12 +12,14 @@ the resourceVersion a real server keeps; `refuse_leases` makes them answer 500 t
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import re
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlparse
@@ -68,7 +70,9 @@ class FakeKubeApi:
         # User-Agents whose lease requests get 500 ("*": everyone's), as a partitioned client.
         self.refuse_leases: set[str] = set()
         # Seconds a lease GET waits before it answers (lets a test make two reads meet).
-        self.lease_read_delay_s = 0.0
+        # Set to a Barrier of N: the next N Lease reads are answered once all N have read the same
+        # state (a race of N replicas that all read before any writes, made certain), once.
+        self.lease_reads_together: threading.Barrier | None = None
         self.cond = threading.Condition()
         self.stopping = False
         self._server: ThreadingHTTPServer | None = None
@@ -231,8 +235,9 @@ class _Handler(BaseHTTPRequestHandler):
             answer(500, self._status(500, "InternalError", "leases refused to this client"))
             return
         namespace, name = match["ns"], match["name"]
-        if method == "GET" and fake.lease_read_delay_s:
-            time.sleep(fake.lease_read_delay_s)
+        if method == "GET":
+            self._lease_read(namespace, name, answer)
+            return
         with fake.cond:
             if method == "POST":
                 name = (body.get("metadata") or {}).get("name")
@@ -241,12 +246,6 @@ class _Handler(BaseHTTPRequestHandler):
                 return
             key = (namespace, name)
             current = fake.leases.get(key)
-            if method == "GET":
-                if current is None:
-                    answer(404, self._status(404, "NotFound", f'leases "{name}" not found'))
-                else:
-                    answer(200, copy.deepcopy(current))
-                return
             if method == "POST" and current is not None:
                 answer(409, self._status(409, "AlreadyExists", f'leases "{name}" already exists'))
                 return
@@ -283,6 +282,23 @@ class _Handler(BaseHTTPRequestHandler):
             }
             fake.leases[key] = lease
             answer(201 if method == "POST" else 200, copy.deepcopy(lease))
+
+    def _lease_read(
+        self, namespace: str, name: str, answer: Callable[[int, dict[str, Any]], None]
+    ) -> None:
+        with self.fake.cond:
+            current = self.fake.leases.get((namespace, name))
+            reply = (
+                (404, self._status(404, "NotFound", f'leases "{name}" not found'))
+                if current is None
+                else (200, copy.deepcopy(current))
+            )
+        together = self.fake.lease_reads_together
+        if together is not None:
+            with contextlib.suppress(threading.BrokenBarrierError):
+                if together.wait(timeout=30) == 0:
+                    self.fake.lease_reads_together = None  # one race: later reads go straight
+        answer(*reply)
 
     def _is_lease(self) -> bool:
         return _LEASES.match(urlparse(self.path).path) is not None

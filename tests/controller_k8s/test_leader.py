@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import json
 import re
+import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -289,7 +290,7 @@ async def test_of_two_writes_from_the_same_read_the_second_loses_with_409(
     fake = models_fake
     async with replicas(fake, "replica-a", "replica-b") as (a, b):
         # Both read before either writes: the Lease is absent, both create, one gets 409.
-        fake.lease_read_delay_s = 0.5
+        fake.lease_reads_together = threading.Barrier(2)
         won = await asyncio.gather(
             a.elector.try_acquire_or_renew(), b.elector.try_acquire_or_renew()
         )
@@ -301,10 +302,10 @@ async def test_of_two_writes_from_the_same_read_the_second_loses_with_409(
         assert lease is not None and lease["spec"]["holderIdentity"] == winner.elector.identity
 
         # Released, both read it at one resourceVersion and replace it: one gets 409.
-        fake.lease_read_delay_s = 0
+        fake.lease_reads_together = None
         assert not await loser.elector.release()  # not its Lease: nothing to release
         assert await winner.elector.release()
-        fake.lease_read_delay_s = 0.5
+        fake.lease_reads_together = threading.Barrier(2)
         fake.lease_requests.clear()
         won = await asyncio.gather(
             a.elector.try_acquire_or_renew(), b.elector.try_acquire_or_renew()
@@ -314,7 +315,7 @@ async def test_of_two_writes_from_the_same_read_the_second_loses_with_409(
         assert codes.count(("PUT", 200)) == 1 and codes.count(("PUT", 409)) == 1
 
         # A replace carrying a stale resourceVersion is refused whatever it says.
-        fake.lease_read_delay_s = 0
+        fake.lease_reads_together = None
         api = client.CoordinationV1Api(loser.api_client)
         stale = api.read_namespaced_lease(LEASE, NAMESPACE)
         holder = fake.lease(LEASE, NAMESPACE)

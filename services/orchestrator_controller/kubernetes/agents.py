@@ -42,13 +42,13 @@ from services.orchestrator_controller.kubernetes.resources import (
     ready_condition,
     status_differs,
 )
+from services.orchestrator_controller.kubernetes.status_writes import patch_status
 from shared.agent_registry import AGENT_NAME_PATTERN, builtin, registered_agents
 from shared.db.models import AgentHealth
 
 log = logging.getLogger(__name__)
 
 PLURAL = "agents"
-_MERGE_PATCH = "application/merge-patch+json"
 
 _REGISTER = text(
     """
@@ -307,17 +307,4 @@ class AgentResourceSync:
             await self._patch_status(str(metadata.get("name")), status)
 
     async def _patch_status(self, name: str, status: dict[str, Any]) -> None:
-        try:
-            await asyncio.to_thread(
-                self._api.patch_namespaced_custom_object_status,
-                GROUP,
-                VERSION,
-                self.namespace,
-                PLURAL,
-                name,
-                {"status": status},
-                _content_type=_MERGE_PATCH,
-            )
-        except ApiException as exc:
-            if exc.status != 404:  # deleted meanwhile: nothing to report to
-                raise
+        await patch_status(self._api, self.namespace, PLURAL, name, status)

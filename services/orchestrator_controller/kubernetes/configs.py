@@ -45,6 +45,7 @@ from services.orchestrator_controller.kubernetes.resources import (
     ready_condition,
     status_differs,
 )
+from services.orchestrator_controller.kubernetes.status_writes import patch_status
 from services.orchestrator_controller.live.resource import (
     REASON_INVALID,
     InvalidConfigSpec,
@@ -57,7 +58,6 @@ from services.orchestrator_controller.live.settings import LiveConfig
 log = logging.getLogger(__name__)
 
 PLURAL = "configs"
-_MERGE_PATCH = "application/merge-patch+json"
 
 
 @dataclass(frozen=True)
@@ -201,17 +201,4 @@ class ConfigResourceSync:
         await self._patch_status(name, status)
 
     async def _patch_status(self, name: str, status: dict[str, Any]) -> None:
-        try:
-            await asyncio.to_thread(
-                self._api.patch_namespaced_custom_object_status,
-                GROUP,
-                VERSION,
-                self.namespace,
-                PLURAL,
-                name,
-                {"status": status},
-                _content_type=_MERGE_PATCH,
-            )
-        except ApiException as exc:
-            if exc.status != 404:  # deleted meanwhile: nothing to report to
-                raise
+        await patch_status(self._api, self.namespace, PLURAL, name, status)

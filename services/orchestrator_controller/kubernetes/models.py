@@ -31,11 +31,11 @@ from services.orchestrator_controller.kubernetes.resources import (
     ready_condition,
     status_differs,
 )
+from services.orchestrator_controller.kubernetes.status_writes import patch_status
 
 log = logging.getLogger(__name__)
 
 PLURAL = "models"
-_MERGE_PATCH = "application/merge-patch+json"
 # The version `registered@alias` points at, or None when the alias is unset; raises when the
 # registry cannot say.
 ResolveVersion = Callable[[str, str], Awaitable[str | None]]
@@ -204,20 +204,7 @@ class ModelResourceSync:
         return "Registered", True, "Bound", f"services load {target} (version {version})", version
 
     async def _patch_status(self, name: str, status: dict[str, Any]) -> None:
-        try:
-            await asyncio.to_thread(
-                self._api.patch_namespaced_custom_object_status,
-                GROUP,
-                VERSION,
-                self.namespace,
-                PLURAL,
-                name,
-                {"status": status},
-                _content_type=_MERGE_PATCH,
-            )
-        except ApiException as exc:
-            if exc.status != 404:  # deleted meanwhile: nothing to report to
-                raise
+        await patch_status(self._api, self.namespace, PLURAL, name, status)
 
 
 def registry_version_resolver(tracking_uri: str) -> ResolveVersion:

@@ -47,6 +47,7 @@ from services.orchestrator_controller.kubernetes.resources import (
     ready_condition,
     status_differs,
 )
+from services.orchestrator_controller.kubernetes.status_writes import patch_status
 from services.orchestrator_controller.policies.config import OrchestratorsConfig
 from services.orchestrator_controller.policies.resource import (
     TYPE_OF_MANAGER,
@@ -65,7 +66,6 @@ from services.orchestrator_controller.policies.service import (
 log = logging.getLogger(__name__)
 
 PLURAL = "orchestrators"
-_MERGE_PATCH = "application/merge-patch+json"
 
 
 @dataclass(frozen=True)
@@ -289,17 +289,4 @@ class OrchestratorResourceSync:
         await self._patch_status(name, patch)
 
     async def _patch_status(self, name: str, status: dict[str, Any]) -> None:
-        try:
-            await asyncio.to_thread(
-                self._api.patch_namespaced_custom_object_status,
-                GROUP,
-                VERSION,
-                self.namespace,
-                PLURAL,
-                name,
-                {"status": status},
-                _content_type=_MERGE_PATCH,
-            )
-        except ApiException as exc:
-            if exc.status != 404:  # deleted meanwhile: nothing to report to
-                raise
+        await patch_status(self._api, self.namespace, PLURAL, name, status)
