@@ -236,8 +236,9 @@ def test_real_world_shapes_are_recognised(trained: TrainedModel) -> None:
 
 def test_a_few_word_documents_inside_other_are_not_drowned_by_xls() -> None:
     """`other` is mostly real source files; the OLE2 Word documents among it are few. With
-    "balanced" class weights each of them weighed less than one xls file, so the forest
-    called every Word document xls; the square-root weights keep them `other`."""
+    "balanced" class weights each of them weighed less than one xls file and the forest called
+    many of them xls (how many moves with the writers' random stamps, from 8 to 18 of 20 here,
+    so the comparison is not asserted); the square-root weights keep them `other`."""
     rng = random.Random(5)
     words = [
         Sample.of(cfb_bytes(rng, "WordDocument"), None, "other", "generated:other")
@@ -254,5 +255,3 @@ def test_a_few_word_documents_inside_other_are_not_drowned_by_xls() -> None:
     workbooks = [cfb_bytes(unseen, "Workbook") for _ in range(20)]
     assert [model.recognize(d, d[-1024:]).format for d in documents_].count("other") >= 18
     assert [model.recognize(d, d[-1024:]).format for d in workbooks].count("xls") >= 18
-    balanced = format_training.fit(train, seed=5, trees=30, class_weight="balanced")
-    assert [balanced.recognize(d, d[-1024:]).format for d in documents_].count("other") < 10
