@@ -13,11 +13,11 @@ from pydantic import BeforeValidator, Field, StringConstraints, field_validator
 from agents.base.actions import ActionBody, ActionRegistry
 from agents.base.context import ActionContext
 from agents.base.storage import DataRoot, file_manifest
+from agents.base.tabular.inputs import flatten_refs
 from agents.data_transformer import sandbox
 from agents.data_transformer.settings import TransformerSettings
 from agents.data_transformer.staging import (
     StagedFile,
-    flatten_refs,
     output_dir,
     publish,
     refused,

@@ -26,24 +26,6 @@ from agents.base.settings import AgentSettings
 from agents.base.storage import DataRoot
 
 
-def flatten_refs(value: Any) -> list[str]:
-    """Every file URI in `value`: a string, a manifest `{"uri"}`, a step output `{"files"}`, or
-    lists of these (what a `${steps.convert.output}` template hands over)."""
-    if value is None:
-        return []
-    if isinstance(value, str):
-        return [value]
-    if isinstance(value, dict):
-        if isinstance(value.get("files"), list):
-            return flatten_refs(value["files"])
-        if isinstance(value.get("uri"), str):
-            return [value["uri"]]
-        raise ValueError("a file reference object needs a 'uri' (a manifest) or 'files'")
-    if isinstance(value, list | tuple):
-        return [uri for item in value for uri in flatten_refs(item)]
-    raise ValueError(f"a file reference must be a URI string, a manifest or a list, not {value!r}")
-
-
 @dataclass(frozen=True)
 class StagedFile:
     ref: str  # as the caller named it
