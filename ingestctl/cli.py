@@ -116,8 +116,18 @@ def run(
     url: Url = "http://127.0.0.1:8080",
     api_key: Key = None,
     output: Output = "table",
-    inputs: Annotated[list[str] | None, typer.Option("-i", help="input key=value")] = None,
-    inputs_file: Annotated[Path | None, typer.Option("--inputs", help="YAML or JSON")] = None,
+    inputs: Annotated[
+        list[str] | None,
+        typer.Option(
+            "-i",
+            help="input key=value, repeatable; a value that is JSON is read as JSON "
+            '(5, true, [1,2], {"a":1}), anything else as text; quote it for text: '
+            "-i 'zip=\"12345\"'",
+        ),
+    ] = None,
+    inputs_file: Annotated[
+        Path | None, typer.Option("--inputs", help="a YAML or JSON file of inputs; -i wins")
+    ] = None,
     wait: Annotated[bool, typer.Option(help="follow the run; exit 0 only on success")] = False,
     timeout_s: Annotated[float, typer.Option(help="how long --wait waits")] = 600.0,
 ) -> None:
