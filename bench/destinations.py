@@ -322,11 +322,17 @@ def _dlt(destination: str, step: str, work: Path) -> dict[str, Any]:
         else:
             target = dlt.destinations.postgres(credentials=_plain_postgres_url())
 
+        # Options that only some destinations take, passed only to those.
+        hints: dict[str, Any] = {"table_format": "delta"} if destination == "delta" else {}
+        run_options: dict[str, Any] = (
+            {"loader_file_format": "csv"} if destination == "postgres" else {}
+        )
+
         @dlt.resource(
             name=TABLE,
             primary_key="id",
             write_disposition={"disposition": "merge", "strategy": "upsert"},
-            table_format="delta" if destination == "delta" else None,
+            **hints,
         )
         def events() -> Any:
             for path in files:
@@ -341,9 +347,11 @@ def _dlt(destination: str, step: str, work: Path) -> dict[str, Any]:
         delta_uri = str(fs_root / (DLT_SCHEMA + suffix) / TABLE)
         before = delta_state(delta_uri) if destination == "delta" else (-1, 0)
         started = time.perf_counter()
-        pipeline.run(events(), loader_file_format="csv" if destination == "postgres" else None)
+        pipeline.run(events(), **run_options)
         seconds = time.perf_counter() - started
-        facts = {"written": pipeline.last_trace.last_normalize_info.row_counts.get(TABLE, 0)}
+        trace = pipeline.last_trace
+        assert trace is not None and trace.last_normalize_info is not None, "dlt ran nothing"
+        facts: dict[str, Any] = {"written": trace.last_normalize_info.row_counts.get(TABLE, 0)}
         if destination == "delta":
             facts.update(delta_commit(delta_uri, before))
             facts["inserted"], facts["updated"] = (
@@ -352,7 +360,9 @@ def _dlt(destination: str, step: str, work: Path) -> dict[str, Any]:
             )
         else:
             with pipeline.sql_client() as client:
-                facts["table_rows"] = client.execute_sql(f"SELECT count(*) FROM {TABLE}")[0][0]
+                counted = client.execute_sql(f"SELECT count(*) FROM {TABLE}")
+                assert counted is not None
+                facts["table_rows"] = counted[0][0]
         return seconds, facts
 
     return measure_in_process(load, reset, step, work)

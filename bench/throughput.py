@@ -3,6 +3,13 @@ submitted through /coordinate, executed by 1..K engine replicas against the real
 
     uv run python bench/throughput.py --runs 1000 --engines 1
     uv run python bench/throughput.py --runs 1000 --engines 1,2 --repeat 3 [--drain]
+    uv run python bench/throughput.py --runs 1000 --rounds 10
+
+With `--rounds K`, K rounds run back to back in one schema with no VACUUM between them
+(autovacuum as the machine has it): whether the cost per run grows with the history the
+earlier rounds left. Every invocation also measures the plain limit of the same database,
+two autocommitted asyncpg transactions per step at concurrency 64, and prints the
+platform's steps/s as a share of it.
 
 A list of replica counts is compared in one run: rounds alternate between the counts (the
 replicas not in a round are frozen) and each figure is the median of its rounds, so a noisy
@@ -190,11 +197,18 @@ def pause(service: Service, frozen: bool) -> None:
 
 
 def one_round(
-    platform: Any, engines: list[Service], active: int, args: argparse.Namespace
+    platform: Any,
+    engines: list[Service],
+    active: int,
+    args: argparse.Namespace,
+    *,
+    clean_start: bool = True,
 ) -> dict[str, float]:
     """Submit `args.runs` runs and let the first `active` engines execute them (the others
-    stay frozen: started, warm, and taking no work)."""
-    asyncio.run(vacuum(platform.env))
+    stay frozen: started, warm, and taking no work). With `clean_start`, dead rows of earlier
+    rounds are vacuumed first."""
+    if clean_start:
+        asyncio.run(vacuum(platform.env))
     working = engines[:active]
     if args.drain:
         # Frozen, not stopped: the engines are started and warm when the work arrives, so one
@@ -218,22 +232,9 @@ def one_round(
     return figures
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--runs", type=int, default=300)
-    parser.add_argument(
-        "--engines",
-        default="1",
-        help="engine replicas, or a list to compare in one run (1,2): the rounds alternate",
-    )
-    parser.add_argument("--repeat", type=int, default=1, help="rounds per replica count")
-    parser.add_argument("--submit-concurrency", type=int, default=32)
-    parser.add_argument(
-        "--drain", action="store_true", help="submit with engines frozen, then execute"
-    )
-    args = parser.parse_args()
-    counts = [int(n) for n in args.engines.split(",")]
-    var = ROOT / "var" / "bench"
+def bench_env() -> dict[str, str]:
+    """The platform's settings for a benchmark: no seeded schedules, admission caps lifted, and
+    a schema and stream prefix of its own (dropped at the end by `drop`)."""
     quiet = {
         "CONTROLLER_SEED_SCHEDULES": "false",  # no scheduled runs inside the measurement
         # The admission caps (200 unfinished runs per workflow by default) are a policy, not
@@ -252,9 +253,37 @@ def main() -> None:
     # depend on how much earlier runs left behind (tables that outgrow the cache are slower).
     own = f"bench_{uuid.uuid4().hex[:8]}"
     quiet.update(DB_SCHEMA=own, STREAM_PREFIX=f"{own}:")
+    return quiet
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--runs", type=int, default=300)
+    parser.add_argument(
+        "--engines",
+        default="1",
+        help="engine replicas, or a list to compare in one run (1,2): the rounds alternate",
+    )
+    parser.add_argument("--repeat", type=int, default=1, help="rounds per replica count")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=0,
+        help="consecutive rounds in one schema, no VACUUM between (one replica count)",
+    )
+    parser.add_argument("--submit-concurrency", type=int, default=32)
+    parser.add_argument(
+        "--drain", action="store_true", help="submit with engines frozen, then execute"
+    )
+    args = parser.parse_args()
+    counts = [int(n) for n in args.engines.split(",")]
+    var = ROOT / "var" / "bench"
+    quiet = bench_env()
+    if args.rounds and len(counts) > 1:
+        parser.error("--rounds measures one replica count")
     rounds: dict[int, list[dict[str, float]]] = {n: [] for n in counts}
-    run_all(var, quiet, counts, args, rounds)
-    report(counts, rounds, args)
+    limit = run_all(var, quiet, counts, args, rounds)
+    report(counts, rounds, args, limit)
 
 
 def run_all(
@@ -263,8 +292,9 @@ def run_all(
     counts: list[int],
     args: argparse.Namespace,
     rounds: dict[int, list[dict[str, float]]],
-) -> None:
-    """Start the platform (and extra engines) and measure every round."""
+) -> float:
+    """Start the platform (and extra engines), measure every round and, with the services
+    frozen, the database's plain two-commit limit; return that limit in steps/s."""
     with running_platform(
         var, ports=Ports.random(), say=lambda *_: None, extra_env=quiet
     ) as platform:
@@ -282,6 +312,15 @@ def run_all(
             extra.append(replica)
         engines = [platform.services["workflow-engine"], *extra]
         try:
+            if args.rounds:
+                for i in range(args.rounds):
+                    n = counts[0]
+                    for idle in engines[n:]:
+                        pause(idle, True)
+                    rounds[n].append(one_round(platform, engines, n, args, clean_start=i == 0))
+                    for idle in engines[n:]:
+                        pause(idle, False)
+                return measure_limit(platform, engines)
             # The machine is shared and noisy: alternate the replica counts, round by round,
             # so that each is measured under the same conditions.
             for _ in range(args.repeat):
@@ -293,6 +332,7 @@ def run_all(
                     finally:
                         for idle in engines[n:]:
                             pause(idle, False)
+            return measure_limit(platform, engines)
         finally:
             for service in [*extra, *platform.services.values()]:
                 service.stop()
@@ -300,10 +340,73 @@ def run_all(
             asyncio.run(drop(platform.env, quiet["DB_SCHEMA"]))
 
 
+def measure_limit(platform: Any, engines: list[Service]) -> float:
+    """The plain two-commit limit, measured with every service frozen so that it has the
+    machine to itself, as the platform had in its rounds."""
+    frozen = [*platform.services.values(), *engines[1:]]
+    for service in frozen:
+        pause(service, True)
+    try:
+        return asyncio.run(two_commit_limit(platform.env))
+    finally:
+        for service in frozen:
+            pause(service, False)
+
+
+async def two_commit_limit(
+    env: dict[str, str], steps: int = 20_000, concurrency: int = 64
+) -> float:
+    """Steps/s of the least a durable step costs: one autocommitted UPDATE to claim it and
+    one to record its result, on rows of a table of its own, from 64 connections at once."""
+    table = f'"{env["DB_SCHEMA"]}".bench_two_commit'
+    setup = await connect(env)
+    try:
+        await setup.execute(
+            f"CREATE TABLE {table} (id bigint PRIMARY KEY, status text NOT NULL, "
+            "owner text, output jsonb, started_at timestamptz, finished_at timestamptz)"
+        )
+        await setup.execute(
+            f"INSERT INTO {table} (id, status) SELECT g, 'READY' FROM generate_series(1, $1) g",
+            steps,
+        )
+        await setup.execute(f"VACUUM ANALYZE {table}")
+        pool = await asyncpg.create_pool(
+            asyncpg_dsn(env["DATABASE_URL"]), min_size=concurrency, max_size=concurrency
+        )
+        ids = iter(range(1, steps + 1))
+
+        async def worker() -> None:
+            async with pool.acquire() as conn:
+                for step_id in ids:
+                    await conn.execute(
+                        f"UPDATE {table} SET status = 'RUNNING', owner = 'bench', "
+                        "started_at = now() WHERE id = $1",
+                        step_id,
+                    )
+                    await conn.execute(
+                        f"UPDATE {table} SET status = 'SUCCEEDED', output = '{{}}'::jsonb, "
+                        "finished_at = now() WHERE id = $1",
+                        step_id,
+                    )
+
+        started = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        elapsed = time.perf_counter() - started
+        await pool.close()
+        await setup.execute(f"DROP TABLE {table}")
+        return steps / elapsed
+    finally:
+        await setup.close()
+
+
 def report(
-    counts: list[int], rounds: dict[int, list[dict[str, float]]], args: argparse.Namespace
+    counts: list[int],
+    rounds: dict[int, list[dict[str, float]]],
+    args: argparse.Namespace,
+    limit: float,
 ) -> None:
-    """Print each replica count's median figures, and the steps/s ratios."""
+    """Print each replica count's median figures, the steps/s ratios and the platform's
+    share of the database's plain limit."""
     mode = "drain: submitted with engines frozen" if args.drain else "submitted while running"
     print(f"runs={args.runs} per round (6-step diamond, no-op agents; {mode})")
     for n in counts:
@@ -319,6 +422,16 @@ def report(
         for n in counts[1:]:
             ratio = statistics.median(r["steps_per_s"] for r in rounds[n]) / base
             print(f"steps/s with {n} engines / with {counts[0]}: {ratio:.2f}")
+    print(f"two-commit limit (asyncpg alone, concurrency 64): {limit:.0f} steps/s")
+    for n in counts:
+        share = statistics.median(r["steps_per_s"] for r in rounds[n]) / limit
+        print(f"engines={n}: end to end / two-commit limit: {share:.0%}")
+    if args.rounds:
+        first, last = rounds[counts[0]][0], rounds[counts[0]][-1]
+        print(
+            f"round {len(rounds[counts[0]])} / round 1 (runs/s): "
+            f"{last['runs_per_s'] / first['runs_per_s']:.2f}"
+        )
 
 
 if __name__ == "__main__":
