@@ -138,14 +138,16 @@ def conform(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
 class ArrowQuery:
     """One streaming query on its own connection; close() ends it early if needed."""
 
-    def __init__(self, dsn: str, sql: str, schema: pa.Schema, lower_bound: str | None) -> None:
+    def __init__(self, dsn: str, sql: str, schema: pa.Schema, settings: dict[str, str]) -> None:
+        """`settings` (the lower bound, a query's parameters) are set as session settings with
+        bound values before `sql`, which reads them with `current_setting`."""
         self._conn = adbc.connect(dsn)
         self._cursor = self._conn.cursor()
         self.schema = schema
-        if lower_bound is not None:
-            self._cursor.execute(
-                "SELECT set_config($1, $2, false)", parameters=(LOWER_BOUND_SETTING, lower_bound)
-            )
+        # A collect never writes to its source, whatever the query or the source's functions.
+        self._cursor.execute("SET TRANSACTION READ ONLY")
+        for name, value in settings.items():
+            self._cursor.execute("SELECT set_config($1, $2, false)", parameters=(name, value))
             self._cursor.fetchall()
         self._cursor.execute(sql)
         self._reader: Any = self._cursor.fetch_record_batch()
@@ -164,3 +166,31 @@ class ArrowQuery:
 
 
 DbError = adbc.Error  # every driver error: connection, SQL, protocol
+
+# SQLSTATE classes a retry can cure: connection exceptions, insufficient resources, operator
+# intervention (shutdown, cancel), serialization failures and deadlocks. Anything else (a
+# value that does not compute, a write in the READ ONLY read, a missing privilege) fails the
+# same way every time.
+_TRANSIENT_CLASSES = ("08", "53", "57", "40")
+
+
+def is_transient(exc: adbc.Error) -> bool:
+    """Whether a driver error may pass on retry (no SQLSTATE: it never reached a server)."""
+    sqlstate = getattr(exc, "sqlstate", None)
+    return not sqlstate or str(sqlstate).startswith(_TRANSIENT_CLASSES)
+
+
+def is_server_error(exc: pa.ArrowInvalid) -> bool:
+    """Whether an error raised while streaming batches came from the server, not a cast here.
+    The driver reports mid-stream failures as ArrowInvalid with libpq's text and no SQLSTATE."""
+    return "[libpq]" in str(exc)
+
+
+def connection_lost(exc: pa.ArrowInvalid) -> bool:
+    """Whether a mid-stream server error is the connection going away (libpq's wording, the
+    only signal the driver gives there), which a retry can cure."""
+    message = str(exc).lower()
+    return any(
+        phrase in message
+        for phrase in ("server closed the connection", "terminating connection", "connection to")
+    )

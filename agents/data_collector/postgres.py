@@ -33,7 +33,7 @@ from agents.base.sources.postgres import (
     table_columns,
 )
 from agents.base.storage import DataRoot
-from agents.data_collector import pg_arrow, staging
+from agents.data_collector import pg_arrow, pg_query, staging
 from agents.data_collector.cursor import CursorState, IncrementalWindow, record_key, to_json
 from agents.data_collector.rest import Incremental
 
@@ -101,8 +101,11 @@ async def collect_postgres(
     chunk_size: int,
 ) -> dict[str, Any]:
     """Stream the table (rows new since `previous`) into Parquet chunks; manifests + cursor."""
-    if not source.table:
-        raise AgentError("collecting from PostgreSQL needs source.table", code="invalid_source")
+    if not source.table and source.query is None:
+        raise AgentError(
+            "collecting from PostgreSQL needs source.table or source.query", code="invalid_source"
+        )
+    bound = pg_query.bind(source.query, source.params) if source.query is not None else None
     root = DataRoot.from_setting(ctx.settings.data_root)
     out = root.run_dir(ctx.run_id, ctx.step_id)
     await asyncio.to_thread(staging.reset_dir, root, out)
@@ -122,18 +125,36 @@ async def collect_postgres(
         engine = create_async_engine(url, poolclass=NullPool, connect_args=connect_args)
         try:
             async with engine.connect() as conn:
-                plan = await _plan(conn, source, incremental, previous, columns)
+                plan = await _plan(conn, source, bound, incremental, previous, columns)
         finally:
             await engine.dispose()
         dsn = pg_arrow.conninfo(url, target, timeout_s=source.connect_timeout_s)
         return await _stream(dsn, plan, root, out, chunk_size)
-    except (*CONNECT_ERRORS, pg_arrow.DbError) as exc:
+    except pg_arrow.DbError as exc:
+        if not pg_arrow.is_transient(exc):
+            raise AgentError(
+                scrub(f"the source refused the read: {type(exc).__name__}: {exc}", secrets),
+                code="read_refused",
+            ) from exc
+        raise AgentError(
+            scrub(f"database error: {type(exc).__name__}: {exc}", secrets),
+            code="source_unavailable",
+            retryable=True,
+        ) from exc
+    except CONNECT_ERRORS as exc:
         raise AgentError(
             scrub(f"database error: {type(exc).__name__}: {exc}", secrets),
             code="source_unavailable",
             retryable=True,
         ) from exc
     except pa.ArrowInvalid as exc:
+        if pg_arrow.is_server_error(exc):
+            transient = pg_arrow.connection_lost(exc)
+            raise AgentError(
+                scrub(f"the source failed the read: {exc}", secrets),
+                code="source_unavailable" if transient else "read_refused",
+                retryable=transient,
+            ) from exc
         raise AgentError(
             scrub(f"a value does not fit its column type: {exc}", secrets),
             code="invalid_value",
@@ -142,31 +163,47 @@ async def collect_postgres(
 
 @dataclass
 class _Plan:
-    schema: str
-    table: str
+    label: str  # what was read: schema.table, or "query"
     names: list[str]
     arrow_schema: pa.Schema
     sql: str
-    lower_bound: str | None
+    settings: dict[str, str]  # session settings the SQL reads (query params, lower bound)
     window: IncrementalWindow | None
     cursor_col: str | None
     key_cols: list[str]
 
 
+async def _relation(
+    conn: Any, source: PostgresSource, bound: pg_query.BoundQuery | None
+) -> tuple[str, str, dict[str, Column], list[str]]:
+    """What the rows come from: (label, FROM clause, columns by name, primary key)."""
+    if bound is not None:
+        found = await pg_query.describe(conn, bound)
+        return "query", f"({bound.sql}) AS ingest_query", {c.name: c for c in found}, []
+    table_name = source.table
+    assert table_name is not None
+    schema = source.db_schema or (await conn.execute(text("SELECT current_schema()"))).scalar_one()
+    found_tables = await table_columns(conn, schema=schema, table=table_name)
+    if (schema, table_name) not in found_tables:
+        raise AgentError(f"table {schema}.{table_name} not found", code="table_not_found")
+    keys = await primary_keys(conn, schema=schema, table=table_name)
+    return (
+        f"{schema}.{table_name}",
+        f"{pg_arrow.ident(schema)}.{pg_arrow.ident(table_name)}",
+        {c.name: c for c in found_tables[(schema, table_name)]},
+        keys.get((schema, table_name), []),
+    )
+
+
 async def _plan(
     conn: Any,
     source: PostgresSource,
+    bound: pg_query.BoundQuery | None,
     incremental: Incremental | None,
     previous: CursorState | None,
     wanted: list[str] | None,
 ) -> _Plan:
-    table_name = source.table
-    assert table_name is not None
-    schema = source.db_schema or (await conn.execute(text("SELECT current_schema()"))).scalar_one()
-    found = await table_columns(conn, schema=schema, table=table_name)
-    if (schema, table_name) not in found:
-        raise AgentError(f"table {schema}.{table_name} not found", code="table_not_found")
-    by_name = {c.name: c for c in found[(schema, table_name)]}
+    label, relation, by_name, primary_key = await _relation(conn, source, bound)
     if wanted is not None and (not wanted or len(set(wanted)) != len(wanted)):
         raise AgentError(
             "columns: name each column once (null or leave it out for all)",
@@ -186,8 +223,8 @@ async def _plan(
             raise AgentError(f"unknown cursor column {cursor_col!r}", code="unknown_column")
         if cursor_col not in names:
             names.append(cursor_col)
-        keys = await primary_keys(conn, schema=schema, table=table_name)
-        key_cols = incremental.key or keys.get((schema, table_name), [])
+        # A query has no primary key: without incremental.key, the whole row is the key.
+        key_cols = incremental.key or primary_key
         missing = [k for k in key_cols if k not in by_name]
         if missing:
             raise AgentError(f"unknown key columns: {', '.join(missing)}", code="unknown_column")
@@ -201,22 +238,21 @@ async def _plan(
         )
     arrow_schema = pa.schema([(n, arrow_type(by_name[n])) for n in names])
     selected = ", ".join(pg_arrow.select_expr(n, by_name[n].data_type) for n in names)
-    sql = f"SELECT {selected} FROM {pg_arrow.ident(schema)}.{pg_arrow.ident(table_name)}"
-    lower_bound = None
+    sql = f"SELECT {selected} FROM {relation}"
+    settings = dict(bound.settings) if bound is not None else {}
     if window is not None and cursor_col is not None:
         if window.lower_bound is not None:
             cast = pg_arrow.BOUND_CASTS[by_name[cursor_col].data_type]
-            lower_bound = str(to_json(window.lower_bound))
+            settings[pg_arrow.LOWER_BOUND_SETTING] = str(to_json(window.lower_bound))
             setting = f"current_setting('{pg_arrow.LOWER_BOUND_SETTING}')::{cast}"
             sql += f" WHERE {pg_arrow.ident(cursor_col)} >= {setting}"
         sql += f" ORDER BY {pg_arrow.ident(cursor_col)}"
     return _Plan(
-        schema=schema,
-        table=table_name,
+        label=label,
         names=names,
         arrow_schema=arrow_schema,
         sql=sql,
-        lower_bound=lower_bound,
+        settings=settings,
         window=window,
         cursor_col=cursor_col,
         key_cols=key_cols,
@@ -230,7 +266,7 @@ async def _stream(
     rows_read = 0
     window = plan.window
     query = await asyncio.to_thread(
-        pg_arrow.ArrowQuery, dsn, plan.sql, plan.arrow_schema, plan.lower_bound
+        pg_arrow.ArrowQuery, dsn, plan.sql, plan.arrow_schema, plan.settings
     )
     try:
         batches = query.batches()
@@ -260,7 +296,7 @@ async def _stream(
         await asyncio.to_thread(query.close)
     return {
         "kind": "postgres",
-        "table": f"{plan.schema}.{plan.table}",
+        "table": plan.label,
         "files": files,
         "count": len(files),
         "bytes": sum(f["bytes"] for f in files),

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -13,50 +12,11 @@ import httpx
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-import pytest
 
-from agents.base.settings import AgentSettings
-from agents.data_collector.app import create_app
-from shared.db.session import asyncpg_dsn
-from tests.conftest import DATABASE_URL, asgi_client, service_auth
+from tests.agents.conftest import PLAIN_DB_URL, ROWS
+from tests.conftest import service_auth
 
-PLAIN_DB_URL = asyncpg_dsn(DATABASE_URL)
-ROWS = 3000
 COLUMNS = "id, updated_at, created_local, name, amount, qty, active, note, span, ref, doc, tags"
-
-
-@pytest.fixture
-async def client(common_env: dict) -> AsyncIterator[httpx.AsyncClient]:
-    settings = AgentSettings(**common_env, allow_private_hosts=["127.0.0.1"])
-    async with asgi_client(create_app(settings)) as c:
-        yield c
-
-
-@pytest.fixture
-async def events() -> AsyncIterator[tuple[str, asyncpg.Connection]]:
-    schema = f"arrow_{uuid.uuid4().hex[:8]}"
-    conn = await asyncpg.connect(PLAIN_DB_URL)
-    await conn.execute(f'CREATE SCHEMA "{schema}"')
-    # The issue's columns, plus the kinds read through SQL casts (interval, uuid, jsonb, array).
-    await conn.execute(
-        f'CREATE TABLE "{schema}".events (id bigint PRIMARY KEY, updated_at timestamptz NOT NULL,'
-        " created_local timestamp, name text, amount numeric(12,2), qty integer, active boolean,"
-        " note text, span interval, ref uuid, doc jsonb, tags int[])"
-    )
-    await conn.execute(
-        f'INSERT INTO "{schema}".events SELECT g,'
-        " timestamptz '2026-03-29 00:30:00.123456+00' + g * interval '1 minute',"
-        " timestamp '2026-01-01' + g * interval '1 second', 'név ' || g || ' \"q\"',"
-        " CASE WHEN g % 7 = 0 THEN NULL ELSE (g * 1.37 - 2000)::numeric(12,2) END,"
-        " g % 1000 - 500, g % 3 = 0, CASE WHEN g % 10 = 0 THEN NULL ELSE md5(g::text) END,"
-        " g * interval '1.5 second', md5(g::text)::uuid, jsonb_build_object('g', g),"
-        f" ARRAY[g, g + 1] FROM generate_series(1, {ROWS}) g"
-    )
-    try:
-        yield schema, conn
-    finally:
-        await conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
-        await conn.close()
 
 
 async def collect(client: httpx.AsyncClient, body: dict[str, Any]) -> httpx.Response:
@@ -69,11 +29,11 @@ def collected(out: dict[str, Any]) -> pa.Table:
 
 
 async def test_values_nulls_and_sums_round_trip(
-    client: httpx.AsyncClient, events: tuple[str, asyncpg.Connection]
+    collector: httpx.AsyncClient, events: tuple[str, asyncpg.Connection]
 ):
     schema, conn = events
     source = {"kind": "postgres", "url": PLAIN_DB_URL, "db_schema": schema, "table": "events"}
-    resp = await collect(client, {"source": source, "chunk_size": 1024})
+    resp = await collect(collector, {"source": source, "chunk_size": 1024})
     assert resp.status_code == 200, resp.text
     out = resp.json()
     assert [f["rows"] for f in out["files"]] == [1024, 1024, 952]
@@ -105,7 +65,7 @@ async def test_values_nulls_and_sums_round_trip(
 
 
 async def test_incremental_lower_bound_is_bound_and_exact(
-    client: httpx.AsyncClient, events: tuple[str, asyncpg.Connection]
+    collector: httpx.AsyncClient, events: tuple[str, asyncpg.Connection]
 ):
     schema, conn = events
     source = {"kind": "postgres", "url": PLAIN_DB_URL, "db_schema": schema, "table": "events"}
@@ -116,7 +76,7 @@ async def test_incremental_lower_bound_is_bound_and_exact(
         "incremental": {"field": "updated_at", "initial_value": start.isoformat()},
         "chunk_size": 200,
     }
-    out = (await collect(client, body)).json()
+    out = (await collect(collector, body)).json()
     ids = collected(out)["id"].to_pylist()
     assert ids == list(range(2500, ROWS + 1))  # ordered by the cursor, bound included
     assert out["cursor"]["value"] == "2026-03-31T02:30:00.123456Z"
@@ -124,21 +84,21 @@ async def test_incremental_lower_bound_is_bound_and_exact(
     # A text cursor whose bound would be SQL if it were spliced in: it is only a value.
     await conn.execute(f'UPDATE "{schema}".events SET name = $1 WHERE id = 1', "z'; DROP x; --")
     text_body = {**body, "incremental": {"field": "name", "initial_value": "z'; DROP x; --"}}
-    quoted = (await collect(client, text_body)).json()
+    quoted = (await collect(collector, text_body)).json()
     assert collected(quoted)["id"].to_pylist() == [1]
 
 
 async def test_bad_values_and_options_are_422(
-    client: httpx.AsyncClient, events: tuple[str, asyncpg.Connection]
+    collector: httpx.AsyncClient, events: tuple[str, asyncpg.Connection]
 ):
     schema, conn = events
     source = {"kind": "postgres", "url": PLAIN_DB_URL, "db_schema": schema, "table": "events"}
     await conn.execute(f"UPDATE \"{schema}\".events SET amount = 'NaN' WHERE id = 5")
-    nan = await collect(client, {"source": source, "columns": ["id", "amount"]})
+    nan = await collect(collector, {"source": source, "columns": ["id", "amount"]})
     assert nan.status_code == 422 and nan.json()["error"] == "invalid_value"
     assert nan.json()["retryable"] is False
 
     odd = {**source, "url": PLAIN_DB_URL + "?frobnicate=1"}
-    unknown = await collect(client, {"source": odd, "columns": ["id"]})
+    unknown = await collect(collector, {"source": odd, "columns": ["id"]})
     assert unknown.status_code == 422, unknown.text
     assert "frobnicate" in unknown.json()["message"]

@@ -191,3 +191,39 @@ def test_bulk_file_takes_only_new_files(platform: Platform) -> None:
     third = bulk()
     assert [f["name"] for f in output(third, "stage")["files"]] == ["part_9.csv"]
     assert output(third, "merge")["rows"] == 7 and output(third, "merge")["inserted"] == 1
+
+
+def test_standard_collects_a_query_with_bound_params_incrementally(
+    platform: Platform, source_table: str
+) -> None:
+    """A query source (a join and a filter bound from params) through the whole pipeline, and
+    its cursor resumed by the next run like a table's."""
+    schema = source_table
+    sql(f"CREATE TABLE {schema}.tags (item_id int, tag text)")
+    sql(f"INSERT INTO {schema}.tags SELECT i, 'tag-' || (i % 3) FROM generate_series(1, 300) i")
+    query = (
+        f"SELECT i.id, i.name, i.updated_at, t.tag FROM {schema}.items i "
+        f"JOIN {schema}.tags t ON t.item_id = i.id WHERE t.tag = :tag AND i.id <= :top"
+    )
+    name = f"q_{schema}"
+    inputs = {
+        "source": {
+            "kind": "postgres", "url": PG_URL, "query": query,
+            "params": {"tag": "tag-1", "top": 250},
+        },
+        "incremental": {"field": "updated_at", "key": ["id"]},
+        "dataset": name,
+        "primary_key": ["id"],
+    }  # fmt: skip
+    wanted = f"SELECT id FROM {schema}.items WHERE id % 3 = 1 AND id <= 250 ORDER BY id"
+    first = run(platform, inputs)
+    rows = merged_rows(output(first, "merge"))
+    assert sorted(r["id"] for r in rows) == [r["id"] for r in sql(wanted)]
+    assert {r["tag"] for r in rows} == {"tag-1"}
+
+    sql(f"UPDATE {schema}.items SET name = 'changed', updated_at = now() WHERE id IN (4, 5)")
+    second = run(platform, inputs)
+    assert output(second, "collect")["rows"] == 1  # id 4 matches the query, id 5 does not
+    assert output(second, "merge")["updated"] == 1
+    changed = {r["id"]: r["name"] for r in merged_rows(output(second, "merge"))}
+    assert changed[4] == "changed" and len(changed) == len(rows)

@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated, Any, Literal
 
-from pydantic import AliasChoices, Field, field_validator
+from pydantic import AliasChoices, Field, field_validator, model_validator
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
@@ -74,7 +74,25 @@ class PostgresSource(ActionBody):
     )
     db_schema: str | None = Field(None, description="schema to describe or read from")
     table: str | None = Field(None, description="table to read from (collect) or focus on")
+    query: str | None = Field(
+        None,
+        min_length=1,
+        max_length=100_000,
+        description="a SELECT to collect instead of a table, read in a READ ONLY transaction; "
+        ":name placeholders take their values from `params` as bound values, never as SQL text",
+    )
+    params: dict[str, Scalar] = Field(
+        default_factory=dict, description="values of the query's :name placeholders"
+    )
     connect_timeout_s: float = Field(10.0, gt=0, le=120, description="connection timeout")
+
+    @model_validator(mode="after")
+    def _table_or_query(self) -> PostgresSource:
+        if self.query is not None and self.table is not None:
+            raise ValueError("give source.table or source.query, not both")
+        if self.params and self.query is None:
+            raise ValueError("source.params are the values of source.query's placeholders")
+        return self
 
 
 Source = Annotated[HttpSource | FileSource | PostgresSource, Field(discriminator="kind")]
