@@ -25,6 +25,7 @@ from ml.retry_strategy.policy import (
     GRID,
     AwsStandard,
     FailureContext,
+    LearnedRetry,
     StaticExponential,
 )
 from ml.retry_strategy.simulate import (
@@ -48,15 +49,39 @@ def _sizes(quick: bool) -> tuple[int, int, int]:
     return (300, 40, 80) if quick else (2500, 200, 400)
 
 
+def grid_column(failure: FailureContext, delay: float) -> int:
+    """The grid delay a recorded retry's wait (past its Retry-After) fell nearest to."""
+    offset = delay - (failure.retry_after_s or 0.0)
+    return int(np.argmin(np.abs(np.log(GRID) - np.log(max(offset, GRID[0])))))
+
+
 def add_history(acc: Accumulator, found: platform_history.HistorySamples) -> int:
     """Fold recorded decisions into the table: one grid column per sample."""
     for failure, delay, ok in zip(found.failures, found.delays, found.succeeded, strict=True):
-        offset = delay - (failure.retry_after_s or 0.0)
-        column = int(np.argmin(np.abs(np.log(GRID) - np.log(max(offset, GRID[0])))))
         weight = np.zeros(len(GRID))
-        weight[column] = HISTORY_WEIGHT
+        weight[grid_column(failure, delay)] = HISTORY_WEIGHT
         acc.add(failure, np.full(len(GRID), float(ok)), weight)
     return len(found.failures)
+
+
+def history_brier(
+    held_out: platform_history.HistorySamples,
+    models: dict[str, LearnedRetry],
+    base_rate: float,
+) -> dict[str, float]:
+    """Brier score (lower is better) of each model's success chance for the held-out recorded
+    retries, at the delay each one waited, next to always predicting the training base rate."""
+    outcomes = np.array(held_out.succeeded, dtype=float)
+    scores = {"history_brier_base_rate": float(np.mean((base_rate - outcomes) ** 2))}
+    for name, model in models.items():
+        predicted = np.array(
+            [
+                model.success_curve(failure)[0][grid_column(failure, delay)]
+                for failure, delay in zip(held_out.failures, held_out.delays, strict=True)
+            ]
+        )
+        scores[f"history_brier_{name}"] = float(np.mean((predicted - outcomes) ** 2))
+    return scores
 
 
 def evaluation_set(quick: bool) -> list[Any]:
@@ -82,12 +107,15 @@ def train(ctx: Any) -> TrainedModel:
     n_fit, n_search, _ = _sizes(ctx.quick)
     acc = Accumulator()
     simulated = simulator_samples(episodes(TRAIN_FAMILIES, range(n_fit)), ctx.seed, acc)
+    simulator_only = acc.model()
     found = platform_history.training_samples(ctx.database_url, ctx.db_schema)
-    real = add_history(acc, found)
+    history, held_out = found.split()
+    real = add_history(acc, history)
     params: dict[str, Any] = {
         "data": "simulator + platform history" if real else "simulator only",
         "history_runs": found.runs,
         "history_samples": real,
+        "history_held_out_samples": len(held_out.failures),
         "simulated_samples": simulated,
         "train_families": ",".join(TRAIN_FAMILIES),
         "held_out_families": ",".join(HELD_OUT_FAMILIES),
@@ -114,6 +142,11 @@ def train(ctx: Any) -> TrainedModel:
     for who, outcomes in results.items():
         details.update({f"{who}_{k}": v for k, v in summary(outcomes).items()})
         details.update({f"{who}_cost_{k}": v for k, v in by_family(outcomes).items()})
+    if held_out.failures:  # the newest slice of real retries, never trained on
+        base_rate = float(np.mean(history.succeeded)) if history.succeeded else 0.5
+        details.update(
+            history_brier(held_out, {"model": model, "simulator_only": simulator_only}, base_rate)
+        )
     inference = p50_ms(model.decide, sample_failures(), repeat=20)
     params["seconds"] = round(time.monotonic() - started, 1)
     model_cost, static_cost = details["model_cost"], details["static_cost"]
@@ -146,7 +179,19 @@ def train(ctx: Any) -> TrainedModel:
             "" if beat else "The model does not beat both baselines here: agents keep the baseline."
         )
         + f" Held-out: unseen seeds of {len(TRAIN_FAMILIES)} families and the unseen families "
-        f"{', '.join(HELD_OUT_FAMILIES)}; AWS standard mode with a fresh retry quota per episode.",
+        f"{', '.join(HELD_OUT_FAMILIES)}; AWS standard mode with a fresh retry quota per episode."
+        + _history_note(details, len(held_out.failures)),
+    )
+
+
+def _history_note(details: dict[str, float], held_out: int) -> str:
+    if not held_out:
+        return " No held-out slice of platform history (too few recorded retries)."
+    return (
+        f" Held-out history: the newest {held_out} recorded retries, Brier score of the "
+        f"predicted success chance {details['history_brier_model']:.3f} (simulator only "
+        f"{details['history_brier_simulator_only']:.3f}, training base rate "
+        f"{details['history_brier_base_rate']:.3f}; lower is better)."
     )
 
 

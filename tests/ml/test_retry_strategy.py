@@ -22,9 +22,16 @@ from ml import registry
 from ml.evaluate import TrainedModel
 from ml.retry_strategy.history import samples_from_logs
 from ml.retry_strategy.policy import GRID, FailureContext, StaticExponential, clamp, keys
-from ml.retry_strategy.simulate import Accumulator, decide_fn, run
-from ml.retry_strategy.train import add_history, train
-from ml.sim.flaky import HELD_OUT_FAMILIES, HELD_OUT_SEED, TRAIN_FAMILIES, episode, run_episode
+from ml.retry_strategy.simulate import Accumulator, decide_fn, run, simulator_samples
+from ml.retry_strategy.train import add_history, history_brier, train
+from ml.sim.flaky import (
+    HELD_OUT_FAMILIES,
+    HELD_OUT_SEED,
+    TRAIN_FAMILIES,
+    episode,
+    episodes,
+    run_episode,
+)
 from ml.train import TrainingContext
 from services.workflow_engine.retry_model import RetryAdvisor
 from services.workflow_engine.step_call import RunContext, run_step
@@ -288,3 +295,45 @@ def test_recorded_retries_are_folded_into_the_table() -> None:
     cell = keys(found.failures[0])[-3]  # (class, has Retry-After)
     column = list(GRID).index(8.0)
     assert acc.weights[cell][column] > 0 and acc.sums[cell][column] == acc.weights[cell][column]
+
+
+def test_the_newest_recorded_retries_are_held_out_and_scored() -> None:
+    """A source the simulator does not know (its 503s recover after 8 s, never after 1 s):
+    the newest fifth of its recorded retries is held out by time, and the table that learned
+    from the older ones predicts them better than the simulator alone and the base rate."""
+    failure = {"status": 503, "error_class": "fetch_exhausted", "attempt": 1, "elapsed_s": 0.1}
+    rows = []
+    for i in range(300):
+        delay = 8.0 if i % 2 else 1.0
+        log = [
+            {
+                "outcome": "failed",
+                "decision": {"retry": True, "delay_s": delay, "failure": failure},
+            },
+            {"outcome": "succeeded" if delay == 8.0 else "failed"},
+        ]
+        rows.append((f"run-{i}", log, 1_000.0 + i))
+    history, held_out = samples_from_logs(rows).split()
+    assert (len(history.failures), len(held_out.failures)) == (240, 60)
+    assert min(held_out.at) > max(history.at)  # a time slice, not a random draw
+    acc = Accumulator()
+    simulator_samples(episodes(TRAIN_FAMILIES, range(40)), 0, acc)
+    simulator_only = acc.model()
+    add_history(acc, history)
+    base_rate = sum(history.succeeded) / len(history.succeeded)
+    scores = history_brier(
+        held_out, {"model": acc.model(), "simulator_only": simulator_only}, base_rate
+    )
+    assert scores["history_brier_model"] < scores["history_brier_simulator_only"]
+    assert scores["history_brier_model"] < scores["history_brier_base_rate"], scores
+
+
+def test_too_little_history_is_all_trained_on() -> None:
+    failure = {"status": 503, "error_class": "fetch_exhausted", "attempt": 1, "elapsed_s": 0.1}
+    log = [
+        {"outcome": "failed", "decision": {"retry": True, "delay_s": 2.0, "failure": failure}},
+        {"outcome": "succeeded"},
+    ]
+    found = samples_from_logs([(f"run-{i}", log, float(i)) for i in range(50)])
+    history, held_out = found.split()
+    assert len(history.failures) == 50 and held_out.failures == []
