@@ -7,7 +7,7 @@ from typing import Any
 
 from ml.format_recognition import evaluation
 from ml.format_recognition.generate import generate
-from ml.format_recognition.realfiles import harvest, split_packages
+from ml.format_recognition.realfiles import harvest, split_packages, training_files, unseen
 from ml.format_recognition.recognition import FORMATS
 from ml.format_recognition.references import LibmagicReference, MagikaReference
 from ml.format_recognition.rules import RulesRecognizer
@@ -29,7 +29,9 @@ def bench_rows(
     """[{recogniser, accuracy, real_files_accuracy, coarse_accuracy, p50_ms, files}] on the
     held-out split (another seed's generated files + packages training never sees); `model`
     is a trained FormatRecognizer (e.g. the registry's champion), left out when None."""
-    _, real_test, _ = split_packages(harvest(seed), seed)
+    _, real_test, held = split_packages(harvest(seed), seed)
+    trained_on = [s for samples in training_files(seed, held).values() for s in samples]
+    real_test = unseen(real_test, trained_on)  # as training scores it
     held_out = generate(seed + 1, per_class, FORMATS) + real_test
     recognisers: list[tuple[str, Any]] = [
         ("rules (baseline)", evaluation.recognizer_labeller(RulesRecognizer())),

@@ -176,10 +176,10 @@ def _json_shape(stripped: str, whole: bool) -> list[float]:
     return [1.0, float(another), float(whole and not rest.strip())]
 
 
-def _structure(text: str, lines: list[str], head_text: str) -> list[float]:
+def _structure(text: str, lines: list[str], head_text: str, tag_count: int) -> list[float]:
     """Markup, template, comment and indentation patterns (XML vs HTML, YAML vs text)."""
     n = max(len(lines), 1)
-    tags = max(len(_TAG.findall(head_text)), 1)
+    tags = max(tag_count, 1)
     nested = [_YAML_NESTED.match(line) for line in lines]
     indents = {len(m.group(1)) for m in nested if m}
     lower = head_text.lower()
@@ -228,6 +228,7 @@ def _text_stats(head: bytes, tail: bytes, whole: bool) -> list[float]:
     chars = max(len(text), 1)
     lower = stripped[:200].lower()
     tail_text = decode(tail, encoding).rstrip() if tail else ""
+    tag_count = len(_TAG.findall(head_text))  # the costliest pattern: counted once
     return [
         *(float(first == c) for c in _STARTS),
         float(first.isalpha()),
@@ -239,7 +240,7 @@ def _text_stats(head: bytes, tail: bytes, whole: bool) -> list[float]:
         float(encoding.startswith("utf-16")),
         float(encoding in ("cp1252", "latin-1")),
         min(len(_HTML.findall(head_text)), 50) / 50,
-        len(_TAG.findall(head_text)) / chars * 20,
+        tag_count / chars * 20,
         text.count("</") / chars * 20,
         sum(1 for line in lines if _YAML_KEY.match(line)) / n,
         sum(1 for line in lines if line.lstrip().startswith("- ")) / n,
@@ -260,7 +261,7 @@ def _text_stats(head: bytes, tail: bytes, whole: bool) -> list[float]:
         float(tail_text.lower().endswith("</html>")),
         *_delimiter_stats(lines[:30]),
         *_json_shape(stripped, whole),
-        *_structure(text, lines, head_text),
+        *_structure(text, lines, head_text, tag_count),
     ]
 
 

@@ -5,9 +5,11 @@ ml.format_recognition.writers, the shapes real files take by ml.format_recogniti
 and real files: up to 40 of each label from every installed package outside the held-out
 share, and the standard library's. Held out: files generated from another seed, and up to
 12 of each label from the packages never seen in training (ml.format_recognition.realfiles),
-exactly the files the first version was judged on. Settings (class weights, features per
-split, size) were chosen on validation splits carved from the training packages, never on
-the held-out files.
+minus any byte-identical to a training file or to another held-out file (packages ship
+copies of the same `INSTALLER`, `WHEEL` and licence files). Packages fall on either side by
+a hash of their name, so a new dependency moves no other package across the split.
+Settings (class weights, features per split, size) were chosen on validation splits carved
+from the training packages (ml.format_recognition.validate), never on the held-out files.
 The baseline is the converter's former rules (ml.format_recognition.rules); Magika and
 libmagic are scored on the same files as references.
 """
@@ -29,7 +31,7 @@ from ml.format_recognition.features import features
 from ml.format_recognition.forest import ArrayForest
 from ml.format_recognition.generate import generate
 from ml.format_recognition.model import FormatRecognizer
-from ml.format_recognition.realfiles import harvest, split_packages, training_files
+from ml.format_recognition.realfiles import harvest, split_packages, training_files, unseen
 from ml.format_recognition.recognition import FORMATS
 from ml.format_recognition.references import LibmagicReference, MagikaReference
 from ml.format_recognition.rules import RulesRecognizer
@@ -45,6 +47,7 @@ def _data(ctx: Any) -> tuple[list[Sample], list[Sample], dict[str, Any]]:
     if not ctx.quick:  # more files of the training packages, and the standard library's
         more = training_files(ctx.seed, held_packages)
         real_train = [s for samples in more.values() for s in samples]
+    real_test = unseen(real_test, real_train)
     if ctx.quick:  # a sample of the real files keeps the quick mode quick
         rng = random.Random(ctx.seed)
         real_train = rng.sample(real_train, min(len(real_train), 300))
@@ -82,7 +85,7 @@ def fit(train: list[Sample], *, seed: int, trees: int, **forest: Any) -> FormatR
             str(c): float((counts.max() / n) ** 0.5) for c, n in zip(labels, counts, strict=True)
         }
     fitted = RandomForestClassifier(
-        n_estimators=trees, n_jobs=2, random_state=seed, **settings
+        n_estimators=trees, n_jobs=1, random_state=seed, **settings
     ).fit(x, y)
     return FormatRecognizer(ArrayForest(fitted), version=f"forest-{trees}")
 
@@ -151,18 +154,53 @@ def _notes(
         for k, v in details.items()
         if k.startswith("model_recall_") and v < 0.99
     ]
+    dialect = details["model_dialect_header_accuracy"]
+    table, short = comparison(details)
     lines = [
         f"Held-out accuracy {mine['accuracy']:.4f} (real files of unseen packages "
         f"{mine['real_files_accuracy']:.4f}); rules {base['accuracy']:.4f}; "
         + ", ".join(f"{k} {v:.4f}" for k, v in references.items())
-        + f". Dialect+header right on {details['model_dialect_header_accuracy']:.4f} of "
-        f"generated delimited files. Inference p50 {p50:.3f} ms.",
+        + f". Inference p50 {p50:.3f} ms.",
         "Classes under 0.99 recall: " + (", ".join(misses) or "none") + ".",
-        "The issue's target (0.99 held-out accuracy) is "
-        + ("met." if mine["accuracy"] >= 0.99 else "not met."),
+        f"Dialect (delimiter and quote) and header right on {dialect:.4f} of the generated "
+        f"delimited files (the rules {details['baseline_dialect_header_accuracy']:.4f}); the "
+        f"delimiter right on {details['model_delimiter_accuracy']:.4f} of all delimited files, "
+        "real ones included (a real file's header is not known, so it is not scored).",
+        "The issue's targets: 0.99 held-out accuracy "
+        + ("met" if mine["accuracy"] >= 0.99 else "not met")
+        + "; dialect and header on 0.98 of delimited files "
+        + ("met" if dialect >= 0.98 else "not met")
+        + "; at least Magika's and the rules' recall on every class both name "
+        + ("met" if not short else "not met (" + ", ".join(short) + ")")
+        + f"; p50 under 1 ms {'met' if p50 < 1 else 'not met'}.",
         "Zip, xlsx and Avro writers stamp times and random sync markers into the generated "
         "files, so figures move by about 0.001 from one run to the next.",
         "xls files are hand-made OLE2 containers (no xls writer is installed); zstd's inner "
         "format is not named (no zstd decoder for a partial frame).",
     ]
-    return " ".join(lines)
+    return " ".join(lines) + "\n\n" + table
+
+
+_TOOLS = ("model", "baseline", "magika", "libmagic")
+
+
+def comparison(details: dict[str, float]) -> tuple[str, list[str]]:
+    """Per-class recall of the model, the rules, Magika and libmagic as a Markdown table, and
+    the classes where the model falls short of Magika or the rules. A tool names a class when it
+    recalls any file of it; the target counts the classes both Magika and the rules name."""
+    lines = [
+        "| class | model | rules | magika | libmagic | both name it | model >= both |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    short = []
+    for label in FORMATS:
+        recall = {t: details.get(f"{t}_recall_{label}", float("nan")) for t in _TOOLS}
+        both = recall["baseline"] > 0 and recall["magika"] > 0
+        best = max(recall["baseline"], recall["magika"])
+        ok = recall["model"] >= best
+        if both and not ok:
+            short.append(f"{label} {recall['model']:.4f} < {best:.4f}")
+        cells = " | ".join(f"{recall[t]:.4f}" for t in _TOOLS)
+        verdict = ("yes" if ok else "**no**") if both else "–"
+        lines.append(f"| {label} | {cells} | {'yes' if both else 'no'} | {verdict} |")
+    return "\n".join(lines), short

@@ -110,13 +110,10 @@ class Trained:
 
 @pytest.fixture(scope="module")
 def champion(tmp_path_factory: pytest.TempPathFactory) -> Trained:
-    started = time.monotonic()
-    trained = train(TrainingContext(quick=True))
-    took = time.monotonic() - started
+    trained = train(TrainingContext(quick=True))  # its time is bench/models.py's to print
     uri = registry.local_tracking_uri(tmp_path_factory.mktemp("mlflow"))
     registered = registry.register(trained, uri=uri)
     assert registered.promoted, registered.reason
-    assert took < 30, f"quick training took {took:.1f} s"
     scores = {"model": trained.model_score, **trained.references}
     assert trained.params["training_data"].startswith("simulator only")
     return Trained(uri, registered.version, trained.predictor, scores)

@@ -25,6 +25,7 @@ from ml.format_recognition import train as format_training
 from ml.format_recognition.features import _container, _json_shape
 from ml.format_recognition.generate import generate
 from ml.format_recognition.model import FormatRecognizer
+from ml.format_recognition.realfiles import split_packages, unseen
 from ml.format_recognition.recognition import FORMATS
 from ml.format_recognition.rules import RulesRecognizer
 from ml.format_recognition.samples import Sample
@@ -255,3 +256,37 @@ def test_a_few_word_documents_inside_other_are_not_drowned_by_xls() -> None:
     workbooks = [cfb_bytes(unseen, "Workbook") for _ in range(20)]
     assert [model.recognize(d, d[-1024:]).format for d in documents_].count("other") >= 18
     assert [model.recognize(d, d[-1024:]).format for d in workbooks].count("xls") >= 18
+
+
+def test_held_out_files_are_unseen_and_a_new_package_moves_no_other() -> None:
+    """A package's side of the split depends on its name alone, so a new dependency (dlt
+    brought fifteen) leaves every other package where it was; and a held-out file that is a
+    byte-for-byte copy of a training file (`INSTALLER`, `WHEEL`, licences) is not scored as
+    unseen."""
+
+    def files(package: str) -> list[Sample]:
+        return [Sample.of(f"{package}\n".encode(), "LICENSE", "text", f"package:{package}")]
+
+    packages = {f"pkg{i}": files(f"pkg{i}") for i in range(200)}
+    _, _, held = split_packages(packages, 7)
+    _, _, held_after = split_packages(packages | {"aaa_new": files("aaa_new")}, 7)
+    assert set(held_after) - {"aaa_new"} == set(held) and 40 < len(held) < 120
+    copy = Sample.of(b"uv\n", "INSTALLER", "text", "package:b")
+    other = Sample.of(b"pip\n", "INSTALLER", "text", "package:c")
+    training = [Sample.of(b"uv\n", "INSTALLER", "text", "package:a")]
+    assert unseen([copy, other, other], training) == [other]
+
+
+def test_the_report_compares_every_class_with_magika_and_the_rules() -> None:
+    """The per-class table names the classes where the model falls short of a tool that
+    names them too, and leaves out classes one of the tools cannot name."""
+    details = {
+        f"{tool}_recall_{label}": 1.0
+        for tool in ("model", "baseline", "magika", "libmagic")
+        for label in FORMATS
+    }
+    details |= {"model_recall_html": 0.95, "magika_recall_html": 0.97, "baseline_recall_html": 0.5}
+    details |= {"model_recall_yaml": 0.9, "baseline_recall_yaml": 0.0}  # rules never say yaml
+    table, short = format_training.comparison(details)
+    assert short == ["html 0.9500 < 0.9700"]
+    assert "| yaml | 0.9000 | 0.0000 | 1.0000 | 1.0000 | no | – |" in table

@@ -5,6 +5,7 @@ and falling back to the rules, and saying so, without a registry."""
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +19,7 @@ from agents.base.settings import AgentSettings
 from agents.data_collector.app import create_app as create_collector
 from agents.data_connector.app import create_app as create_connector
 from ml import registry
+from ml.source_detection.dlt_reference import DltReference
 from ml.source_detection.rules import RulesDetector
 from ml.source_detection.train import NAME, train
 from ml.train import TrainingContext
@@ -91,6 +93,30 @@ def test_quick_training_beats_the_rules_on_held_out_frameworks(trained_store) ->
     assert "odata" in families and "odata" not in trained.params["training_families"]
     # What the registry hands back is the model that was measured, not a re-fit.
     assert trained.score(loaded.predictor) == pytest.approx(trained.model_score)
+
+
+def test_the_model_beats_dlts_paginator_detection_on_held_out_frameworks(trained_store) -> None:
+    _, (trained, _) = trained_store
+    assert trained.references["dlt_pagination"] == trained.details["dlt_pagination_accuracy"]
+    assert trained.details["pagination_accuracy"] > trained.details["dlt_pagination_accuracy"]
+    assert "dlt" in trained.notes and "PaginatorFactory" in trained.notes
+
+
+def test_dlt_reference_answers_what_dlts_own_detection_finds() -> None:
+    dlt = DltReference()
+    drf = json.dumps(
+        {"count": 90, "next": "https://api.example.com/orders?page=2", "results": ORDERS[:3]}
+    )
+    found = dlt.detect("https://api.example.com/orders", 200, {}, drf.encode())
+    assert found.records_path == "results"
+    assert found.pagination == {"type": "next_link_in_body", "next_path": "next"}
+    github = {"Link": '<https://api.example.com/orders?page=2>; rel="next"'}
+    found = dlt.detect("https://api.example.com/orders", 200, github, json.dumps(ORDERS).encode())
+    assert found.records_path == "" and found.pagination == {"type": "link_header"}
+    # OData's next link is under a key that does not start with "next": dlt sees one page.
+    odata = {"@odata.nextLink": "https://x.example/Orders?$skiptoken=1", "value": ORDERS[:3]}
+    found = dlt.detect("https://x.example/Orders", 200, {}, json.dumps(odata).encode())
+    assert found.records_path == "value" and found.pagination == {"type": "none"}
 
 
 async def test_connector_serves_the_champion_and_reports_its_version(
