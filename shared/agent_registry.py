@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from shared.db.agent_models import RegisteredAgent
+from shared.db.models import RegisteredAgent
 from shared.settings import AGENT_NAMES
 from shared.spec.catalog import AGENT_ACTIONS
 

@@ -12,38 +12,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-# SQLSTATEs of a server that is going away or not back yet: connection exceptions (class 08),
-# admin/crash shutdown, cannot connect now, too many connections.
-_UNAVAILABLE = ("57P01", "57P02", "57P03", "53300")
-
-
-def database_unavailable(exc: BaseException) -> bool:
-    """Whether `exc` says the database is unreachable for now (worth trying again)."""
-    if isinstance(exc, OSError | TimeoutError | OperationalError | InterfaceError):
-        return True
-    if isinstance(exc, DBAPIError):
-        state = str(getattr(exc.orig, "sqlstate", "") or "")
-        return exc.connection_invalidated or state.startswith("08") or state in _UNAVAILABLE
-    return False
-
-
-def refused_value(exc: BaseException) -> str | None:
-    """PostgreSQL's reason when it refused a value (SQLSTATE class 22, "data exception": a NUL
-    in a string, a number out of range, a bad date), found along a short cause chain; else None.
-
-    Such a refusal is the request's fault: the same values would be refused again, so callers
-    answer 422 rather than a retryable 500.
-    """
-    seen: BaseException | None = exc
-    for _ in range(5):  # a short chain: an action's error wraps the driver's
-        if seen is None:
-            return None
-        driver = seen.orig if isinstance(seen, DBAPIError) else seen
-        sqlstate = getattr(driver, "sqlstate", None)
-        if isinstance(sqlstate, str) and sqlstate.startswith("22"):
-            return str(driver).strip().splitlines()[0][:300]
-        seen = seen.__cause__ or seen.__context__
-    return None
+from shared.db.errors import is_unavailable, refused_value
 
 
 class ErrorBody(BaseModel):
@@ -216,8 +185,7 @@ def register_exception_handlers(app: FastAPI) -> None:
 
 async def _dbapi_error_handler(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, DBAPIError)
-    text = str(exc.orig or exc)
-    if exc.connection_invalidated or "shutting down" in text or "terminating connection" in text:
+    if is_unavailable(exc):
         return await _database_unavailable_handler(request, exc)
     reason = refused_value(exc)
     if reason is not None:

@@ -1,33 +1,69 @@
-"""GET /health for the services that use PostgreSQL and Redis (controller and engine)."""
+"""GET /health, one implementation for every service: named checks, each with a state and what
+it shows, and the answer they add up to.
+
+A check's state is "ok", "degraded" (the service works, less well: Redis away delays events, a
+model fell back to its baseline) or "unhealthy" (it cannot do its work: its database is down).
+The answer is `unhealthy` with a 503 when any check is, else `degraded` when any is, else
+`healthy`; a probe restarts only what is unhealthy.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Literal
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
+State = Literal["ok", "degraded", "unhealthy"]
+Verdict = tuple[State, Any]  # the state, and what /health shows under the check's name
+Checks = Callable[[Request], Awaitable[dict[str, Verdict]]]
 
-async def infrastructure_checks(app: FastAPI) -> tuple[str, dict[str, str]]:
-    """Check the app's database and Redis; return the overall status and each check."""
-    checks: dict[str, str] = {}
+
+def overall(states: list[State]) -> str:
+    """The service's status from its checks' states."""
+    if "unhealthy" in states:
+        return "unhealthy"
+    return "degraded" if "degraded" in states else "healthy"
+
+
+def serve_health(
+    app: FastAPI, about: dict[str, Any], checks: Checks, *, in_schema: bool = False
+) -> None:
+    """Serve GET /health: `{"status", **about, "checks"}`, 503 when unhealthy."""
+
+    @app.get(
+        "/health",
+        include_in_schema=in_schema,
+        responses={503: {"description": "unhealthy: the database is down"}},
+    )
+    async def health(request: Request) -> JSONResponse:
+        verdicts = await checks(request)
+        status = overall([state for state, _ in verdicts.values()])
+        return JSONResponse(
+            {"status": status, **about, "checks": {k: v for k, (_, v) in verdicts.items()}},
+            status_code=503 if status == "unhealthy" else 200,
+        )
+
+
+async def database_verdict(connect: Callable[[], Any]) -> Verdict:
+    """`SELECT 1` over `connect()` (a sessionmaker or an engine's `connect`): down is unhealthy."""
     try:
-        async with app.state.sessionmaker() as session:
-            await session.execute(text("SELECT 1"))
-        checks["database"] = "ok"
+        async with connect() as connection:
+            await connection.execute(text("SELECT 1"))
     except Exception as exc:  # reported, not raised: /health must answer
-        checks["database"] = f"down: {type(exc).__name__}"
+        return "unhealthy", f"down: {type(exc).__name__}"
+    return "ok", "ok"
+
+
+async def redis_verdict(redis: Any) -> Verdict:
+    """PING: Redis down only delays events (they wait in the outbox), so it is degraded."""
     try:
-        await app.state.redis.ping()
-        checks["redis"] = "ok"
+        await redis.ping()
     except Exception as exc:
-        checks["redis"] = f"down: {type(exc).__name__}"
-    # Redis down only delays events (they wait in the outbox): degraded, not unhealthy.
-    if checks["database"] != "ok":
-        return "unhealthy", checks
-    return ("healthy" if checks["redis"] == "ok" else "degraded"), checks
+        return "degraded", f"down: {type(exc).__name__}"
+    return "ok", "ok"
 
 
 PartChecks = Callable[[FastAPI], Awaitable[dict[str, str]]]
@@ -36,20 +72,18 @@ PartChecks = Callable[[FastAPI], Awaitable[dict[str, str]]]
 def mount_health(
     app: FastAPI, service: str, *, parts: PartChecks | None = None, **extra: Any
 ) -> None:
-    """Serve GET /health: 200 when healthy or degraded, 503 when the database is down.
+    """/health of a service on the platform's PostgreSQL and Redis (controller and engine).
 
     `parts` adds checks of other services this one relies on; any not "ok" makes it degraded.
     """
 
-    @app.get("/health", include_in_schema=False)
-    async def health() -> JSONResponse:
-        status, checks = await infrastructure_checks(app)
-        if parts is not None:
-            more = await parts(app)
-            checks.update(more)
-            if status == "healthy" and any(value != "ok" for value in more.values()):
-                status = "degraded"
-        return JSONResponse(
-            {"status": status, "service": service, **extra, "checks": checks},
-            status_code=503 if status == "unhealthy" else 200,
-        )
+    async def checks(_: Request) -> dict[str, Verdict]:
+        verdicts = {
+            "database": await database_verdict(app.state.sessionmaker),
+            "redis": await redis_verdict(app.state.redis),
+        }
+        for name, shown in (await parts(app) if parts is not None else {}).items():
+            verdicts[name] = ("ok" if shown == "ok" else "degraded", shown)
+        return verdicts
+
+    serve_health(app, {"service": service, **extra}, checks)

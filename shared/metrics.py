@@ -75,7 +75,8 @@ def create_metrics() -> PlatformMetrics:
         ),
         workflow_queue_size=Gauge(
             "workflow_queue_size",
-            "Steps ready to run but not yet claimed, plus admitted runs not yet started",
+            "Work waiting to run: ready steps, due retries, admitted runs not started and runs "
+            "waiting for admission (counted by shared/db/queue.py)",
             registry=registry,
         ),
         agent_coordination_latency=Histogram(

@@ -74,6 +74,23 @@ def db_schema() -> Iterator[str]:
     yield from fresh_schema()
 
 
+@pytest.fixture(scope="module")
+def module_schema() -> Iterator[str]:
+    """A fresh migrated schema of this test module's own, dropped after its last test: claims,
+    caps and counts see only the module's runs, and steps it leaves behind reach no other."""
+    yield from fresh_schema()
+
+
+@pytest.fixture(scope="module")
+def module_env(common_env: dict, module_schema: str) -> dict:
+    """`common_env` on the module's own schema (for modules that write runs or steps)."""
+    return {
+        **common_env,
+        "db_schema": module_schema,
+        "target_schemas": [target_schema(module_schema)],
+    }
+
+
 @pytest.fixture(scope="session")
 def stream_prefix() -> str:
     """A Redis key prefix unique to this test session."""

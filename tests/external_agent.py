@@ -66,6 +66,7 @@ def create_app(db_path: str | None = None, token: str | None = None) -> FastAPI:
         return {
             "effects": [{"key": k, "run_id": r, "step_id": s} for k, r, s in rows],
             "most_in_flight": state["most_in_flight"],
+            "in_flight": state["in_flight"],
         }
 
     @app.post("/api/v1/{action}")

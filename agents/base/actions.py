@@ -26,6 +26,18 @@ class NoopBody(ActionBody):
     model_config = ConfigDict(extra="allow")
 
 
+class ActionResult(BaseModel):
+    """Base of a typed action result (`TransformResult`, ...): what the step's output is, in
+    the JSON the engine records (`model_dump(mode="json", by_alias=True)`), unknown fields
+    refused so a handler cannot hand back a shape its model does not declare."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    def as_output(self) -> dict[str, Any]:
+        """The result as the step's JSON output."""
+        return self.model_dump(mode="json", by_alias=True)
+
+
 class AgentError(AppError):
     """An action failure; `retryable` tells the engine whether another attempt may succeed."""
 
@@ -50,7 +62,8 @@ class AgentError(AppError):
         self.retry_after_s = retry_after_s
 
 
-Handler = Callable[[Any, "ActionContext"], Awaitable[dict[str, Any]]]
+# A handler answers with a typed ActionResult or, until each is typed, a dict of the same JSON.
+Handler = Callable[[Any, "ActionContext"], Awaitable[dict[str, Any] | ActionResult]]
 
 
 @dataclass

@@ -14,10 +14,16 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from opentelemetry.trace import StatusCode
 from pydantic import ValidationError
-from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
-from agents.base.actions import ActionRegistry, AgentError, NoopBody, noop
+from agents.base.actions import (
+    ActionRegistry,
+    ActionResult,
+    AgentError,
+    Handler,
+    NoopBody,
+    noop,
+)
 from agents.base.context import ActionContext
 from agents.base.ledger import Claim, Ledger, request_hash
 from agents.base.liveness import Heartbeat
@@ -28,15 +34,10 @@ from agents.base.settings import AgentSettings
 from ml.bindings import database_binding
 from ml.slot import ModelSlot
 from shared.auth import require_token
+from shared.db.errors import is_unavailable, refused_value
 from shared.db.session import create_engine, create_sessionmaker
-from shared.errors import (
-    NotFound,
-    ValidationFailed,
-    database_unavailable,
-    errors,
-    refused_value,
-    register_exception_handlers,
-)
+from shared.errors import NotFound, ValidationFailed, errors, register_exception_handlers
+from shared.health import State, Verdict, database_verdict, serve_health
 from shared.limits import limit_body
 from shared.logs import RequestLog, configure_logging, secret_values
 from shared.metrics import create_agent_metrics, mount_metrics
@@ -46,6 +47,7 @@ from shared.tracing import enabled as tracing_enabled
 
 # A health check returns (status, detail); status is "ok", "degraded" or "down".
 HealthCheck = Callable[[ActionContext], Awaitable[tuple[str, Any]]]
+_STATES: dict[str, State] = {"ok": "ok", "degraded": "degraded"}  # anything else: unhealthy
 log = logging.getLogger(__name__)
 
 
@@ -149,36 +151,20 @@ def create_agent_app(
             models=slots,
         )
 
-    @app.get("/health", responses={503: {"description": "unhealthy: the database is down"}})
-    async def health(request: Request) -> JSONResponse:
-        checks: dict[str, Any] = {}
-        status = "healthy"
-        try:
-            async with app.state.engine.connect() as conn:
-                await conn.execute(text("SELECT 1"))
-            checks["database"] = "ok"
-        except Exception as exc:  # reported, not raised: /health must answer
-            checks["database"] = f"down: {type(exc).__name__}"
-            status = "unhealthy"
+    async def health_checks_of(request: Request) -> dict[str, Verdict]:
+        verdicts = {"database": await database_verdict(app.state.engine.connect)}
         for name, slot in slots.items():
             state, detail = slot.health()
-            checks[f"model:{name}"] = detail if state == "ok" else {"status": state, **detail}
-            if state != "ok" and status == "healthy":
-                status = "degraded"
+            shown = detail if state == "ok" else {"status": state, **detail}
+            verdicts[f"model:{name}"] = ("ok" if state == "ok" else "degraded", shown)
         for name, check in (health_checks or {}).items():
             state, detail = await check(context(request))
-            checks[name] = detail if state == "ok" else {"status": state, "detail": detail}
-            if state != "ok" and status == "healthy":
-                status = "degraded" if state == "degraded" else "unhealthy"
-        return JSONResponse(
-            {
-                "status": status,
-                "agent": registry.agent,
-                "actions": sorted(registry.actions),
-                "checks": checks,
-            },
-            status_code=503 if status == "unhealthy" else 200,
-        )
+            shown = detail if state == "ok" else {"status": state, "detail": detail}
+            verdicts[name] = (_STATES.get(state, "unhealthy"), shown)
+        return verdicts
+
+    about = {"agent": registry.agent, "actions": sorted(registry.actions)}
+    serve_health(app, about, health_checks_of, in_schema=True)
 
     @app.get("/api/v1/actions", responses=errors(401))
     async def list_actions(request: Request) -> dict[str, Any]:
@@ -333,13 +319,14 @@ def _id_header(request: Request, name: str) -> str | None:
 
 
 async def _run_handler(
-    handler: Callable[[Any, ActionContext], Awaitable[dict[str, Any]]],
+    handler: Handler,
     body: Any,
     ctx: ActionContext,
     action: str,
 ) -> dict[str, Any]:
     try:
-        return await handler(body, ctx)
+        result = await handler(body, ctx)
+        return result.as_output() if isinstance(result, ActionResult) else result
     except AgentError:
         raise
     except Exception as exc:
@@ -360,7 +347,7 @@ def _caused_by_database_outage(exc: BaseException) -> bool:
         if seen is None:
             return False
         # Only the database driver's errors: an OSError could as well be a missing file.
-        if isinstance(seen, DBAPIError) and database_unavailable(seen):
+        if isinstance(seen, DBAPIError) and is_unavailable(seen):
             return True
         seen = seen.__cause__ or seen.__context__
     return False

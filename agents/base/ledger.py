@@ -26,7 +26,8 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
-from shared.errors import Conflict, database_unavailable
+from shared.db.errors import is_unavailable
+from shared.errors import Conflict
 
 log = logging.getLogger(__name__)
 
@@ -208,7 +209,7 @@ class Ledger:
                 await write()
                 return
             except Exception as exc:
-                if not database_unavailable(exc) or time.monotonic() + delay > deadline:
+                if not is_unavailable(exc) or time.monotonic() + delay > deadline:
                     raise
                 log.warning("ledger %s of %r waits for the database: %s", what, claim.key, exc)
             await asyncio.sleep(delay)

@@ -68,14 +68,6 @@ class HostUnresolvable(AgentError):
 # ---------------------------------------------------------------------------- network targets
 
 
-async def resolve_host(host: str, port: int) -> list[IPAddress]:
-    """Every address `host` resolves to (an IP literal resolves to itself)."""
-    try:
-        return await ssrf.resolve(host, port)
-    except ssrf.TargetUnresolvable as exc:
-        raise HostUnresolvable(str(exc), retryable=True, status_code=503) from exc
-
-
 async def check_host(host: str, port: int, settings: AgentSettings) -> list[IPAddress]:
     """Refuse `host` unless every address it resolves to may be reached; return them."""
     try:

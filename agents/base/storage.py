@@ -53,11 +53,6 @@ class DataRoot:
         return self.path("runs", run_id or "adhoc", step_id or "step")
 
 
-def open_uri(uri: str, mode: str = "rb") -> Any:
-    """Open a file URI or local path with fsspec."""
-    return fsspec.open(uri, mode).open()
-
-
 def sha256_of(uri: str) -> tuple[str, int]:
     """The sha256 and size of a file, read in chunks."""
     digest = hashlib.sha256()

@@ -117,7 +117,6 @@ class IncrementalWindow:
         self.window: dict[str, Any] = {}
         self._prune_at = 10_000
         self.duplicates = 0
-        self.before_start = 0
 
     @property
     def lower_bound(self) -> Any:
@@ -131,7 +130,6 @@ class IncrementalWindow:
         value = self.parse(raw)
         try:
             if self.start is not None and value < self.start:
-                self.before_start += 1
                 return False
             if self.max is None or value > self.max:
                 self.max = value

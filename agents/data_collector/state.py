@@ -18,7 +18,7 @@ from sqlalchemy import func
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from shared.db.source_state_models import STATE_KEY_PATTERN, SourceState
+from shared.db.models import STATE_KEY_PATTERN, SourceState
 
 __all__ = ["STATE_KEY_PATTERN", "StoredState", "holds_nul", "load_state", "save_state"]
 

@@ -179,14 +179,19 @@ def _parsed_natively(plan: Plan) -> dict[str, pl.DataType]:
 
 
 def _write(
-    local: str, detection: Detection, work: str, out: str, options: ConvertOptions, source_uri: str
-) -> tuple[Plan, dict[str, Any], dict[str, dict[str, Any]]]:
-    """Write `local` as Parquet to `out`: the plan used, the failure counts, the soft failures.
+    local: str, detection: Detection, work: str, options: ConvertOptions, source_uri: str
+) -> tuple[str, Plan, dict[str, Any], dict[str, dict[str, Any]]]:
+    """Write `local` as Parquet in `work`: the file written, the plan used, the failure counts,
+    the soft failures.
 
     Delimited text is planned from its text; the columns the plan makes numbers or booleans
     are then parsed by polars' CSV reader (one pass). A value that parser refuses sends the
     file down the text path: every column read as text and cast by the plan, which counts
     each value that does not convert and, for inferred types, keeps that column as text.
+
+    Each attempt writes a file of its own: a streaming sink whose query failed may still be
+    writing when the error reaches us, and a second attempt on the same path interleaves
+    with it (a corrupt Parquet file, seen under load).
     """
     delimited = detection.format in ("csv", "tsv")
     if delimited:  # transcoded once, for both paths
@@ -220,13 +225,21 @@ def _write(
     if delimited and (native := _parsed_natively(plan)):
         typed = open_lazy(local, detection, work, name=source_uri, types=native)
         typed_plan = plan_for(typed.collect_schema())
+        out = os.path.join(work, "typed.parquet")
         try:
-            return typed_plan, _run(typed, typed_plan, options.mode, out, options.compression), {}
+            return (
+                out,
+                typed_plan,
+                _run(typed, typed_plan, options.mode, out, options.compression),
+                {},
+            )
         except PARSER_ERRORS:
             pass  # a value the parser refuses (or a malformed row): the text path tells which
-    for _ in range(6):
+    for attempt in range(6):
+        out = os.path.join(work, f"text-{attempt}.parquet")
         try:
-            return plan, _run(lf, plan, options.mode, out, options.compression), soft_failures
+            counts = _run(lf, plan, options.mode, out, options.compression)
+            return out, plan, counts, soft_failures
         except PARSER_ERRORS as exc:
             failing = _diagnose(lf, plan)
             if not failing:
@@ -250,8 +263,7 @@ def convert_file(
             )
         except PARSER_ERRORS as exc:
             raise _parse_error(source_uri, exc) from exc
-        out = os.path.join(work, "out.parquet")
-        plan, counts, soft_failures = _write(local, detection, work, out, options, source_uri)
+        out, plan, counts, soft_failures = _write(local, detection, work, options, source_uri)
         report = _report(plan, counts, options.mode, soft_failures)
         if options.mode == "freeze" and report["coercion_failures"]:
             columns = ", ".join(sorted(report["coercion_failures"]))

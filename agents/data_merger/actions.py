@@ -13,7 +13,7 @@ import polars as pl
 from deltalake import DeltaTable
 from fastapi.encoders import jsonable_encoder
 from pydantic import Field, model_validator
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import DBAPIError
 
 from agents.base.actions import ActionBody, ActionRegistry, AgentError
 from agents.base.completeness import Completeness
@@ -36,6 +36,7 @@ from agents.data_merger.loading import (
 from agents.data_merger.merging import MergeSpec
 from agents.data_merger.quality import Checks, collected_checks, run_checks
 from agents.data_merger.records import record_load
+from shared.db.errors import is_unavailable
 
 registry = ActionRegistry("data-merger")
 
@@ -68,16 +69,10 @@ async def _database_errors() -> AsyncIterator[None]:
     """Database failures as AgentErrors: retryable when the database is away, else refused."""
     try:
         yield
-    except (OperationalError, InterfaceError, ConnectionError, TimeoutError) as exc:
-        raise AgentError(
-            f"database unavailable: {_first_line(exc)}",
-            code="database_unavailable",
-            retryable=True,
-        ) from exc
-    except DBAPIError as exc:
-        if exc.connection_invalidated:
+    except (DBAPIError, ConnectionError, TimeoutError) as exc:
+        if is_unavailable(exc):  # every connection or timeout error is, besides SQLSTATEs
             raise AgentError(
-                f"database connection lost: {_first_line(exc)}",
+                f"database unavailable: {_first_line(exc)}",
                 code="database_unavailable",
                 retryable=True,
             ) from exc

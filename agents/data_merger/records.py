@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from shared.db.dataset_load_models import DatasetLoad
+from shared.db.models import DatasetLoad
 
 
 def destination_of(result: dict[str, Any]) -> str:

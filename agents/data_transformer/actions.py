@@ -10,7 +10,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BeforeValidator, Field, StringConstraints, field_validator
 
-from agents.base.actions import ActionBody, ActionRegistry
+from agents.base.actions import ActionBody, ActionRegistry, ActionResult
 from agents.base.context import ActionContext
 from agents.base.storage import DataRoot, file_manifest
 from agents.base.tabular.inputs import flatten_refs
@@ -93,7 +93,20 @@ def _staged_inputs(body: TransformBody, ctx: ActionContext) -> dict[str, list[St
     return staged
 
 
-def _transform(body: TransformBody, ctx: ActionContext, settings: TransformerSettings) -> Any:
+class TransformResult(ActionResult):
+    """What `transform` staged: one Parquet file (`files`, as a convert lists its own, so a
+    merge takes it as its batches), or none when every input was empty."""
+
+    uri: str | None = Field(description="the staged file; None when nothing was staged")
+    rows: int
+    schema_: dict[str, str] = Field(alias="schema", description="column name to type name")
+    files: list[dict[str, Any]] = Field(description="the staged file's manifest, or none")
+    inputs: dict[str, Any] = Field(description="by input name: its files and rows")
+
+
+def _transform(
+    body: TransformBody, ctx: ActionContext, settings: TransformerSettings
+) -> TransformResult:
     staged = _staged_inputs(body, ctx)
     root = DataRoot.from_setting(settings.data_root)
     seed = ctx.idempotency_key or body.model_dump(mode="json")
@@ -110,13 +123,9 @@ def _transform(body: TransformBody, ctx: ActionContext, settings: TransformerSet
         publish(root, local, target)
     uri = root.uri(target)
     manifest = file_manifest(uri, rows=outcome.rows, schema=outcome.schema)
-    return {
-        "uri": uri,
-        "rows": outcome.rows,
-        "schema": outcome.schema,
-        "files": [manifest],
-        "inputs": outcome.inputs,
-    }
+    return TransformResult(
+        uri=uri, rows=outcome.rows, schema_=outcome.schema, files=[manifest], inputs=outcome.inputs
+    )
 
 
 @registry.action(
@@ -129,7 +138,7 @@ def _transform(body: TransformBody, ctx: ActionContext, settings: TransformerSet
     },
     description="run a DuckDB query over staged Parquet and stage its result",
 )
-async def transform_action(body: TransformBody, ctx: ActionContext) -> dict[str, Any]:
+async def transform_action(body: TransformBody, ctx: ActionContext) -> TransformResult:
     """Run `sql` over the inputs and stage the result as one Parquet file in this step's folder.
 
     Returns `{"uri", "rows", "schema", "files": [{"uri", "rows", "bytes", "sha256", "schema"}],
@@ -150,14 +159,14 @@ async def transform_action(body: TransformBody, ctx: ActionContext) -> dict[str,
         )
     empty = [name for name, refs in body.inputs.items() if not refs]
     if len(empty) == len(body.inputs):
-        return {"uri": None, "rows": 0, "schema": {}, "files": [], "inputs": {}}
+        return TransformResult(uri=None, rows=0, schema_={}, files=[], inputs={})
     if empty:
         raise refused(
             f"inputs.{empty[0]}",
             "has no files while other inputs have some; its columns are unknown",
             code="empty_input",
         )
-    result: dict[str, Any] = await asyncio.to_thread(
+    result: TransformResult = await asyncio.to_thread(
         _bounded, settings, _transform, body, ctx, settings
     )
     return result

@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from services.orchestrator_controller.settings import ControllerSettings
 from shared.auth import service_headers
-from shared.state.runs import note_unclaimed
+from shared.state.admission import note_unclaimed
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +98,9 @@ class Handoff:
         if not self._engine_answered:
             reason += f"; the engine at {self.settings.engine_url} does not answer"
         async with self.sessionmaker() as session, session.begin():
-            await note_unclaimed(session, after_s=after_s, reason=reason)
+            await note_unclaimed(
+                session, after_s=after_s, reason=reason, schema=self.settings.db_schema
+            )
 
     async def aclose(self) -> None:
         """Wait briefly for hand-offs in flight."""

@@ -15,19 +15,11 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from services.workflow_engine.retry_model import RetryAdvisor
 from shared.agent_client import AgentCallError, AgentClient
-from shared.spec.models import RetryPolicy, StepSpec, WorkflowSpec, parse_spec
+from shared.spec.models import RetryPolicy, StepSpec, parse_spec
 from shared.spec.templates import TemplateContext, TemplateError, render
+from shared.state.runs import RunContext
 from shared.state.steps import AttemptResult, ClaimedStep
 from shared.tracing import traceparent
-
-
-@dataclass
-class RunContext:
-    spec: WorkflowSpec
-    inputs: dict[str, Any]
-    trace_id: str
-    deadline_at: datetime | None
-    map_items: dict[str, list[Any]]
 
 
 class RunCache:

@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import io
 import logging
+import uuid
 from typing import Any
 
 import asyncpg
@@ -27,16 +28,17 @@ from ml.bindings import database_binding
 from services.workflow_engine import step_log
 from services.workflow_engine.retry_model import MODEL, RetryAdvisor
 from services.workflow_engine.settings import EngineSettings
-from services.workflow_engine.step_call import RunCache, RunContext, StepLimits, run_step
+from services.workflow_engine.step_call import RunCache, StepLimits, run_step
 from services.workflow_engine.stopper import StopReason, cut_stopped_steps, finish_stopping
 from shared.agent_client import AgentClient
+from shared.db.queue import queue_sizes
 from shared.db.session import asyncpg_dsn
 from shared.events.outbox import wakeup_channel
 from shared.logs import bind
 from shared.metrics import PlatformMetrics
 from shared.state.leases import expire_leases, release_leases, renew_leases
 from shared.state.progress import RunChange
-from shared.state.runs import StartedRun, start_runs, startable_runs
+from shared.state.runs import RunContext, start_runs, startable_runs
 from shared.state.steps import (
     AttemptResult,
     ClaimedStep,
@@ -354,7 +356,7 @@ class Executor:
         to idle ones instead of taking them all and having its steps taken over later.
         Returns (runs started, room there was).
         """
-        started: list[StartedRun] = []
+        started: dict[uuid.UUID, RunContext] = {}
         # Claims made while this round runs must wake the starter again: its count of the
         # backlog is from before them.
         self._starter_held = True
@@ -369,13 +371,11 @@ class Executor:
             if run_ids:
                 started = await start_runs(session, run_ids, schema=self.schema, owner=self.worker)
             # Before the commit: its NOTIFY may have the roots claimed before we resume.
-            for run in started:
-                self.runs.put(
-                    run.id, RunContext(run.spec, run.inputs, run.trace_id, run.deadline_at, {})
-                )
+            for run_id, context in started.items():
+                self.runs.put(run_id, context)
         self._starter_held = room <= 0
-        for run in started:
-            self.metrics.runs_started.labels(run.spec.kind).inc()
+        for context in started.values():
+            self.metrics.runs_started.labels(context.spec.kind).inc()
         return len(started), room
 
     # ---- stopping runs -----------------------------------------------------------------
@@ -417,23 +417,14 @@ class Executor:
             )
 
     async def refresh_gauges(self) -> None:
-        """Set active_workflows and workflow_queue_size (work ready for an engine, unclaimed)."""
+        """Set active_workflows and workflow_queue_size (shared/db/queue.py counts the queue)."""
         async with self.sessionmaker() as session:
-            row = (await session.execute(_GAUGES)).one()
-        self.metrics.workflow_queue_size.set(row.queued)
-        self.metrics.active_workflows.set(row.active)
+            sizes = await queue_sizes(session)
+            active = (await session.execute(_ACTIVE)).scalar_one()
+        self.metrics.workflow_queue_size.set(sizes.queued)
+        self.metrics.active_workflows.set(active)
 
 
-# Ready but unclaimed: READY steps, retries whose time has come, and admitted runs not started
-# yet (each needs an engine now). Every replica reports the same shared number.
-_GAUGES = text(
-    """
-SELECT (SELECT count(*) FROM step_runs
-        WHERE status = 'READY'
-           OR (status = 'RETRY_WAIT' AND (next_attempt_at IS NULL OR next_attempt_at <= now())))
-     + (SELECT count(*) FROM workflow_runs WHERE status = 'PENDING' AND admitted_at IS NOT NULL)
-       AS queued,
-       (SELECT count(*) FROM workflow_runs
-        WHERE status IN ('PENDING', 'RUNNING', 'COMPENSATING')) AS active
-"""
+_ACTIVE = text(
+    "SELECT count(*) FROM workflow_runs WHERE status IN ('PENDING', 'RUNNING', 'COMPENSATING')"
 )

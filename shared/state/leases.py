@@ -6,24 +6,24 @@ from __future__ import annotations
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from shared.events.outbox import Event, emit
-from shared.state.machine import STEP_EVENT, StepStatus
+from shared.events.outbox import emit
+from shared.state.transitions import EXPIRE, RELEASE, step_events
 
 _EXPIRE = text(
-    """
+    f"""
 WITH expired AS (
     SELECT id FROM step_runs
-    WHERE status = 'RUNNING' AND lease_expires_at < now()
+    WHERE {EXPIRE.sql()} AND lease_expires_at < now()
     ORDER BY lease_expires_at LIMIT :limit
     FOR UPDATE SKIP LOCKED
 )
-UPDATE step_runs s SET status = 'READY', lease_owner = NULL, lease_expires_at = NULL,
+UPDATE step_runs s SET status = '{EXPIRE.to}', lease_owner = NULL, lease_expires_at = NULL,
     attempts = greatest(s.attempts - 1, 0), ready_at = now(), affinity = NULL,
     status_reason = 'lease of ' || coalesce(s.lease_owner, '?') || ' expired; step re-queued',
     attempt_log = s.attempt_log || jsonb_build_array(jsonb_build_object(
         'attempt', s.attempts, 'outcome', 'lease_expired', 'worker', s.lease_owner))
-FROM expired WHERE s.id = expired.id
-RETURNING s.run_id, s.step_id, s.map_index, s.role
+FROM expired WHERE s.id = expired.id AND {EXPIRE.sql("s.status")}
+RETURNING s.run_id, s.step_id, s.role, s.map_index, s.status
 """
 )
 
@@ -31,18 +31,7 @@ RETURNING s.run_id, s.step_id, s.map_index, s.role
 async def expire_leases(session: AsyncSession, *, limit: int, schema: str | None) -> int:
     """Return steps whose worker vanished to READY, without counting the lost attempt."""
     rows = (await session.execute(_EXPIRE, {"limit": limit})).all()
-    await emit(
-        session,
-        [
-            Event(
-                STEP_EVENT[StepStatus.READY],
-                row.run_id,
-                {"step_id": row.step_id, "map_index": row.map_index, "reason": "lease expired"},
-            )
-            for row in rows
-        ],
-        schema=schema,
-    )
+    await emit(session, step_events(EXPIRE, rows, reason="lease expired"), schema=schema)
     return len(rows)
 
 
@@ -73,10 +62,11 @@ async def renew_leases(
 
 
 _RELEASE = text(
-    "UPDATE step_runs SET status = 'READY', lease_owner = NULL, lease_expires_at = NULL, "
+    f"UPDATE step_runs SET status = '{RELEASE.to}', lease_owner = NULL, lease_expires_at = NULL, "
     "attempts = greatest(attempts - 1, 0), status_reason = 'released at shutdown', "
     "ready_at = now(), affinity = NULL "
-    "WHERE id = ANY(:ids) AND status = 'RUNNING' AND lease_owner = :owner"
+    f"WHERE id = ANY(:ids) AND {RELEASE.sql()} AND lease_owner = :owner "
+    "RETURNING run_id, step_id, role, map_index, status"
 )
 
 
@@ -85,5 +75,6 @@ async def release_leases(
 ) -> None:
     """Give back unfinished steps at shutdown so another engine starts them at once."""
     if step_ids:
-        await session.execute(_RELEASE, {"ids": step_ids, "owner": owner})
-        await emit(session, [], schema=schema, wake="steps")
+        rows = await session.execute(_RELEASE, {"ids": step_ids, "owner": owner})
+        events = step_events(RELEASE, rows, reason="released at shutdown")
+        await emit(session, events, schema=schema, wake="steps")

@@ -1,7 +1,9 @@
-"""Run and step states: the one vocabulary used by the API, the database and the events."""
+"""Run and step states and the names of their events: the one vocabulary used by the API, the
+database and the event streams (which change leads where: transitions.py)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from enum import StrEnum
 
 
@@ -49,15 +51,6 @@ TERMINAL_STEP = frozenset(
     }
 )
 FAILED_STEP = frozenset({StepStatus.FAILED, StepStatus.TIMED_OUT})
-OPEN_STEP = frozenset(StepStatus) - TERMINAL_STEP
-
-RUN_TRANSITIONS: dict[RunStatus, frozenset[RunStatus]] = {
-    RunStatus.PENDING: frozenset({RunStatus.RUNNING, RunStatus.CANCELLED}),
-    RunStatus.RUNNING: frozenset(
-        {RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED, RunStatus.COMPENSATING}
-    ),
-    RunStatus.COMPENSATING: frozenset({RunStatus.COMPENSATED, RunStatus.COMPENSATION_FAILED}),
-}
 
 RUN_EVENT = {
     RunStatus.PENDING: "ingestion.workflow.pending",
@@ -82,7 +75,28 @@ STEP_EVENT = {
     StepStatus.READY: "ingestion.step.ready",
 }
 
+# Changes that leave the status as it was but say why a row waits (the status_reason) or what
+# it waits on: declared in transitions.py beside the status changes.
+RUN_WAITING = "ingestion.workflow.waiting"  # held by a policy, or not started by any engine
+RUN_ADMITTED = "ingestion.workflow.admitted"  # a policy let a held run start
+RUN_CANCELLING = "ingestion.workflow.cancelling"  # a started run was asked to stop
+STEP_FANNED_OUT = "ingestion.step.fanned_out"  # a map_over step handed its items to children
 
-def can_move(current: RunStatus, target: RunStatus) -> bool:
-    """Whether a run may go from `current` to `target`."""
-    return target in RUN_TRANSITIONS.get(current, frozenset())
+# Every event type a run's history may hold (one Redis stream each).
+EVENT_TYPES = frozenset(
+    {
+        *RUN_EVENT.values(),
+        *STEP_EVENT.values(),
+        RUN_WAITING,
+        RUN_ADMITTED,
+        RUN_CANCELLING,
+        STEP_FANNED_OUT,
+    }
+)
+
+BROKEN_STEP = FAILED_STEP | {StepStatus.SKIPPED, StepStatus.CANCELLED}  # an upstream that failed
+
+
+def sql_list(statuses: Iterable[StrEnum]) -> str:
+    """Statuses as an SQL list literal, `('A', 'B')`, for the reads that test a status."""
+    return "(" + ", ".join(f"'{s.value}'" for s in sorted(statuses)) + ")"

@@ -1,4 +1,5 @@
-"""Run-level transitions: accept (PENDING), start (RUNNING), cancel."""
+"""Accepting runs (PENDING) and starting them (RUNNING, their step rows created); admission
+waits are in admission.py, cancelling in stopping.py."""
 
 from __future__ import annotations
 
@@ -7,14 +8,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, text
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.db.models import WorkflowRun
-from shared.errors import Conflict, NotFound
 from shared.events.outbox import Event, emit
 from shared.spec.models import StepSpec, WorkflowSpec, parse_spec
-from shared.state.machine import RUN_EVENT, STEP_EVENT, TERMINAL_RUN, RunStatus, StepStatus
+from shared.state.machine import RunStatus
+from shared.state.transitions import ACCEPT, CREATE, PROMOTE, REUSE, START, step_events
 
 
 @dataclass
@@ -27,12 +28,6 @@ class NewRun:
     run_id: uuid.UUID | None = None
     submitted_by: str | None = None  # an API key's id, schedule:<id>, ...
     retry_of: uuid.UUID | None = None  # the failed run whose succeeded steps this one reuses
-
-
-async def create_run(session: AsyncSession, new: NewRun, *, schema: str | None) -> WorkflowRun:
-    """Insert a PENDING run and its `ingestion.workflow.pending` event."""
-    [run] = await create_runs(session, [new], schema=schema)
-    return run
 
 
 async def create_runs(
@@ -64,43 +59,33 @@ async def create_runs(
     await session.flush()
     events = [
         Event(
-            RUN_EVENT[RunStatus.PENDING],
+            ACCEPT.event_for(RunStatus.PENDING) or "",
             run.id,
-            {"workflow": run.workflow_name, "version": run.workflow_version, "kind": run.kind},
+            {
+                "workflow": run.workflow_name,
+                "version": run.workflow_version,
+                "kind": run.kind,
+                **({} if new.admitted else {"waiting": new.status_reason}),
+            },
         )
-        for run in runs
+        for run, new in zip(runs, news, strict=True)
     ]
     admitted = any(new.admitted for new in news)
     await emit(session, events, schema=schema, wake="runs" if admitted else None)
     return runs
 
 
-async def admit_run(session: AsyncSession, run_id: uuid.UUID, *, schema: str | None) -> None:
-    """Let a PENDING run held back by a policy be started by an engine."""
-    await session.execute(
-        text(
-            "UPDATE workflow_runs SET admitted_at = now(), status_reason = NULL "
-            "WHERE id = :id AND status = 'PENDING' AND admitted_at IS NULL"
-        ),
-        {"id": run_id},
-    )
-    await emit(session, [], schema=schema, wake="runs")
+@dataclass
+class RunContext:
+    """What executing a run's steps needs: returned by `start_runs` for the runs it started
+    (so no one re-reads them) and kept by the engine for the runs it works on."""
 
-
-async def start_run(session: AsyncSession, run_id: uuid.UUID, *, schema: str | None) -> bool:
-    """PENDING -> RUNNING for one run; False if it is not startable now."""
-    return bool(await start_runs(session, [run_id], schema=schema))
-
-
-@dataclass(frozen=True)
-class StartedRun:
-    """A run just started, with what executing its steps needs (so no one re-reads it)."""
-
-    id: uuid.UUID
     spec: WorkflowSpec
     inputs: dict[str, Any]
     trace_id: str
     deadline_at: datetime | None
+    # the engine's cache of each map_over step's rendered list, filled as it fans out
+    map_items: dict[str, list[Any]] = field(default_factory=dict)
 
 
 async def start_runs(
@@ -109,29 +94,27 @@ async def start_runs(
     *,
     schema: str | None,
     owner: str | None = None,
-) -> list[StartedRun]:
+) -> dict[uuid.UUID, RunContext]:
     """PENDING -> RUNNING: create the step rows (roots READY) in one round of statements.
 
-    Runs another engine is starting right now are skipped (SKIP LOCKED); returns those started.
-    `owner`, the starting engine, becomes the steps' affinity (it claims them first).
+    Runs another engine is starting right now are skipped (SKIP LOCKED); returns those started,
+    in order. `owner`, the starting engine, becomes the steps' affinity (it claims them first).
     """
     runs = (await session.execute(_LOCK_STARTABLE, {"ids": run_ids})).all()
     if not runs:
-        return []
+        return {}
     now = datetime.now(UTC)
     steps = _StepRows()
     deadlines: list[datetime | None] = []
-    events: list[Event] = []
-    started: list[StartedRun] = []
+    contexts: dict[uuid.UUID, RunContext] = {}
     for run in runs:
         spec = parse_spec(run.spec)
         for step in spec.steps:
             steps.add(run.id, step, run.priority)
         deadline = now + timedelta(seconds=spec.timeout_s) if spec.timeout_s else None
         deadlines.append(deadline)
-        events.append(Event(RUN_EVENT[RunStatus.RUNNING], run.id, {"workflow": run.workflow_name}))
-        started.append(StartedRun(run.id, spec, run.inputs, run.trace_id, deadline))
-    await session.execute(
+        contexts[run.id] = RunContext(spec, run.inputs, run.trace_id, deadline)
+    rows = await session.execute(
         _START,
         {
             "ids": [run.id for run in runs],
@@ -141,31 +124,42 @@ async def start_runs(
             **steps.columns(),
         },
     )
-    retries = [run.id for run in runs if run.retry_of is not None]
+    started: set[uuid.UUID] = set()
+    created = []
+    events: list[Event] = []
+    for row in rows:
+        if row.step_id is None:
+            started.add(row.run_id)
+            data = {"workflow": contexts[row.run_id].spec.name}
+            events.append(Event(START.event_for(RunStatus.RUNNING) or "", row.run_id, data))
+        else:
+            created.append(row)
+    events += step_events(CREATE, created)
+    retries = [run.id for run in runs if run.retry_of is not None and run.id in started]
     if retries:
         events += await _reuse_succeeded_steps(session, retries, now=now)
     await emit(session, events, schema=schema, wake=owner or "steps")
-    return started
+    return {run_id: context for run_id, context in contexts.items() if run_id in started}
 
 
 _LOCK_STARTABLE = text(
     "SELECT id, workflow_name, spec::text AS spec, inputs, trace_id, priority, retry_of "
-    "FROM workflow_runs WHERE id = ANY(:ids) AND status = 'PENDING' "
+    f"FROM workflow_runs WHERE id = ANY(:ids) AND {START.sql()} "
     "AND admitted_at IS NOT NULL ORDER BY id FOR UPDATE SKIP LOCKED"
 )
 
 # One statement for every run of the batch: runs RUNNING, their step rows inserted (roots READY).
 # `depends_on` travels comma-joined, since unnest cannot take an array per row (step ids have no
-# commas: STEP_ID_PATTERN).
+# commas: STEP_ID_PATTERN). Returns the runs started (step_id NULL) and the rows created.
 _START = text(
-    """
+    f"""
 WITH started AS (
-    UPDATE workflow_runs r SET status = 'RUNNING', started_at = :now, deadline_at = v.deadline,
+    UPDATE workflow_runs r SET status = '{START.to}', started_at = :now, deadline_at = v.deadline,
         status_reason = NULL
     FROM unnest(CAST(:ids AS uuid[]), CAST(:deadlines AS timestamptz[])) AS v(id, deadline)
-    WHERE r.id = v.id
-    RETURNING 1
-)
+    WHERE r.id = v.id AND {START.sql("r.status")}
+    RETURNING r.id
+), created AS (
 INSERT INTO step_runs (run_id, step_id, role, map_index, agent, action, depends_on, status,
                        priority, attempts, max_attempts, ready_at, attempt_log, affinity)
 SELECT s.run_id, s.step_id, 'action', -1, s.agent, s.action, string_to_array(s.deps, ','),
@@ -175,6 +169,12 @@ FROM unnest(CAST(:run_ids AS uuid[]), CAST(:step_ids AS text[]), CAST(:agents AS
             CAST(:actions AS text[]), CAST(:deps AS text[]), CAST(:priorities AS int[]),
             CAST(:max_attempts AS int[]))
      AS s(run_id, step_id, agent, action, deps, priority, max_attempts)
+JOIN started ON started.id = s.run_id
+RETURNING run_id, step_id, role, map_index, status
+)
+SELECT id AS run_id, NULL AS step_id, NULL AS role, NULL AS map_index, NULL AS status
+FROM started
+UNION ALL SELECT run_id, step_id, role, map_index, status FROM created
 """
 )
 
@@ -184,27 +184,27 @@ FROM unnest(CAST(:run_ids AS uuid[]), CAST(:step_ids AS text[]), CAST(:agents AS
 # dependency was reused become READY. The promotion excludes the reused rows themselves: one
 # statement must not update a row twice.
 _REUSE = text(
-    """
+    f"""
 WITH reused AS (
     UPDATE step_runs n
-    SET status = 'SUCCEEDED', output = o.output, ready_at = :now, started_at = :now,
+    SET status = '{REUSE.to}', output = o.output, ready_at = :now, started_at = :now,
         finished_at = :now, status_reason = 'reused from run ' || r.retry_of::text
     FROM workflow_runs r
     JOIN step_runs o ON o.run_id = r.retry_of AND o.role = 'action' AND o.map_index = -1
                     AND o.status = 'SUCCEEDED'
     WHERE r.id = ANY(:ids) AND n.run_id = r.id AND n.step_id = o.step_id
-      AND n.role = 'action' AND n.map_index = -1
-    RETURNING n.run_id, n.step_id, r.retry_of
+      AND n.role = 'action' AND n.map_index = -1 AND {REUSE.sql("n.status")}
+    RETURNING n.run_id, n.step_id, n.role, n.map_index, r.retry_of
 ), promoted AS (
-    UPDATE step_runs p SET status = 'READY', ready_at = :now
-    WHERE p.run_id = ANY(:ids) AND p.status = 'PENDING' AND p.role = 'action'
+    UPDATE step_runs p SET status = '{PROMOTE.to}', ready_at = :now
+    WHERE p.run_id = ANY(:ids) AND {PROMOTE.sql("p.status")} AND p.role = 'action'
       AND NOT EXISTS (SELECT 1 FROM reused x WHERE x.run_id = p.run_id AND x.step_id = p.step_id)
       AND p.depends_on <@ (SELECT array_agg(x.step_id)::varchar[] FROM reused x
                            WHERE x.run_id = p.run_id)
-    RETURNING p.run_id, p.step_id
+    RETURNING p.run_id, p.step_id, p.role, p.map_index
 )
-SELECT run_id, step_id, retry_of, 'SUCCEEDED' AS status FROM reused
-UNION ALL SELECT run_id, step_id, NULL, 'READY' FROM promoted
+SELECT run_id, step_id, role, map_index, retry_of, 'SUCCEEDED' AS status FROM reused
+UNION ALL SELECT run_id, step_id, role, map_index, NULL, 'READY' FROM promoted
 """
 )
 
@@ -214,17 +214,13 @@ async def _reuse_succeeded_steps(
 ) -> list[Event]:
     """Carry the failed runs' succeeded steps into their retries; the events say so."""
     rows = (await session.execute(_REUSE, {"ids": run_ids, "now": now})).all()
-    return [
-        Event(
-            STEP_EVENT[StepStatus(row.status)],
-            row.run_id,
-            {
-                "step_id": row.step_id,
-                **({"reused_from": str(row.retry_of)} if row.retry_of else {}),
-            },
-        )
-        for row in rows
-    ]
+    events = []
+    for row in rows:
+        if row.retry_of is None:
+            events += step_events(PROMOTE, [row])
+        else:
+            events += step_events(REUSE, [row], reused_from=str(row.retry_of))
+    return events
 
 
 @dataclass
@@ -260,57 +256,9 @@ async def startable_runs(session: AsyncSession, *, limit: int) -> list[uuid.UUID
     """
     rows = await session.execute(
         text(
-            "SELECT id FROM workflow_runs WHERE status = 'PENDING' AND admitted_at IS NOT NULL "
+            f"SELECT id FROM workflow_runs WHERE {START.sql()} AND admitted_at IS NOT NULL "
             "ORDER BY priority DESC, created_at LIMIT :limit FOR UPDATE SKIP LOCKED"
         ),
         {"limit": limit},
     )
     return [row.id for row in rows]
-
-
-async def request_cancel(
-    session: AsyncSession, run_id: uuid.UUID, *, reason: str, schema: str | None
-) -> WorkflowRun:
-    """Stop a run: nothing new starts; it ends CANCELLED once in-flight steps return.
-
-    A started run's row alone is written here, however many steps it has: the engines, woken,
-    cancel its waiting steps in bounded batches (shared/state/stopping.py).
-    """
-    run = (
-        await session.execute(select(WorkflowRun).where(WorkflowRun.id == run_id).with_for_update())
-    ).scalar_one_or_none()
-    if run is None:
-        raise NotFound(f"no workflow run {run_id}")
-    if run.status in TERMINAL_RUN or run.status == RunStatus.COMPENSATING:
-        raise Conflict(f"run {run_id} is already {run.status}; it cannot be cancelled")
-    run.cancel_requested = True
-    run.status_reason = reason
-    if run.status == RunStatus.PENDING:
-        run.status = RunStatus.CANCELLED
-        run.finished_at = datetime.now(UTC)
-        await session.flush()
-        await emit(
-            session,
-            [Event(RUN_EVENT[RunStatus.CANCELLED], run.id, {"reason": reason})],
-            schema=schema,
-        )
-        return run
-    await session.flush()
-    await emit(session, [], schema=schema, wake="stop")
-    return run
-
-
-_NOTE_UNCLAIMED = text(
-    "UPDATE workflow_runs SET status_reason = :reason "
-    "WHERE status = 'PENDING' AND admitted_at IS NOT NULL "
-    "AND admitted_at < now() - make_interval(secs => :after_s) "
-    "AND status_reason IS DISTINCT FROM :reason"
-)
-
-
-async def note_unclaimed(session: AsyncSession, *, after_s: float, reason: str) -> int:
-    """Say in `status_reason` why admitted runs are still PENDING after `after_s` (no engine
-    started them); starting a run clears it. Not a transition: the status stays PENDING."""
-    result = await session.execute(_NOTE_UNCLAIMED, {"after_s": after_s, "reason": reason})
-    await session.flush()
-    return int(result.rowcount or 0)  # type: ignore[attr-defined]

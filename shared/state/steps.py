@@ -1,4 +1,5 @@
-"""Step-level transitions: claim with a lease, record attempt results (leases: leases.py)."""
+"""Claims and results: claim steps with a lease, record attempts' results (leases: leases.py,
+fan-out: fanout.py)."""
 
 from __future__ import annotations
 
@@ -11,8 +12,11 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.events.outbox import Event, emit
-from shared.state.machine import STEP_EVENT, StepStatus
-from shared.state.progress import STOPPING_RUN, RunChange, advance_runs, lock_runs
+from shared.state.endings import RunChange
+from shared.state.fanout import expand
+from shared.state.machine import StepStatus
+from shared.state.progress import STOPPING_RUN, advance_runs, lock_runs
+from shared.state.transitions import CLAIM, RECORD
 
 
 @dataclass
@@ -27,7 +31,6 @@ class ClaimedStep:
     attempts: int
     max_attempts: int
     outputs: dict[str, Any]
-    is_map_parent_pending: bool = False
 
 
 @dataclass
@@ -55,7 +58,7 @@ _CLAIM = text(
     f"""
 WITH picked AS (
     SELECT id FROM step_runs w
-    WHERE status IN ('READY', 'RETRY_WAIT')
+    WHERE {CLAIM.sql()}
       AND (next_attempt_at IS NULL OR next_attempt_at <= now())
       AND (affinity IS NULL OR affinity = :owner
            OR coalesce(next_attempt_at, ready_at) <= now() - make_interval(secs => :sticky_s))
@@ -66,11 +69,11 @@ WITH picked AS (
     FOR UPDATE SKIP LOCKED
 ), claimed AS (
     UPDATE step_runs s
-    SET status = 'RUNNING', lease_owner = :owner,
+    SET status = '{CLAIM.to}', lease_owner = :owner,
         lease_expires_at = now() + make_interval(secs => :lease_s),
         attempts = s.attempts + 1, started_at = coalesce(s.started_at, now()),
         attempt_started_at = now(), next_attempt_at = NULL, status_reason = NULL
-    FROM picked WHERE s.id = picked.id
+    FROM picked WHERE s.id = picked.id AND {CLAIM.sql("s.status")}
     RETURNING s.id, s.run_id, s.step_id, s.role, s.map_index, s.agent, s.action,
               s.attempts, s.max_attempts, s.fanout_limit
 )
@@ -117,7 +120,7 @@ async def claim_steps(
         session,
         [
             Event(
-                STEP_EVENT[StepStatus.RUNNING],
+                CLAIM.event_for(StepStatus.RUNNING) or "",
                 c.run_id,
                 _step_data(c, attempt=c.attempts, worker=owner),
             )
@@ -138,44 +141,8 @@ def _step_data(step: ClaimedStep, **extra: Any) -> dict[str, Any]:
     return data
 
 
-_FINISH = text(
-    """
-UPDATE step_runs SET
-    status = :status, output = CAST(:output AS jsonb), error = CAST(:error AS jsonb),
-    status_reason = :reason, next_attempt_at = now() + make_interval(secs => :retry_in_s),
-    finished_at = CASE WHEN :final THEN now() ELSE NULL END,
-    lease_owner = NULL, lease_expires_at = NULL,
-    attempt_log = attempt_log || CAST(:log AS jsonb)
-WHERE id = :id AND status = 'RUNNING' AND lease_owner = :owner AND attempts = :attempt
-RETURNING id
-"""
-)
-
-_EXPAND_PARENT = text(
-    """
-UPDATE step_runs SET lease_owner = NULL, lease_expires_at = NULL, fanout_limit = :limit,
-    status_reason = :reason
-WHERE id = :id AND status = 'RUNNING' AND lease_owner = :owner AND attempts = :attempt
-RETURNING id
-"""
-)
-
-_INSERT_CHILDREN = text(
-    """
-INSERT INTO step_runs (run_id, step_id, role, map_index, agent, action, depends_on, status,
-                       priority, attempts, max_attempts, ready_at, attempt_log, affinity)
-SELECT p.run_id, p.step_id, 'action', i, p.agent, p.action, '{}',
-       CASE WHEN i < :limit THEN 'READY' ELSE 'PENDING' END, p.priority, 0, p.max_attempts,
-       CASE WHEN i < :limit THEN now() END, '[]'::jsonb, :owner
-FROM step_runs p, generate_series(0, :count - 1) AS i
-WHERE p.id = :id
-ON CONFLICT ON CONSTRAINT uq_step_runs_identity DO NOTHING
-"""
-)
-
-
 _FINISH_MANY = text(
-    """
+    f"""
 UPDATE step_runs s SET
     status = v.status, output = v.output, error = v.error, status_reason = v.reason,
     next_attempt_at = CASE WHEN v.retry_in_s IS NULL THEN NULL
@@ -187,7 +154,8 @@ FROM unnest(CAST(:ids AS bigint[]), CAST(:statuses AS text[]), CAST(:outputs AS 
             CAST(:errors AS jsonb[]), CAST(:reasons AS text[]), CAST(:retry AS float8[]),
             CAST(:logs AS jsonb[]), CAST(:owners AS text[]), CAST(:attempts AS int[]))
      AS v(id, status, output, error, reason, retry_in_s, log, owner, attempt)
-WHERE s.id = v.id AND s.status = 'RUNNING' AND s.lease_owner = v.owner AND s.attempts = v.attempt
+WHERE s.id = v.id AND {RECORD.sql("s.status")} AND s.lease_owner = v.owner
+  AND s.attempts = v.attempt
 RETURNING s.id
 """
 )
@@ -231,7 +199,7 @@ async def record_results(
     for result in results:
         if result.map_items is not None:
             touched_map = True
-            await _expand(session, result, events)
+            await expand(session, result, events)
         else:
             touched_map = touched_map or result.step.map_index >= 0
             finished.append((result, _status_of(result)))
@@ -285,7 +253,7 @@ async def record_results(
             data["retry_in_s"] = round(result.retry_in_s or 0.0, 3)
         if result.decision is not None:
             data["retry_decision"] = result.decision
-        events.append(Event(STEP_EVENT[status], step.run_id, data))
+        events.append(Event(RECORD.event_for(status) or "", step.run_id, data))
     maybe_broken = any(status != StepStatus.SUCCEEDED for _, status in finished)
     return await advance_runs(
         session,
@@ -295,36 +263,4 @@ async def record_results(
         touched_map=touched_map,
         maybe_broken=maybe_broken,
         events=events,
-    )
-
-
-async def _expand(session: AsyncSession, result: AttemptResult, events: list[Event]) -> None:
-    step = result.step
-    items = result.map_items or []
-    params = {"id": step.id, "owner": result.worker, "attempt": step.attempts}
-    if not items:
-        await session.execute(
-            _FINISH,
-            {
-                **params,
-                "status": StepStatus.SUCCEEDED,
-                "output": "[]",
-                "error": None,
-                "reason": "map_over list was empty",
-                "retry_in_s": 0.0,
-                "final": True,
-                "log": "[]",
-            },
-        )
-        events.append(Event(STEP_EVENT[StepStatus.SUCCEEDED], step.run_id, _step_data(step)))
-        return
-    reason = f"waiting for {len(items)} map items, at most {result.fanout_limit} at once"
-    updated = await session.execute(
-        _EXPAND_PARENT, {**params, "limit": result.fanout_limit, "reason": reason}
-    )
-    if updated.first() is None:
-        return
-    await session.execute(
-        _INSERT_CHILDREN,
-        {"id": step.id, "limit": result.fanout_limit, "count": len(items), "owner": result.worker},
     )

@@ -16,7 +16,10 @@ from typing import Literal
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from shared.events.outbox import emit
+from shared.db.models import WorkflowRun
+from shared.errors import Conflict, NotFound
+from shared.events.outbox import Event, emit
+from shared.state.machine import RunStatus, sql_list
 from shared.state.progress import (
     STOP_BATCH,
     STOPPING_RUN,
@@ -26,13 +29,51 @@ from shared.state.progress import (
     run_lock_key,
     stop_waiting_steps,
 )
+from shared.state.transitions import CANCEL_PENDING, REQUEST_CANCEL, WAITING_STEP
+
+# A PENDING run is cancelled at once; a started one is marked and stops as described above.
+_REQUEST_CANCEL = text(
+    f"""
+UPDATE workflow_runs SET cancel_requested = true, status_reason = :reason,
+    status = CASE WHEN {CANCEL_PENDING.sql()} THEN 'CANCELLED' ELSE status END,
+    finished_at = CASE WHEN {CANCEL_PENDING.sql()} THEN now() ELSE finished_at END
+WHERE id = :id AND ({CANCEL_PENDING.sql()} OR {REQUEST_CANCEL.sql()})
+RETURNING status
+"""
+)
+
+
+async def request_cancel(
+    session: AsyncSession, run_id: uuid.UUID, *, reason: str, schema: str | None
+) -> WorkflowRun:
+    """Stop a run: nothing new starts; it ends CANCELLED once in-flight steps return.
+
+    A started run's row alone is written here, however many steps it has: the engines, woken,
+    cancel its waiting steps in bounded batches (`stop_round`).
+    """
+    row = (await session.execute(_REQUEST_CANCEL, {"id": run_id, "reason": reason})).first()
+    run = await session.get(WorkflowRun, run_id, populate_existing=True)
+    if run is None:
+        raise NotFound(f"no workflow run {run_id}")
+    if row is None:
+        raise Conflict(f"run {run_id} is already {run.status}; it cannot be cancelled")
+    if row.status == RunStatus.CANCELLED:
+        event = Event(
+            CANCEL_PENDING.event_for(RunStatus.CANCELLED) or "", run_id, {"reason": reason}
+        )
+        await emit(session, [event], schema=schema)
+    else:
+        event = Event(REQUEST_CANCEL.event_for(RunStatus.RUNNING) or "", run_id, {"reason": reason})
+        await emit(session, [event], schema=schema, wake="stop")
+    return run
+
 
 # Whether run `r` has waiting action steps (ix_step_runs_waiting finds one among any number of
 # finished ones). A scalar subquery, not EXISTS: the planner cannot turn it into a join that
 # reads every waiting step of every run.
 _HAS_WAITING = (
     "(SELECT 1 FROM step_runs s WHERE s.run_id = r.id AND s.role = 'action' "
-    "AND s.status IN ('PENDING', 'READY', 'RETRY_WAIT') LIMIT 1) IS NOT NULL"
+    f"AND s.status IN {sql_list(WAITING_STEP)} LIMIT 1) IS NOT NULL"
 )
 
 # Runs another engine is advancing right now are skipped (a try-lock): replicas share the work

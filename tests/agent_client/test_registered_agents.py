@@ -21,6 +21,7 @@ from shared.db.session import create_engine, create_sessionmaker
 from shared.settings import CommonSettings
 from tests.conftest import DATABASE_URL, SERVICE_TOKEN, fresh_schema
 from tests.external_agent import create_app as external_agent
+from tests.polling import eventually
 from tests.serving import serve
 
 pytestmark = pytest.mark.timeout(60)
@@ -109,7 +110,11 @@ async def test_the_agents_timeout_and_concurrency_are_kept(
                 "data-quality", "sleep", {"seconds": 1.5}, idempotency_key="t", timeout_s=30
             )
         assert slow.value.code == "timeout" and time.monotonic() - started < 1.4
-        await asyncio.sleep(1.2)  # the agent finishes the abandoned call
+
+        async def abandoned_call_finished() -> bool:
+            return (await effects(agent_url))["in_flight"] == 0
+
+        await eventually(abandoned_call_finished)  # the cap below counts from an idle agent
 
         await asyncio.gather(
             *(

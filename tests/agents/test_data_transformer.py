@@ -79,7 +79,7 @@ def refusal(response: httpx.Response, status: int, field: str) -> dict[str, Any]
     assert response.status_code == status, response.text
     body: dict[str, Any] = response.json()
     assert body["retryable"] is False
-    assert body["message"].startswith(f"{field}:") or field in body["message"], body
+    assert body["message"].startswith(f"{field}:"), body  # the message names the field first
     fields = [d["field"] for d in body.get("details") or []]
     assert any(f == field or f.startswith(f"{field}.") for f in fields), body
     return body

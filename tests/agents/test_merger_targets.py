@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,12 +24,7 @@ from shared.db.migrate import upgrade
 from shared.db.session import asyncpg_dsn
 from shared.settings import PLATFORM_SCHEMA, CommonSettings
 from tests.conftest import DATABASE_URL, asgi_client, service_auth
-from tests.schedules.helpers import controller, private_schema
-
-
-@pytest.fixture(scope="module")
-def env(common_env: dict) -> Iterator[dict]:
-    yield from private_schema(common_env)
+from tests.schedules.helpers import controller
 
 
 async def _platform_rows(schema: str) -> dict[str, Any]:
@@ -45,10 +39,10 @@ async def _platform_rows(schema: str) -> dict[str, Any]:
     return {"schedules": sorted(names), "source_state": state}
 
 
-async def test_no_merge_reaches_the_platform_tables(env: dict, tmp_path: Path) -> None:
-    async with controller(env, seed_schedules=True):
+async def test_no_merge_reaches_the_platform_tables(module_env: dict, tmp_path: Path) -> None:
+    async with controller(module_env, seed_schedules=True):
         pass  # the four seed schedules now exist
-    settings = AgentSettings(**env, allowed_roots=[str(tmp_path)])
+    settings = AgentSettings(**module_env, allowed_roots=[str(tmp_path)])
     headers = {**service_auth(), "X-Run-Id": "r1", "X-Step-Id": "merge"}
     async with asgi_client(create_collector(settings)) as collector:
         committed = await collector.post(
@@ -57,7 +51,7 @@ async def test_no_merge_reaches_the_platform_tables(env: dict, tmp_path: Path) -
             headers=headers,
         )
         assert committed.status_code == 200, committed.text
-    before = await _platform_rows(env["db_schema"])
+    before = await _platform_rows(module_env["db_schema"])
     assert len(before["schedules"]) == 4 and len(before["source_state"]) == 1
 
     batch = tmp_path / "b.parquet"
@@ -65,8 +59,11 @@ async def test_no_merge_reaches_the_platform_tables(env: dict, tmp_path: Path) -
         batch
     )
     attempts: list[tuple[dict[str, Any], str]] = [
-        ({"kind": "postgres", "table": "schedules", "schema": env["db_schema"]}, "replace"),
-        ({"kind": "postgres", "table": "source_state", "schema": env["db_schema"]}, "replace"),
+        ({"kind": "postgres", "table": "schedules", "schema": module_env["db_schema"]}, "replace"),
+        (
+            {"kind": "postgres", "table": "source_state", "schema": module_env["db_schema"]},
+            "replace",
+        ),
         ({"kind": "postgres", "table": "schedules", "schema": PLATFORM_SCHEMA}, "replace"),
         ({"kind": "postgres", "table": "schedules", "schema": "public"}, "replace"),
         ({"kind": "postgres", "table": "pg_class", "schema": "pg_catalog"}, "append"),
@@ -101,8 +98,8 @@ async def test_no_merge_reaches_the_platform_tables(env: dict, tmp_path: Path) -
             headers={**headers, "Idempotency-Key": "own-table"},
         )
         assert own.status_code == 200, own.text
-        assert own.json()["table"] == f"{env['target_schemas'][0]}.source_state"
-    assert await _platform_rows(env["db_schema"]) == before
+        assert own.json()["table"] == f"{module_env['target_schemas'][0]}.source_state"
+    assert await _platform_rows(module_env["db_schema"]) == before
 
 
 def test_an_agent_refuses_to_start_with_the_platform_schema_as_a_target() -> None:

@@ -17,8 +17,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from agents.base.actions import AgentError
 from agents.base.app import _run_handler
+from shared.db.errors import refused_value
 from shared.db.session import asyncpg_dsn
-from shared.errors import refused_value
 from tests.conftest import DATABASE_URL
 
 

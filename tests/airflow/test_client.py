@@ -39,7 +39,7 @@ client_module = load_client()
 
 
 @pytest.fixture(scope="module")
-def controller_url(env: dict, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def controller_url(module_env: dict, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     service = Service(
         "controller",
         "services.orchestrator_controller.app",
@@ -47,7 +47,7 @@ def controller_url(env: dict, tmp_path_factory: pytest.TempPathFactory) -> Itera
         {
             "DATABASE_URL": DATABASE_URL,
             "REDIS_URL": REDIS_URL,
-            "DB_SCHEMA": env["db_schema"],
+            "DB_SCHEMA": module_env["db_schema"],
             "SERVICE_TOKEN": SERVICE_TOKEN,
             "CONTROLLER_API_KEYS": json.dumps([API_KEY]),
             "CONTROLLER_ENGINE_URL": "http://127.0.0.1:9",  # the test plays the engine
@@ -92,19 +92,23 @@ def test_an_unknown_workflow_fails_the_task(controller_url: str) -> None:
         client_module.trigger(controller(controller_url), "nothing", "k-unknown")
 
 
-async def play_engine(env: dict, url: str, key: str, error: dict | None) -> None:
+async def play_engine(module_env: dict, url: str, key: str, error: dict | None) -> None:
     """Finish the run for `key` (the same key names the same run) as an engine would."""
     run_id = await asyncio.to_thread(client_module.trigger, controller(url), "nightly", key)
-    engine = create_engine(CommonSettings(database_url=DATABASE_URL, db_schema=env["db_schema"]))
+    engine = create_engine(
+        CommonSettings(database_url=DATABASE_URL, db_schema=module_env["db_schema"])
+    )
     try:
-        await finish_run(create_sessionmaker(engine), run_id, schema=env["db_schema"], error=error)
+        await finish_run(
+            create_sessionmaker(engine), run_id, schema=module_env["db_schema"], error=error
+        )
     finally:
         await engine.dispose()
 
 
 @pytest.mark.parametrize("fails", [False, True])
 async def test_the_task_waits_for_the_run_and_fails_with_it(
-    env: dict, controller_url: str, fails: bool
+    module_env: dict, controller_url: str, fails: bool
 ) -> None:
     key = f"airflow:nightly:{'fail' if fails else 'ok'}"
     error = {"code": "boom", "message": "source down"} if fails else None
@@ -115,7 +119,7 @@ async def test_the_task_waits_for_the_run_and_fails_with_it(
         controller=controller(controller_url),
         timeout_s=30,
     )
-    outcome = asyncio.gather(task, play_engine(env, controller_url, key, error))
+    outcome = asyncio.gather(task, play_engine(module_env, controller_url, key, error))
     if fails:
         with pytest.raises(client_module.RunFailed, match="ended FAILED: step only failed"):
             await outcome

@@ -41,9 +41,9 @@ def inline_spec(name: str = "inline", **step_extra: Any) -> dict[str, Any]:
 
 
 @pytest.fixture
-async def api(common_env: dict) -> AsyncIterator[httpx.AsyncClient]:
+async def api(module_env: dict) -> AsyncIterator[httpx.AsyncClient]:
     settings = ControllerSettings(
-        **common_env,
+        **module_env,
         api_keys=["k-123"],
         engine_url="http://127.0.0.1:9",  # nothing listens: hand-off fails, runs stay PENDING
         start_loops=False,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -22,9 +22,9 @@ from services.orchestrator_controller.lineage.builder import (
 from shared.db.session import create_engine, create_sessionmaker
 from shared.settings import CommonSettings
 from shared.spec.models import WorkflowSpec
-from shared.state.runs import NewRun, create_run, start_run
+from shared.state.runs import NewRun, create_runs, start_runs
 from shared.state.steps import AttemptResult, ClaimedStep, claim_steps, record_results
-from tests.conftest import DATABASE_URL, fresh_schema
+from tests.conftest import DATABASE_URL
 from tests.openlineage_schema import schema_errors
 
 NAMES = LineageNames(namespace="ingestion-platform", target_database_url=DATABASE_URL)
@@ -85,16 +85,9 @@ SPEC = {
 INPUTS = {"folder": "/srv/drop/orders/", "remote_url": "http://files.shop.test/exports/o.json"}
 
 
-@pytest.fixture(scope="module")
-def schema() -> Iterator[str]:
-    """This module's own schema: a claim takes any READY step of its schema, and the last test
-    here leaves its run unfinished."""
-    yield from fresh_schema()
-
-
 @pytest.fixture
-async def db(schema: str) -> AsyncIterator[async_sessionmaker]:
-    engine = create_engine(CommonSettings(database_url=DATABASE_URL, db_schema=schema))
+async def db(module_schema: str) -> AsyncIterator[async_sessionmaker]:
+    engine = create_engine(CommonSettings(database_url=DATABASE_URL, db_schema=module_schema))
     yield create_sessionmaker(engine)
     await engine.dispose()
 
@@ -109,11 +102,11 @@ class Run:
     async def start(self, inputs: dict[str, Any]) -> None:
         spec = WorkflowSpec.model_validate(self.spec)
         async with self.db() as session, session.begin():
-            await create_run(
-                session, NewRun(spec=spec, inputs=inputs, run_id=self.id), schema=self.schema
+            await create_runs(
+                session, [NewRun(spec=spec, inputs=inputs, run_id=self.id)], schema=self.schema
             )
         async with self.db() as session, session.begin():
-            assert await start_run(session, self.id, schema=self.schema)
+            assert await start_runs(session, [self.id], schema=self.schema)
 
     async def claim(self) -> dict[str, ClaimedStep]:
         async with self.db() as session, session.begin():
@@ -161,9 +154,9 @@ def names(datasets: list[dict[str, Any]]) -> list[tuple[str, str]]:
 
 
 async def test_a_run_with_loads_gives_a_valid_start_and_complete(
-    db: async_sessionmaker, schema: str
+    db: async_sessionmaker, module_schema: str
 ) -> None:
-    run = Run(db, schema, SPEC)
+    run = Run(db, module_schema, SPEC)
     await run.start(INPUTS)
     first = await run.claim()
     await run.record(*(ok(s, {"uri": "s3://landing/orders/o.json"}) for s in first.values()))
@@ -172,7 +165,7 @@ async def test_a_run_with_loads_gives_a_valid_start_and_complete(
     for fingerprint, written, size in (("a", 100, 4000), ("b", 40, 1500)):
         result = merge_result(target="delta", uri=delta, written=written, bytes=size)
         await record_load(db, result, fingerprint=fingerprint, run_id=str(run.id), step_id="merge")
-    table = f"{schema}_data.orders"
+    table = f"{module_schema}_data.orders"
     pg_result = merge_result(target="postgres", table=table, version=7)
     await record_load(db, pg_result, fingerprint="c", run_id=str(run.id), step_id="merge")
     await run.record(ok((await run.claim())["merge"]))
@@ -222,9 +215,9 @@ async def test_a_run_with_loads_gives_a_valid_start_and_complete(
 
 
 async def test_a_failed_run_gives_fail_with_its_error_and_what_it_read(
-    db: async_sessionmaker, schema: str
+    db: async_sessionmaker, module_schema: str
 ) -> None:
-    run = Run(db, schema, SPEC)
+    run = Run(db, module_schema, SPEC)
     await run.start(INPUTS)
     first = await run.claim()
     failing = AttemptResult(
@@ -245,9 +238,9 @@ async def test_a_failed_run_gives_fail_with_its_error_and_what_it_read(
     assert fail["outputs"] == []
 
 
-async def test_the_schemas_catch_a_broken_event(db: async_sessionmaker, schema: str) -> None:
+async def test_the_schemas_catch_a_broken_event(db: async_sessionmaker, module_schema: str) -> None:
     """The validation itself can fail: a missing field, a bad format, a facet under a wrong key."""
-    run = Run(db, schema, SPEC)
+    run = Run(db, module_schema, SPEC)
     await run.start(INPUTS)
     [start] = await run.lineage()
     assert schema_errors(start) == []

@@ -23,7 +23,7 @@ from services.orchestrator_controller.settings import ControllerSettings
 from shared.db.session import asyncpg_dsn, create_engine, create_sessionmaker
 from shared.events.relay import OutboxRelay
 from shared.spec.models import WorkflowSpec
-from shared.state.runs import NewRun, create_run, start_run
+from shared.state.runs import NewRun, create_runs, start_runs
 from tests.conftest import DATABASE_URL, REDIS_URL
 from tests.lineage_receiver import LineageReceiver, lineage_receiver
 from tests.polling import eventually
@@ -41,11 +41,11 @@ def receiver() -> Iterator[tuple[LineageReceiver, str]]:
 
 
 @pytest.fixture
-def settings(db_schema: str, stream_prefix: str, receiver: tuple[LineageReceiver, str]) -> Any:
+def settings(module_schema: str, stream_prefix: str, receiver: tuple[LineageReceiver, str]) -> Any:
     return ControllerSettings(
         database_url=DATABASE_URL,
         redis_url=REDIS_URL,
-        db_schema=db_schema,
+        db_schema=module_schema,
         stream_prefix=f"{stream_prefix}lineage-{uuid.uuid4().hex[:6]}:",
         openlineage_url=receiver[1],
         openlineage_api_key="lineage-key",
@@ -75,9 +75,9 @@ async def started_run(
     async with db() as session, session.begin():
         spec = WorkflowSpec.model_validate(SPEC)
         new = NewRun(spec=spec, inputs={}, run_id=run_id)
-        await create_run(session, new, schema=settings.db_schema)
+        await create_runs(session, [new], schema=settings.db_schema)
     async with db() as session, session.begin():
-        assert await start_run(session, run_id, schema=settings.db_schema)
+        assert await start_runs(session, [run_id], schema=settings.db_schema)
     conn = await asyncpg.connect(
         asyncpg_dsn(DATABASE_URL), server_settings={"search_path": settings.db_schema}
     )

@@ -12,7 +12,7 @@ import pytest
 
 from services.orchestrator_controller.app import create_app
 from services.orchestrator_controller.settings import ControllerSettings
-from shared.state.runs import start_run
+from shared.state.runs import start_runs
 from tests.conftest import asgi_client, fresh_schema, reads_with
 from tests.controller.test_api import inline_spec
 
@@ -67,7 +67,9 @@ async def test_a_run_no_engine_starts_says_why_and_health_names_the_engine(
 
         # An engine starting the run (the engine's own transition) clears the reason.
         async with app.state.sessionmaker() as session, session.begin():
-            assert await start_run(session, uuid.UUID(accepted.json()["run_id"]), schema=own_schema)
+            assert await start_runs(
+                session, [uuid.UUID(accepted.json()["run_id"])], schema=own_schema
+            )
         run = (await api.get(url)).json()
         assert run["status"] == "RUNNING" and run["status_reason"] is None
 

@@ -30,9 +30,9 @@ def write_lines(
             out.write(formatter.format(record) + "\n")
 
 
-async def client_for(common_env: dict, log_dir: Path | None) -> AsyncIterator[httpx.AsyncClient]:
+async def client_for(module_env: dict, log_dir: Path | None) -> AsyncIterator[httpx.AsyncClient]:
     settings = ControllerSettings(
-        **common_env,
+        **module_env,
         api_keys=["k-123"],
         engine_url="http://127.0.0.1:9",
         start_loops=False,
@@ -43,8 +43,8 @@ async def client_for(common_env: dict, log_dir: Path | None) -> AsyncIterator[ht
 
 
 @pytest.fixture
-async def api(common_env: dict, tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
-    async for client in client_for(common_env, tmp_path):
+async def api(module_env: dict, tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
+    async for client in client_for(module_env, tmp_path):
         yield client
 
 
@@ -94,7 +94,7 @@ async def test_a_runs_lines_from_every_file_merged_by_time(
 
 
 async def test_unknown_runs_bad_limits_and_no_log_folder_are_clear_errors(
-    api: httpx.AsyncClient, common_env: dict, tmp_path: Path
+    api: httpx.AsyncClient, module_env: dict, tmp_path: Path
 ) -> None:
     for missing in (str(uuid.uuid4()), "not-a-run"):
         answer = await api.get(f"/workflows/{missing}/logs")
@@ -104,10 +104,10 @@ async def test_unknown_runs_bad_limits_and_no_log_folder_are_clear_errors(
     assert bad.status_code == 422 and "limit" in bad.json()["message"]
     wrong_key = await api.get(f"/workflows/{run}/logs", headers={"Authorization": "Bearer no"})
     assert wrong_key.status_code == 401
-    async for unset in client_for(common_env, None):
+    async for unset in client_for(module_env, None):
         refused = await unset.get(f"/workflows/{run}/logs")
         assert refused.status_code == 409
         assert refused.json()["error"] == "logs_not_collected"
         assert "CONTROLLER_LOG_DIR" in refused.json()["message"]
-    async for gone in client_for(common_env, tmp_path / "nowhere"):
+    async for gone in client_for(module_env, tmp_path / "nowhere"):
         assert (await gone.get(f"/workflows/{run}/logs")).status_code == 409

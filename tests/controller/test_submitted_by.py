@@ -5,16 +5,14 @@ status list, which filters on it."""
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import httpx
-import pytest
 
 from services.orchestrator_controller.app import create_app
 from services.orchestrator_controller.schedules.ticker import Ticker
 from tests.conftest import asgi_client
-from tests.schedules.helpers import Clock, controller_settings, one_step_spec, private_schema
+from tests.schedules.helpers import Clock, controller_settings, one_step_spec
 
 PLAIN = "k-plain-submitter-0001"
 KEYS = [
@@ -26,19 +24,14 @@ ADMIN = {"Authorization": f"Bearer {PLAIN}"}
 PLAIN_ID = "key-" + hashlib.sha256(PLAIN.encode()).hexdigest()[:8]
 
 
-@pytest.fixture(scope="module")
-def env(common_env: dict) -> Iterator[dict]:
-    yield from private_schema(common_env)
-
-
 async def submitters(client: httpx.AsyncClient, **params: str) -> list[str | None]:
     page = await client.get("/workflows/status", params=params, headers=ADMIN)
     assert page.status_code == 200, page.text
     return [item["submitted_by"] for item in page.json()["items"]]
 
 
-async def test_a_run_records_the_key_that_submitted_it(env: dict) -> None:
-    async with asgi_client(create_app(controller_settings(env, api_keys=KEYS))) as client:
+async def test_a_run_records_the_key_that_submitted_it(module_env: dict) -> None:
+    async with asgi_client(create_app(controller_settings(module_env, api_keys=KEYS))) as client:
         spec = one_step_spec("by_key")
         assert (await client.post("/workflows/definitions", json=spec, headers=ADMIN)).is_success
         by_ci = await client.post("/coordinate", json={"workflow": "by_key"}, headers=CI)
@@ -60,10 +53,10 @@ async def test_a_run_records_the_key_that_submitted_it(env: dict) -> None:
         assert too_long.status_code == 422 and "submitted_by" in too_long.json()["message"]
 
 
-async def test_a_scheduled_run_is_submitted_by_its_schedule(env: dict) -> None:
+async def test_a_scheduled_run_is_submitted_by_its_schedule(module_env: dict) -> None:
     t0 = datetime(2026, 3, 1, tzinfo=UTC)
     clock = Clock(t0 + timedelta(minutes=30))
-    app = create_app(controller_settings(env, api_keys=KEYS))
+    app = create_app(controller_settings(module_env, api_keys=KEYS))
     app.state.clock = clock
     async with asgi_client(app) as client:
         spec = one_step_spec("by_schedule")

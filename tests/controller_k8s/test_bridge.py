@@ -19,7 +19,7 @@ from services.orchestrator_controller.settings import ControllerSettings
 from shared.db.models import WorkflowDefinition
 from shared.db.session import create_engine, create_sessionmaker
 from shared.spec.models import WorkflowSpec
-from shared.state.runs import NewRun, create_run
+from shared.state.runs import NewRun, create_runs
 
 from .fake_kube_api import FakeKubeApi
 from .test_watcher import example, ready
@@ -62,7 +62,9 @@ async def test_resources_become_definitions_and_report_their_last_run(
 
     async with sessionmaker() as session, session.begin():
         spec = WorkflowSpec.model_validate(good["spec"]["definition"])
-        run = await create_run(session, NewRun(spec=spec, inputs={}), schema=settings.db_schema)
+        [run] = await create_runs(
+            session, [NewRun(spec=spec, inputs={})], schema=settings.db_schema
+        )
     assert await watcher.sync_status() >= 1
     assert fake_api.get("bridge-good")["status"]["lastRun"]["runId"] == str(run.id)
     assert fake_api.get("bridge-good")["status"]["lastRun"]["status"] == "PENDING"

@@ -21,13 +21,13 @@ import redis.asyncio as aioredis
 
 from launcher.processes import Ports, Service, free_port, platform_env, platform_services
 from shared.db.session import asyncpg_dsn
-from shared.state.machine import RUN_EVENT, STEP_EVENT, TERMINAL_RUN
+from shared.state.machine import EVENT_TYPES, RUN_EVENT, TERMINAL_RUN
 from tests.conftest import DATABASE_URL, SERVICE_TOKEN, fresh_schema, target_schema
 from tests.e2e.faults import ExternalServer, RedisServer, TcpProxy
 
 API_KEY = "chaos-api-key"
 TERMINAL = frozenset(status.value for status in TERMINAL_RUN)
-STREAMS = sorted(set(RUN_EVENT.values()) | set(STEP_EVENT.values()))
+STREAMS = sorted(EVENT_TYPES)
 GROUP = "harness"
 FINAL_EVENTS = {RUN_EVENT[s] for s in TERMINAL_RUN}
 

@@ -10,6 +10,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+from shared.state.history import StepKey, replay
 from shared.state.machine import RUN_EVENT, STEP_EVENT, RunStatus, StepStatus
 from tests.e2e.chaos import FINAL_EVENTS, TERMINAL, ChaosPlatform
 
@@ -28,7 +29,9 @@ class Counts:
     events: int = 0  # outbox rows of the scenario's runs
     events_missing: int = 0  # outbox rows never read from the streams
     events_redelivered: int = 0  # extra deliveries (at-least-once relay), deduplicated by id
-    histories_invalid: int = 0  # runs whose events, sorted by sequence, are no valid history
+    # runs whose events, sorted by sequence, are no valid history: out of order, forbidden by
+    # the transition table, or not ending where the run and its step rows are
+    histories_invalid: int = 0
     faults: int = 0  # kills, outages or restarts injected
     elapsed_s: float = 0.0
     notes: dict[str, Any] = field(default_factory=dict)
@@ -132,18 +135,39 @@ async def count_events(
     for r in rows:
         if r["event_id"] in delivered:
             per_run.setdefault(r["run_id"], []).append(delivered[r["event_id"]][0])
-    counts.histories_invalid = sum(
-        1 for run_id in run_ids if not valid_history(sorted(per_run.get(run_id, []), key=_seq))
+    rows = await platform.query(
+        "SELECT id::text AS run_id, status, NULL AS step_id, NULL AS role, NULL AS map_index "
+        "FROM workflow_runs WHERE id = ANY($1::uuid[]) UNION ALL "
+        "SELECT run_id::text, status, step_id, role, map_index FROM step_runs "
+        "WHERE run_id = ANY($1::uuid[])",
+        run_ids,
     )
+    run_status: dict[str, str] = {}
+    step_status: dict[str, dict[StepKey, str]] = {}
+    for r in rows:
+        if r["step_id"] is None:
+            run_status[r["run_id"]] = r["status"]
+        else:
+            key = (r["step_id"], r["role"], r["map_index"])
+            step_status.setdefault(r["run_id"], {})[key] = r["status"]
+    invalid = {}
+    for run_id in run_ids:
+        events = sorted(per_run.get(run_id, []), key=_seq)
+        problems = history_problems(events, run_status.get(run_id), step_status.get(run_id, {}))
+        if problems:
+            invalid[run_id] = problems
+    counts.histories_invalid = len(invalid)
+    if invalid:  # a few, for the report
+        counts.notes["invalid_histories"] = dict(list(invalid.items())[:3])
     # How often a consumer reading one stream sees a run's events out of sequence order.
     wanted = set(run_ids)
     last: dict[tuple[str, str], int] = {}
     reordered = 0
     for stream, event in platform.events.arrivals:
         if event["run_id"] in wanted:
-            key = (stream, event["run_id"])
-            reordered += event["sequence"] < last.get(key, -1)
-            last[key] = max(last.get(key, -1), event["sequence"])
+            where = (stream, event["run_id"])
+            reordered += event["sequence"] < last.get(where, -1)
+            last[where] = max(last.get(where, -1), event["sequence"])
     counts.notes["stream_reorderings"] = reordered
 
 
@@ -151,14 +175,19 @@ def _seq(event: dict[str, Any]) -> int:
     return int(event["sequence"])
 
 
-def valid_history(events: list[dict[str, Any]]) -> bool:
-    """Events of one run in sequence order tell a possible story: accepted first, one ending
-    last, and each attempt's outcome after that attempt started."""
+def history_problems(
+    events: list[dict[str, Any]], run_status: str | None, steps: dict[StepKey, str]
+) -> list[str]:
+    """What is wrong with one run's events in sequence order, as a history of its rows (empty:
+    nothing). Accepted first and one ending last; each attempt's outcome after that attempt
+    started; every event allowed by the transition table from the state before it; and the
+    states they lead to are those of the run's row and of each of its step rows."""
     if not events or events[0]["type"] != RUN_EVENT[RunStatus.PENDING]:
-        return False
+        return ["the first event is not the run's acceptance"]
+    problems = []
     endings = [i for i, e in enumerate(events) if e["type"] in FINAL_EVENTS]
     if len(endings) != 1 or endings[0] != len(events) - 1:
-        return False
+        problems.append(f"{len(endings)} endings, not one at the end")
     started: set[tuple[Any, ...]] = set()
     ends = (StepStatus.SUCCEEDED, StepStatus.RETRY_WAIT, StepStatus.TIMED_OUT, StepStatus.FAILED)
     outcome_types = {STEP_EVENT[s] for s in ends}
@@ -171,8 +200,8 @@ def valid_history(events: list[dict[str, Any]]) -> bool:
             and "attempt" in event
             and (*attempt, event["attempt"]) not in started
         ):
-            return False
-    return True
+            problems.append(f"{event['type']} of {attempt} before its attempt started")
+    return problems + replay(events).compare(run_status, steps)
 
 
 async def count_all(

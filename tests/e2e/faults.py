@@ -215,6 +215,7 @@ class TcpProxy:
         self.port = free_port()
         self.lose_replies_every = 0
         self.lost_replies = 0
+        self.refused = 0  # connections refused while cut: attempts of the clients to come back
         self._connections = 0
         self._refusing = False
         self._writers: set[asyncio.StreamWriter] = set()
@@ -260,6 +261,7 @@ class TcpProxy:
 
     async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         if self._refusing:
+            self.refused += 1
             _reset(writer)
             return
         self._connections += 1

@@ -29,10 +29,11 @@ from shared.errors import Conflict
 from shared.metrics import create_metrics
 from shared.settings import CommonSettings
 from shared.spec.models import WorkflowSpec
-from shared.state.runs import NewRun, create_run, start_runs, startable_runs
+from shared.state.runs import NewRun, create_runs, start_runs, startable_runs
 from shared.state.steps import AttemptResult, claim_steps, record_results
 from tests.conftest import DATABASE_URL, asgi_client, fresh_schema, service_auth
 from tests.e2e.faults import TcpProxy
+from tests.polling import eventually
 
 
 @pytest.fixture
@@ -90,8 +91,10 @@ async def test_an_effect_finished_while_the_database_is_away_is_recorded_once(
         await asyncio.wait_for(entered.wait(), 30)
         db_proxy.cut()  # the database goes away while the effect is under way
         release.set()
-        await asyncio.sleep(1.5)
-        assert not call.done()  # still trying to record the outcome
+        # The agent keeps trying to record the outcome (each try a refused connection) and
+        # has not answered meanwhile.
+        await eventually(lambda: db_proxy.refused >= 3, within_s=30)
+        assert not call.done()
         db_proxy.restore()
         response = await asyncio.wait_for(call, 60)
         assert response.status_code == 200, response.text
@@ -227,10 +230,12 @@ async def test_queue_size_counts_every_kind_of_ready_unclaimed_work(own_schema: 
     executor = Executor(settings, sessionmaker, AgentClient({}, "t"), metrics)
     try:
         async with sessionmaker() as session, session.begin():
-            await create_run(session, NewRun(spec=_spec(_noop("a")), inputs={}), schema=own_schema)
-            started = await create_run(
+            await create_runs(
+                session, [NewRun(spec=_spec(_noop("a")), inputs={})], schema=own_schema
+            )
+            [started] = await create_runs(
                 session,
-                NewRun(spec=_spec(_noop("a"), _noop("b"), _noop("c"), _noop("d")), inputs={}),
+                [NewRun(spec=_spec(_noop("a"), _noop("b"), _noop("c"), _noop("d")), inputs={})],
                 schema=own_schema,
             )
         async with sessionmaker() as session, session.begin():
@@ -268,7 +273,7 @@ async def test_recording_a_child_of_a_big_fanout_reads_each_child_a_few_times_on
     spec = _spec(_noop("fan", map_over="${run.id}", map_concurrency=10))
     try:
         async with sessionmaker() as session, session.begin():
-            run = await create_run(session, NewRun(spec=spec, inputs={}), schema=own_schema)
+            [run] = await create_runs(session, [NewRun(spec=spec, inputs={})], schema=own_schema)
         async with sessionmaker() as session, session.begin():
             await start_runs(session, [run.id], schema=own_schema)
         async with sessionmaker() as session, session.begin():
@@ -369,11 +374,13 @@ async def test_higher_priority_runs_start_and_are_claimed_first(own_schema: str)
     try:
         async with sessionmaker() as session, session.begin():
             runs = {
-                priority: await create_run(
-                    session,
-                    NewRun(spec=_spec(_noop("a")), inputs={}, priority=priority),
-                    schema=own_schema,
-                )
+                priority: (
+                    await create_runs(
+                        session,
+                        [NewRun(spec=_spec(_noop("a")), inputs={}, priority=priority)],
+                        schema=own_schema,
+                    )
+                )[0]
                 for priority in (0, 7, -3)
             }
         async with sessionmaker() as session, session.begin():

@@ -11,12 +11,12 @@ from typing import Any
 import httpx
 import redis
 
-from shared.state.machine import RUN_EVENT, STEP_EVENT
+from shared.state.machine import EVENT_TYPES
 from tests.conftest import REDIS_URL, SERVICE_TOKEN
 from tests.datasets import merged_table
 from tests.e2e.conftest import Platform
 
-STREAMS = sorted(set(RUN_EVENT.values()) | set(STEP_EVENT.values()))
+STREAMS = sorted(EVENT_TYPES)
 
 
 def _subscribe(prefix: str) -> tuple[redis.Redis, str]:
@@ -162,12 +162,18 @@ def test_run_submitted_while_the_engine_is_down_completes_after_it_starts(
         ],
     }
     platform.engine.stop()
+    controller_log = platform.services["orchestrator-controller"].log_path
+    failed_before = controller_log.read_text().count("engine unreachable")
     try:
         with platform.api() as api:
             response = api.post("/coordinate", json={"spec": spec})
             assert response.status_code == 202
             run_id = response.json()["run_id"]
-            time.sleep(2.5)  # several hand-off rounds fail meanwhile
+            # The hand-off at submission and a round after it both fail; the run waits.
+            deadline = time.monotonic() + 30
+            while controller_log.read_text().count("engine unreachable") < failed_before + 2:
+                assert time.monotonic() < deadline, "the controller did not try the engine"
+                time.sleep(0.2)
             assert api.get(f"/workflows/{run_id}").json()["status"] == "PENDING"
             health = httpx.get(f"{platform.controller}/health").json()
             assert health["status"] == "degraded" and health["checks"]["engine"].startswith(

@@ -8,21 +8,15 @@ import asyncio
 import contextlib
 import json
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import httpx
-import pytest
 import redis.asyncio as aioredis
 
 from shared.events.relay import OutboxRelay
 from shared.settings import CommonSettings
 from tests.polling import eventually
-from tests.schedules.helpers import AUTH, controller, finish_run, one_step_spec, private_schema
-
-
-@pytest.fixture(scope="module")
-def env(common_env: dict) -> Iterator[dict]:
-    yield from private_schema(common_env)
+from tests.schedules.helpers import AUTH, controller, finish_run, one_step_spec
 
 
 def parse_sse(body: str) -> list[dict]:
@@ -45,9 +39,9 @@ async def submit(client: httpx.AsyncClient, name: str) -> str:
 
 
 @contextlib.asynccontextmanager
-async def relay(env: dict, redis: aioredis.Redis) -> AsyncIterator[None]:
+async def relay(module_env: dict, redis: aioredis.Redis) -> AsyncIterator[None]:
     """The real outbox relay publishing this schema's events while the block runs."""
-    task = asyncio.create_task(OutboxRelay(CommonSettings(**_common(env)), redis).run())
+    task = asyncio.create_task(OutboxRelay(CommonSettings(**_common(module_env)), redis).run())
     try:
         yield
     finally:
@@ -56,14 +50,14 @@ async def relay(env: dict, redis: aioredis.Redis) -> AsyncIterator[None]:
             await task
 
 
-def _common(env: dict) -> dict:
-    return {k: env[k] for k in ("database_url", "redis_url", "db_schema", "stream_prefix")}
+def _common(module_env: dict) -> dict:
+    return {k: module_env[k] for k in ("database_url", "redis_url", "db_schema", "stream_prefix")}
 
 
-async def test_a_finished_runs_feed_replays_its_events_and_ends(env: dict) -> None:
-    async with controller(env) as (app, client):
+async def test_a_finished_runs_feed_replays_its_events_and_ends(module_env: dict) -> None:
+    async with controller(module_env) as (app, client):
         run_id = await submit(client, "feed-replay")
-        await finish_run(app.state.sessionmaker, run_id, schema=env["db_schema"])
+        await finish_run(app.state.sessionmaker, run_id, schema=module_env["db_schema"])
         response = await client.get(f"/workflows/{run_id}/events")
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/event-stream")
@@ -77,10 +71,10 @@ async def test_a_finished_runs_feed_replays_its_events_and_ends(env: dict) -> No
     assert sequences == sorted(sequences) and len(set(sequences)) == len(sequences)
 
 
-async def test_the_feed_resumes_after_last_event_id(env: dict) -> None:
-    async with controller(env) as (app, client):
+async def test_the_feed_resumes_after_last_event_id(module_env: dict) -> None:
+    async with controller(module_env) as (app, client):
         run_id = await submit(client, "feed-resume")
-        await finish_run(app.state.sessionmaker, run_id, schema=env["db_schema"])
+        await finish_run(app.state.sessionmaker, run_id, schema=module_env["db_schema"])
         full = parse_sse((await client.get(f"/workflows/{run_id}/events")).text)
         cut = full[1]["sequence"]
         rest = parse_sse(
@@ -91,11 +85,11 @@ async def test_the_feed_resumes_after_last_event_id(env: dict) -> None:
     assert [e["sequence"] for e in rest] == [e["sequence"] for e in full[2:]]
 
 
-async def test_live_events_arrive_once_after_the_replay(env: dict) -> None:
-    async with controller(env) as (app, client):
+async def test_live_events_arrive_once_after_the_replay(module_env: dict) -> None:
+    async with controller(module_env) as (app, client):
         redis = app.state.redis
         run_id = await submit(client, "feed-live")
-        async with relay(env, redis):
+        async with relay(module_env, redis):
             # The pending event reaches Redis before the feed opens: replayed, not repeated.
             feed = asyncio.create_task(client.get(f"/workflows/{run_id}/events", timeout=30))
 
@@ -103,7 +97,7 @@ async def test_live_events_arrive_once_after_the_replay(env: dict) -> None:
                 return any(c.get("cmd") == "xread" for c in await redis.client_list())
 
             await eventually(tailing)
-            await finish_run(app.state.sessionmaker, run_id, schema=env["db_schema"])
+            await finish_run(app.state.sessionmaker, run_id, schema=module_env["db_schema"])
             response = await asyncio.wait_for(feed, 20)
     events = parse_sse(response.text)
     types = [e["type"] for e in events]
@@ -114,8 +108,8 @@ async def test_live_events_arrive_once_after_the_replay(env: dict) -> None:
     assert sequences == sorted(sequences) and len(set(sequences)) == len(sequences)
 
 
-async def test_unknown_runs_have_no_feed(env: dict) -> None:
-    async with controller(env) as (_app, client):
+async def test_unknown_runs_have_no_feed(module_env: dict) -> None:
+    async with controller(module_env) as (_app, client):
         missing = await client.get(f"/workflows/{uuid.uuid4()}/events")
         garbage = await client.get("/workflows/not-a-run/events")
     assert missing.status_code == 404 and missing.json()["error"]

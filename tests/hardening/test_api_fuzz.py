@@ -23,7 +23,6 @@ from schemathesis.python import asgi
 
 from services.orchestrator_controller.app import create_app
 from services.orchestrator_controller.settings import ControllerSettings
-from tests.conftest import fresh_schema, target_schema
 from tests.hardening.fuzzing import CHECKS, fuzz_operations
 
 KEY = "k-fuzz"
@@ -32,20 +31,18 @@ EXAMPLES = 40
 
 
 @pytest.fixture(scope="module")
-def api_schema(common_env: dict[str, Any]) -> Iterator[schemathesis.BaseSchema]:
-    for schema in fresh_schema():
-        env = {**common_env, "db_schema": schema, "target_schemas": [target_schema(schema)]}
-        app = create_app(
-            ControllerSettings(
-                **env,
-                api_keys=[KEY],
-                engine_url="http://127.0.0.1:9",  # nothing listens: runs stay PENDING
-                start_loops=False,
-            )
+def api_schema(module_env: dict[str, Any]) -> Iterator[schemathesis.BaseSchema]:
+    app = create_app(
+        ControllerSettings(
+            **module_env,
+            api_keys=[KEY],
+            engine_url="http://127.0.0.1:9",  # nothing listens: runs stay PENDING
+            start_loops=False,
         )
-        loaded = schemathesis.openapi.from_asgi("/openapi.json", app)
-        yield loaded.exclude(path_regex=r"/events$")
-        asgi.shutdown_lifespans()  # the app's lifespan ran in schemathesis's own event loop
+    )
+    loaded = schemathesis.openapi.from_asgi("/openapi.json", app)
+    yield loaded.exclude(path_regex=r"/events$")
+    asgi.shutdown_lifespans()  # the app's lifespan ran in schemathesis's own event loop
 
 
 def test_every_operation_keeps_its_contract(api_schema: schemathesis.BaseSchema) -> None:

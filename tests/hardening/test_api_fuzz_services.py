@@ -24,7 +24,7 @@ from agents.base.settings import AgentSettings
 from services.workflow_engine.app import create_app as create_engine_app
 from services.workflow_engine.settings import EngineSettings
 from shared.spec.catalog import AGENT_ACTIONS
-from tests.conftest import fresh_schema, service_auth, target_schema
+from tests.conftest import service_auth
 from tests.hardening.fuzzing import fuzz_operations
 from tests.hardening.request_examples import documented_bodies, schema_errors, without_examples
 
@@ -33,10 +33,9 @@ EXAMPLES = 25
 
 
 @pytest.fixture(scope="module")
-def env(common_env: dict[str, Any]) -> Iterator[dict[str, Any]]:
-    for schema in fresh_schema():
-        yield {**common_env, "db_schema": schema, "target_schemas": [target_schema(schema)]}
-        asgi.shutdown_lifespans()  # each app's lifespan ran in schemathesis's own event loop
+def env(module_env: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    yield module_env
+    asgi.shutdown_lifespans()  # each app's lifespan ran in schemathesis's own event loop
 
 
 def agent_app(agent: str, env: dict[str, Any]) -> FastAPI:

@@ -4,22 +4,16 @@ before authentication, whether it declares its length or streams without one."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import asyncpg
 import httpx
-import pytest
 
 from services.orchestrator_controller.app import create_app
 from shared.db.session import asyncpg_dsn
 from tests.conftest import DATABASE_URL
-from tests.schedules.helpers import AUTH, controller_settings, one_step_spec, private_schema
+from tests.schedules.helpers import AUTH, controller_settings, one_step_spec
 from tests.serving import serve
-
-
-@pytest.fixture(scope="module")
-def env(common_env: dict) -> Iterator[dict]:
-    yield from private_schema(common_env)
 
 
 def _big_body(size: int) -> bytes:
@@ -33,8 +27,8 @@ async def _chunks(body: bytes) -> AsyncIterator[bytes]:
         yield body[i : i + 64 * 1024]
 
 
-async def test_bodies_over_the_cap_are_413_before_authentication(env: dict) -> None:
-    app = create_app(controller_settings(env, max_body_bytes=100_000))
+async def test_bodies_over_the_cap_are_413_before_authentication(module_env: dict) -> None:
+    app = create_app(controller_settings(module_env, max_body_bytes=100_000))
     with serve(app, lifespan="on") as url:
         async with httpx.AsyncClient(base_url=url, timeout=30) as client:
             body = _big_body(5_000_000)
@@ -48,7 +42,9 @@ async def test_bodies_over_the_cap_are_413_before_authentication(env: dict) -> N
             )
     conn = await asyncpg.connect(asyncpg_dsn(DATABASE_URL))
     try:
-        names = await conn.fetch(f'SELECT workflow_name FROM "{env["db_schema"]}".workflow_runs')
+        names = await conn.fetch(
+            f'SELECT workflow_name FROM "{module_env["db_schema"]}".workflow_runs'
+        )
     finally:
         await conn.close()
     for response in (declared, streamed):

@@ -5,10 +5,7 @@ restart; POST .../restore takes it back."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import httpx
-import pytest
 
 from services.orchestrator_controller.app import create_app
 from tests.conftest import asgi_client
@@ -17,7 +14,6 @@ from tests.schedules.helpers import (
     controller,
     controller_settings,
     one_step_spec,
-    private_schema,
 )
 
 KEYS = [
@@ -31,11 +27,6 @@ def bearer(key: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {key}"}
 
 
-@pytest.fixture(scope="module")
-def env(common_env: dict) -> Iterator[dict]:
-    yield from private_schema(common_env)
-
-
 async def _versions(client: httpx.AsyncClient, name: str, **params: str) -> list[tuple[int, bool]]:
     listed = await client.get(
         "/workflows/definitions", params={"name": name, **params}, headers=AUTH
@@ -44,8 +35,8 @@ async def _versions(client: httpx.AsyncClient, name: str, **params: str) -> list
     return [(d["version"], d["archived"]) for d in listed.json()["items"]]
 
 
-async def test_archiving_hides_a_version_from_lists_and_new_runs(env: dict) -> None:
-    async with asgi_client(create_app(controller_settings(env, api_keys=KEYS))) as client:
+async def test_archiving_hides_a_version_from_lists_and_new_runs(module_env: dict) -> None:
+    async with asgi_client(create_app(controller_settings(module_env, api_keys=KEYS))) as client:
         for version in (1, 2):
             spec = one_step_spec("arch_wf", version=version)
             assert (await client.post("/workflows/definitions", json=spec, headers=AUTH)).is_success
@@ -117,8 +108,10 @@ async def test_archiving_hides_a_version_from_lists_and_new_runs(env: dict) -> N
         assert back.status_code == 202 and back.json()["version"] == 1
 
 
-async def test_an_enabled_schedule_keeps_its_definition_from_being_archived(env: dict) -> None:
-    async with controller(env) as (_, client):
+async def test_an_enabled_schedule_keeps_its_definition_from_being_archived(
+    module_env: dict,
+) -> None:
+    async with controller(module_env) as (_, client):
         for version in (1, 2):
             spec = one_step_spec("sched_wf", version=version)
             assert (await client.post("/workflows/definitions", json=spec, headers=AUTH)).is_success
@@ -161,13 +154,13 @@ async def test_an_enabled_schedule_keeps_its_definition_from_being_archived(env:
         assert pinned_v2.status_code == 409 and pinned_v2.json()["error"] == "definition_archived"
 
 
-async def test_an_archived_builtin_stays_archived_after_a_restart(env: dict) -> None:
-    async with controller(env, register_builtin_workflows=True) as (_, client):
+async def test_an_archived_builtin_stays_archived_after_a_restart(module_env: dict) -> None:
+    async with controller(module_env, register_builtin_workflows=True) as (_, client):
         assert await _versions(client, "test")  # a built-in (workflows/test.yaml)
         archived = await client.delete("/workflows/definitions/test", headers=AUTH)
         assert archived.status_code == 200, archived.text
         assert {d["source"] for d in archived.json()["items"]} == {"builtin"}
-    async with controller(env, register_builtin_workflows=True) as (_, client):  # restart
+    async with controller(module_env, register_builtin_workflows=True) as (_, client):  # restart
         assert await _versions(client, "test") == []
         assert all(
             archived for _, archived in await _versions(client, "test", include_archived="true")
@@ -175,5 +168,5 @@ async def test_an_archived_builtin_stays_archived_after_a_restart(env: dict) -> 
         refused = await client.post("/coordinate", json={"workflow": "test"}, headers=AUTH)
         assert refused.status_code == 409 and refused.json()["error"] == "definition_archived"
         assert (await client.post("/workflows/definitions/test/restore", headers=AUTH)).is_success
-    async with controller(env, register_builtin_workflows=True) as (_, client):
+    async with controller(module_env, register_builtin_workflows=True) as (_, client):
         assert await _versions(client, "test")  # restored stays restored too

@@ -4,21 +4,14 @@ and the refusal breaks nothing for the next request."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 
-from tests.schedules.helpers import AUTH, controller, private_schema
-
-
-@pytest.fixture(scope="module")
-def env(common_env: dict) -> Iterator[dict]:
-    yield from private_schema(common_env)
+from tests.schedules.helpers import AUTH, controller
 
 
 @pytest.mark.parametrize("path", ["/workflows/definitions?name=a%00b", "/schedules?workflow=%00"])
-async def test_a_nul_in_a_query_value_is_a_422(env: dict, path: str) -> None:
-    async with controller(env) as (_, client):
+async def test_a_nul_in_a_query_value_is_a_422(module_env: dict, path: str) -> None:
+    async with controller(module_env) as (_, client):
         response = await client.get(path, headers=AUTH)
         after = await client.get("/workflows/definitions", headers=AUTH)
     assert response.status_code == 422, response.text

@@ -4,13 +4,9 @@ response). Keys now carry scopes: reads need `read`, runs `submit`, configuratio
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
-import pytest
-
 from services.orchestrator_controller.app import create_app
 from tests.conftest import asgi_client
-from tests.schedules.helpers import controller_settings, one_step_spec, private_schema
+from tests.schedules.helpers import controller_settings, one_step_spec
 
 KEYS = [
     {"id": "dashboards", "key": "k-read-only-0001", "scopes": ["read"]},
@@ -24,16 +20,11 @@ def bearer(key: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {key}"}
 
 
-@pytest.fixture(scope="module")
-def env(common_env: dict) -> Iterator[dict]:
-    yield from private_schema(common_env)
-
-
 READS = ["/workflows/status", "/workflows/definitions", "/schedules", "/orchestrators"]
 
 
-async def test_reads_need_a_key_with_the_read_scope(env: dict) -> None:
-    async with asgi_client(create_app(controller_settings(env, api_keys=KEYS))) as client:
+async def test_reads_need_a_key_with_the_read_scope(module_env: dict) -> None:
+    async with asgi_client(create_app(controller_settings(module_env, api_keys=KEYS))) as client:
         for path in READS:
             assert (await client.get(path)).status_code == 401, path
             assert (await client.get(path, headers=bearer("nope"))).status_code == 401, path
@@ -48,8 +39,8 @@ async def test_reads_need_a_key_with_the_read_scope(env: dict) -> None:
         assert (await client.get("/health")).status_code == 200  # probes stay open
 
 
-async def test_each_write_needs_its_scope(env: dict) -> None:
-    async with asgi_client(create_app(controller_settings(env, api_keys=KEYS))) as client:
+async def test_each_write_needs_its_scope(module_env: dict) -> None:
+    async with asgi_client(create_app(controller_settings(module_env, api_keys=KEYS))) as client:
         run = {"spec": one_step_spec("scoped"), "inputs": {}}
         refused = await client.post("/coordinate", json=run, headers=bearer("k-read-only-0001"))
         assert refused.status_code == 403 and refused.json()["error"] == "missing_scope"

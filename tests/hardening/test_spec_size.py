@@ -4,20 +4,12 @@ a definition and an inline spec alike; the listing carries summaries, the spec o
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
-import pytest
 from sqlalchemy import func, select
 
 from shared.db.models import WorkflowDefinition, WorkflowRun
-from tests.schedules.helpers import AUTH, controller, one_step_spec, private_schema
+from tests.schedules.helpers import AUTH, controller, one_step_spec
 
 LIMIT = 8 * 1024
-
-
-@pytest.fixture(scope="module")
-def env(common_env: dict) -> Iterator[dict]:
-    yield from private_schema(common_env)
 
 
 def padded_spec(name: str, size: int, **extra: str) -> dict:
@@ -27,8 +19,8 @@ def padded_spec(name: str, size: int, **extra: str) -> dict:
     return spec
 
 
-async def test_a_spec_over_the_limit_is_a_413_and_nothing_is_stored(env: dict) -> None:
-    async with controller(env, max_spec_bytes=LIMIT) as (app, client):
+async def test_a_spec_over_the_limit_is_a_413_and_nothing_is_stored(module_env: dict) -> None:
+    async with controller(module_env, max_spec_bytes=LIMIT) as (app, client):
         too_big = await client.post(
             "/workflows/definitions", json=padded_spec("big_spec", LIMIT), headers=AUTH
         )
@@ -60,8 +52,8 @@ async def test_a_spec_over_the_limit_is_a_413_and_nothing_is_stored(env: dict) -
         assert fits.json()["spec"]["steps"][0]["params"]["blob"] == "x" * (LIMIT // 2)
 
 
-async def test_the_listing_is_summaries_and_the_spec_comes_on_request(env: dict) -> None:
-    async with controller(env) as (_, client):  # the default limit (256 KiB)
+async def test_the_listing_is_summaries_and_the_spec_comes_on_request(module_env: dict) -> None:
+    async with controller(module_env) as (_, client):  # the default limit (256 KiB)
         large = padded_spec("large_spec", 200_000, description="d" * 2_000)
         assert (
             await client.post("/workflows/definitions", json=large, headers=AUTH)

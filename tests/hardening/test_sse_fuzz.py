@@ -30,7 +30,6 @@ from services.orchestrator_controller.events.router import MAX_SEQUENCE
 from services.orchestrator_controller.events.service import REPLAY_LIMIT
 from services.orchestrator_controller.settings import ControllerSettings
 from shared.errors import ErrorBody
-from tests.conftest import fresh_schema, target_schema
 from tests.schedules.helpers import one_step_spec
 
 KEY = "k-sse-fuzz"
@@ -58,37 +57,33 @@ class Feeds:
 
 
 @pytest.fixture(scope="module")
-def feeds(common_env: dict[str, Any]) -> Iterator[Feeds]:
-    for schema in fresh_schema():
-        env = {**common_env, "db_schema": schema, "target_schemas": [target_schema(schema)]}
-        app = create_app(
-            ControllerSettings(
-                **env,
-                api_keys=[KEY],
-                engine_url="http://127.0.0.1:9",  # nothing listens: runs stay PENDING
-                start_loops=False,
-                register_builtin_workflows=False,
-                seed_schedules=False,
-            )
+def feeds(module_env: dict[str, Any]) -> Iterator[Feeds]:
+    app = create_app(
+        ControllerSettings(
+            **module_env,
+            api_keys=[KEY],
+            engine_url="http://127.0.0.1:9",  # nothing listens: runs stay PENDING
+            start_loops=False,
+            register_builtin_workflows=False,
+            seed_schedules=False,
         )
-        # More frames than the runs ever have: a feed is cut by its deadline, not by a count.
-        # FastAPI.__call__ takes MutableMapping scopes, the client names dict ones: the same.
-        client_of = asgi.get_client(app, max_stream_events=1000)  # type: ignore[arg-type]
-        with client_of as client:
-            runs = []
-            for name in ("sse-fuzz-a", "sse-fuzz-b", "sse-fuzz-c", "sse-fuzz-d"):
-                answer = client.post(
-                    "/coordinate", json={"spec": one_step_spec(name)}, headers=AUTH
-                )
-                assert answer.status_code == 202, answer.text
-                runs.append(str(answer.json()["run_id"]))
-            everything = client.get(
-                "/events", params={"follow": "false", "last": str(REPLAY_LIMIT)}, headers=AUTH
-            )
-            events = frames(everything)
-            assert {e["run_id"] for e in events} == set(runs)
-            yield Feeds(client, runs, events)
-        asgi.shutdown_lifespans()  # the app's lifespan ran in schemathesis's own event loop
+    )
+    # More frames than the runs ever have: a feed is cut by its deadline, not by a count.
+    # FastAPI.__call__ takes MutableMapping scopes, the client names dict ones: the same.
+    client_of = asgi.get_client(app, max_stream_events=1000)  # type: ignore[arg-type]
+    with client_of as client:
+        runs = []
+        for name in ("sse-fuzz-a", "sse-fuzz-b", "sse-fuzz-c", "sse-fuzz-d"):
+            answer = client.post("/coordinate", json={"spec": one_step_spec(name)}, headers=AUTH)
+            assert answer.status_code == 202, answer.text
+            runs.append(str(answer.json()["run_id"]))
+        everything = client.get(
+            "/events", params={"follow": "false", "last": str(REPLAY_LIMIT)}, headers=AUTH
+        )
+        events = frames(everything)
+        assert {e["run_id"] for e in events} == set(runs)
+        yield Feeds(client, runs, events)
+    asgi.shutdown_lifespans()  # the app's lifespan ran in schemathesis's own event loop
 
 
 def frames(response: requests.Response) -> list[dict[str, Any]]:

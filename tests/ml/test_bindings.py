@@ -21,7 +21,7 @@ from ml.bindings import MODEL_NAMES, database_binding
 from ml.slot import ModelSlot
 from services.orchestrator_controller.app import create_app
 from services.orchestrator_controller.settings import ControllerSettings
-from shared.db.model_binding_models import ModelBinding
+from shared.db.models import ModelBinding
 from tests.conftest import asgi_client, fresh_schema, service_auth
 from tests.ml.test_registry import Threshold, trained
 

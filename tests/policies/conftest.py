@@ -2,16 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import pytest
 
-from tests.schedules.helpers import private_schema, truncate
-
-
-@pytest.fixture(scope="module")
-def module_env(common_env: dict) -> Iterator[dict]:
-    yield from private_schema(common_env)
+from tests.schedules.helpers import truncate
 
 
 @pytest.fixture

@@ -4,11 +4,11 @@ decisions of two controllers at once."""
 from __future__ import annotations
 
 import asyncio
-import time
 from datetime import UTC, datetime
 
 from services.orchestrator_controller.schedules.ticker import Ticker
 from tests.policies.test_admission import admitted, cancel, shown, submit
+from tests.polling import eventually
 from tests.schedules.helpers import AUTH, Clock, controller, finish_run, one_step_spec
 
 
@@ -67,15 +67,15 @@ async def test_the_admission_loop_admits_on_its_own_and_exports_the_queue(env: d
         client,
     ):
         first, second = await submit(client), await submit(client)
-        await asyncio.sleep(0.4)
-        metrics = (await client.get("/metrics")).text
-        assert "workflow_queue_size 2.0" in metrics  # one admitted unstarted, one waiting
+
+        async def queue_exported() -> bool:  # one admitted unstarted, one waiting
+            return "workflow_queue_size 2.0" in (await client.get("/metrics")).text
+
+        await eventually(queue_exported, within_s=5)
+        # The loop has been round with both runs in view, and left the second waiting.
         assert not await admitted(app, second)
         await cancel(client, first)
-        deadline = time.monotonic() + 5
-        while not await admitted(app, second):
-            assert time.monotonic() < deadline, "the loop did not admit the waiting run"
-            await asyncio.sleep(0.1)
+        await eventually(lambda: admitted(app, second), within_s=5)
         assert await shown(client, second) == ("PENDING", None)
 
 

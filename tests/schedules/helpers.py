@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
@@ -17,31 +16,20 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from services.orchestrator_controller.app import create_app
 from services.orchestrator_controller.settings import ControllerSettings
-from shared.db.migrate import upgrade
 from shared.db.session import asyncpg_dsn
-from shared.settings import CommonSettings
-from shared.state.runs import start_run
+from shared.state.runs import start_runs
 from shared.state.steps import AttemptResult, claim_steps, record_results
-from tests.conftest import DATABASE_URL, asgi_client, reads_with
+from tests.conftest import DATABASE_URL, asgi_client, fresh_schema, reads_with
 
 API_KEY = "k-sched"
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
 
 
 def private_schema(common_env: dict) -> Iterator[dict]:
-    """Settings kwargs on a fresh migrated schema: caps and counts see only this module's runs."""
-    schema = f"p_{uuid.uuid4().hex[:10]}"
-    upgrade(CommonSettings(database_url=DATABASE_URL, db_schema=schema))
-    yield {**common_env, "db_schema": schema}
-
-    async def drop() -> None:
-        conn = await asyncpg.connect(asyncpg_dsn(DATABASE_URL))
-        try:
-            await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-        finally:
-            await conn.close()
-
-    asyncio.run(drop())
+    """Settings kwargs on a fresh migrated schema, for a fixture that cannot take `module_env`
+    (tests/conftest.py), which is this with the schema's own merge target."""
+    for schema in fresh_schema():
+        yield {**common_env, "db_schema": schema}
 
 
 async def truncate(env: dict) -> None:
@@ -122,7 +110,7 @@ async def finish_run(
     """
     run_id = uuid.UUID(str(run_id))
     async with sessionmaker() as session, session.begin():
-        assert await start_run(session, run_id, schema=schema), "run not startable"
+        assert await start_runs(session, [run_id], schema=schema), "run not startable"
     async with sessionmaker() as session, session.begin():
         claimed = await claim_steps(session, owner="test", limit=100, lease_s=60, schema=schema)
     assert claimed and all(c.run_id == run_id for c in claimed), "claimed other runs' steps"

@@ -20,8 +20,8 @@ from agents.base.settings import AgentSettings
 from agents.data_scheduler.app import create_app as create_scheduler
 from ml.scheduling_intelligence.history import training_samples
 from services.orchestrator_controller.schedules.ticker import Ticker
-from shared.db.schedule_models import Schedule
-from shared.state.runs import start_run
+from shared.db.models import Schedule
+from shared.state.runs import start_runs
 from shared.state.steps import AttemptResult, claim_steps, record_results
 from tests.conftest import service_auth
 from tests.schedules.helpers import AUTH, Clock, controller
@@ -46,7 +46,7 @@ async def collect_finished(
 ) -> None:
     """Drive the run to its end as the engine would, its collect having found `rows`."""
     async with sessionmaker() as session, session.begin():
-        assert await start_run(session, run_id, schema=schema)
+        assert await start_runs(session, [run_id], schema=schema)
     async with sessionmaker() as session, session.begin():
         claimed = await claim_steps(session, owner="test", limit=10, lease_s=60, schema=schema)
     results = [

@@ -9,7 +9,7 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
-from shared.db.schedule_models import Schedule
+from shared.db.models import Schedule
 from tests.schedules.helpers import AUTH, Clock, controller, one_step_spec
 
 NOW = datetime(2026, 1, 1, 5, 10, tzinfo=UTC)

@@ -3,19 +3,21 @@ seconds of real time: every tick of the schedule produces exactly one run."""
 
 from __future__ import annotations
 
-import asyncio
 import json
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import asyncpg
 import httpx
 import pytest
 from sqlalchemy import text
 
 from launcher.processes import Service, free_port
-from shared.db.session import create_engine, create_sessionmaker
+from shared.db.session import asyncpg_dsn, create_engine, create_sessionmaker
 from shared.settings import CommonSettings
 from tests.conftest import DATABASE_URL, REDIS_URL, SERVICE_TOKEN
+from tests.polling import eventually
 from tests.schedules.helpers import API_KEY, AUTH, one_step_spec
 
 
@@ -44,6 +46,20 @@ def controller_process(env: dict, log_dir: Path, name: str) -> Service:
 
 
 @pytest.mark.timeout(90)
+def _fired(env: dict, count: int) -> Callable[[], Awaitable[bool]]:
+    """Whether the schedule has fired `count` times (read with a connection of its own)."""
+
+    async def fired() -> bool:
+        conn = await asyncpg.connect(asyncpg_dsn(DATABASE_URL))
+        try:
+            query = f'SELECT count(*) FROM "{env["db_schema"]}".schedule_fires'
+            return bool(await conn.fetchval(query) >= count)
+        finally:
+            await conn.close()
+
+    return fired
+
+
 async def test_two_controller_processes_start_one_run_per_tick(env: dict, tmp_path: Path) -> None:
     replicas = [controller_process(env, tmp_path, f"controller-{i}") for i in (1, 2)]
     try:
@@ -68,10 +84,9 @@ async def test_two_controller_processes_start_one_run_per_tick(env: dict, tmp_pa
                 },
             )
             assert created.status_code == 201, created.text
-            await asyncio.sleep(7)  # both processes tick meanwhile
+            await eventually(_fired(env, 5), within_s=30)  # both processes tick meanwhile
             off = await http.patch(f"{first}/schedules/every-second", json={"enabled": False})
             assert off.status_code == 200
-            await asyncio.sleep(0.5)  # let a tick already in flight commit
         for replica in replicas:
             assert replica.process is not None and replica.process.poll() is None
     finally:

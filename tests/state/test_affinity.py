@@ -21,7 +21,7 @@ from shared.metrics import create_metrics
 from shared.settings import CommonSettings
 from shared.spec.models import WorkflowSpec
 from shared.state.leases import expire_leases, release_leases
-from shared.state.runs import NewRun, create_run, start_runs, startable_runs
+from shared.state.runs import NewRun, create_runs, start_runs, startable_runs
 from shared.state.steps import AttemptResult, ClaimedStep, claim_steps, record_results
 from tests.conftest import DATABASE_URL, fresh_schema
 
@@ -52,10 +52,10 @@ def _diamond() -> WorkflowSpec:
 
 async def _started_run(db: async_sessionmaker, schema: str, owner: str | None) -> uuid.UUID:
     async with db() as session, session.begin():
-        run = await create_run(session, NewRun(spec=_diamond(), inputs={}), schema=schema)
+        [run] = await create_runs(session, [NewRun(spec=_diamond(), inputs={})], schema=schema)
     async with db() as session, session.begin():
         [started] = await start_runs(session, [run.id], schema=schema, owner=owner)
-    return started.id
+    return started
 
 
 async def _claim(
@@ -146,7 +146,7 @@ async def test_a_replica_that_is_behind_leaves_new_runs_to_the_others(
 ) -> None:
     async with db() as session, session.begin():
         for _ in range(5):
-            await create_run(session, NewRun(spec=_diamond(), inputs={}), schema=schema)
+            await create_runs(session, [NewRun(spec=_diamond(), inputs={})], schema=schema)
     busy = _executor(db, schema, "engine-a", concurrency=2)
     idle = _executor(db, schema, "engine-b", concurrency=2)
     assert await busy.start_runs_round() == (2, 2)
@@ -168,7 +168,7 @@ async def test_replicas_starting_runs_at_once_take_different_runs(
 ) -> None:
     async with db() as session, session.begin():
         for _ in range(4):
-            await create_run(session, NewRun(spec=_diamond(), inputs={}), schema=schema)
+            await create_runs(session, [NewRun(spec=_diamond(), inputs={})], schema=schema)
     async with db() as first, first.begin():
         picked = await startable_runs(first, limit=2)
         # While the first replica's starter still holds its runs, a second one finds the

@@ -18,9 +18,8 @@ from shared.db.session import create_engine, create_sessionmaker
 from shared.errors import Conflict
 from shared.metrics import create_metrics
 from shared.settings import CommonSettings
-from shared.state.runs import request_cancel
 from shared.state.steps import AttemptResult, ClaimedStep
-from shared.state.stopping import stop_round
+from shared.state.stopping import request_cancel, stop_round
 from tests.conftest import DATABASE_URL, fresh_schema
 from tests.polling import eventually
 from tests.state.test_state_machine import Harness, ok, s

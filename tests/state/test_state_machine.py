@@ -15,8 +15,9 @@ from shared.db.session import create_engine, create_sessionmaker
 from shared.settings import CommonSettings
 from shared.spec.models import WorkflowSpec
 from shared.state.leases import expire_leases
-from shared.state.runs import NewRun, create_run, request_cancel, start_run
+from shared.state.runs import NewRun, create_runs, start_runs
 from shared.state.steps import AttemptResult, ClaimedStep, claim_steps, record_results
+from shared.state.stopping import request_cancel
 from tests.conftest import DATABASE_URL, fresh_schema
 
 
@@ -42,15 +43,19 @@ class Harness:
 
     async def start(self, spec: dict[str, Any], inputs: dict[str, Any] | None = None) -> None:
         async with self.sessionmaker() as session, session.begin():
-            await create_run(
+            await create_runs(
                 session,
-                NewRun(
-                    spec=WorkflowSpec.model_validate(spec), inputs=inputs or {}, run_id=self.run_id
-                ),
+                [
+                    NewRun(
+                        spec=WorkflowSpec.model_validate(spec),
+                        inputs=inputs or {},
+                        run_id=self.run_id,
+                    )
+                ],
                 schema=self.schema,
             )
         async with self.sessionmaker() as session, session.begin():
-            assert await start_run(session, self.run_id, schema=self.schema)
+            assert await start_runs(session, [self.run_id], schema=self.schema)
 
     async def claim(self, owner: str = "w1", lease_s: float = 30) -> list[ClaimedStep]:
         """Claim this run's runnable steps only (other tests share the schema)."""
@@ -323,6 +328,7 @@ async def test_outbox_has_every_transition_in_order(harness: Harness) -> None:
     assert types == [
         "ingestion.workflow.pending",
         "ingestion.workflow.started",
+        "ingestion.step.ready",
         "ingestion.step.started",
         "ingestion.step.succeeded",
         "ingestion.workflow.completed",

@@ -12,7 +12,7 @@ from services.orchestrator_controller.agents import service
 from services.orchestrator_controller.agents.probe import normalize_url, read_actions
 from services.orchestrator_controller.agents.schemas import AgentIn, AgentOut, AgentPath
 from services.orchestrator_controller.deps import AdminKey, ReadKey, SessionDep, SettingsDep
-from shared.db.agent_models import RegisteredAgent
+from shared.db.models import RegisteredAgent
 from shared.errors import errors
 
 router = APIRouter(prefix="/agents", tags=["agents"], responses=errors(401, 403, 503))

@@ -11,8 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.orchestrator_controller.agents.schemas import AgentIn, AgentOut
 from shared.agent_registry import builtin
-from shared.db.agent_models import RegisteredAgent
-from shared.db.models import AgentHealth
+from shared.db.models import AgentHealth, RegisteredAgent
 from shared.errors import Conflict, NotFound
 from shared.spec.catalog import AGENT_ACTIONS
 

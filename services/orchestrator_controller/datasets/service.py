@@ -6,7 +6,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.orchestrator_controller.datasets.schemas import DatasetOut, LoadOut, VersionOut
-from shared.db.dataset_load_models import DatasetLoad
+from shared.db.models import DatasetLoad
 from shared.errors import NotFound
 
 

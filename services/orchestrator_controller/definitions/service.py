@@ -20,8 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.orchestrator_controller.agents.catalog import check_spec_agents
 from services.orchestrator_controller.definitions.schemas import DefinitionOut, DefinitionSummary
-from shared.db.models import WorkflowDefinition
-from shared.db.schedule_models import Schedule
+from shared.db.models import Schedule, WorkflowDefinition
 from shared.errors import AppError, Conflict, NotFound
 from shared.spec.models import WorkflowSpec
 

@@ -17,9 +17,9 @@ import redis.asyncio as aioredis
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from shared.state.machine import RUN_EVENT, STEP_EVENT, TERMINAL_RUN
+from shared.state.machine import EVENT_TYPES, RUN_EVENT, TERMINAL_RUN
 
-STREAMS = sorted({*RUN_EVENT.values(), *STEP_EVENT.values(), "ingestion.agent.health"})
+STREAMS = sorted({*EVENT_TYPES, "ingestion.agent.health"})
 TERMINAL_EVENTS = frozenset(RUN_EVENT[status] for status in TERMINAL_RUN if status in RUN_EVENT)
 REPLAY_LIMIT = 5000
 

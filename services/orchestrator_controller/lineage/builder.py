@@ -36,8 +36,7 @@ from services.orchestrator_controller.lineage.naming import (
     load_dataset,
     source_datasets,
 )
-from shared.db.dataset_load_models import DatasetLoad
-from shared.db.models import StepRun, WorkflowRun
+from shared.db.models import DatasetLoad, StepRun, WorkflowRun
 from shared.spec.models import StepSpec, WorkflowSpec
 from shared.spec.templates import TemplateContext, TemplateError, render
 from shared.state.machine import RUN_EVENT, RunStatus

@@ -8,7 +8,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from ml.bindings import DEFAULT_ALIAS, MODEL_NAMES
 from services.orchestrator_controller.models.schemas import ModelBindingIn, ModelBindingOut
-from shared.db.model_binding_models import ModelBinding
+from shared.db.models import ModelBinding
 from shared.errors import Conflict, NotFound
 
 

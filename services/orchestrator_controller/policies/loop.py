@@ -11,8 +11,8 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 from services.orchestrator_controller.gauges import refresh_gauges
 from services.orchestrator_controller.handoff import Handoff
 from services.orchestrator_controller.policies.service import Policies
-from services.orchestrator_controller.policies.state import queue_sizes
 from services.orchestrator_controller.settings import ControllerSettings
+from shared.db.queue import queue_sizes
 from shared.metrics import PlatformMetrics
 
 log = logging.getLogger(__name__)
@@ -41,9 +41,9 @@ class AdmissionLoop:
             admitted = await self.policies.admit_waiting(session, schema=self.settings.db_schema)
         async with self.sessionmaker() as session:
             # Waiting runs are part of the queue a user sees, not only ready steps.
-            backlog, queued = await queue_sizes(session)
-        self.metrics.workflow_queue_size.set(queued)
-        self.metrics.engine_backlog.set(backlog)
+            sizes = await queue_sizes(session)
+        self.metrics.workflow_queue_size.set(sizes.queued)
+        self.metrics.engine_backlog.set(sizes.backlog)
         if self.handoff is not None:
             for run_id in admitted:
                 self.handoff.kick(run_id)

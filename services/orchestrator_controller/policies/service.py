@@ -28,7 +28,7 @@ from services.orchestrator_controller.policies.state import (
     waiting_runs,
 )
 from shared.spec.models import WorkflowSpec
-from shared.state.runs import admit_run
+from shared.state.admission import admit_runs, hold_runs
 
 log = logging.getLogger(__name__)
 
@@ -145,6 +145,7 @@ class Policies:
             queue="stream_manager" in managers,
         )
         admitted: list[uuid.UUID] = []
+        held: dict[uuid.UUID, str] = {}
         new_reasons: dict[int, str | None] = {}
         fresh = {id(c) for c in news}
         for candidate in candidates:
@@ -153,18 +154,14 @@ class Policies:
                 new_reasons[id(candidate)] = reason
             elif reason is None:
                 assert candidate.run_id is not None
-                await admit_run(session, candidate.run_id, schema=schema)
                 admitted.append(candidate.run_id)
             elif reason != candidate.status_reason:
-                await session.execute(
-                    text(
-                        "UPDATE workflow_runs SET status_reason = :reason WHERE id = :id "
-                        "AND status = 'PENDING' AND admitted_at IS NULL"
-                    ),
-                    {"reason": reason, "id": candidate.run_id},
-                )
+                assert candidate.run_id is not None
+                held[candidate.run_id] = reason
             if reason is None:
                 take(config, load, candidate)
+        await admit_runs(session, admitted, schema=schema)
+        await hold_runs(session, held, schema=schema)
         return admitted, [new_reasons[id(c)] for c in news]
 
     async def decide_many(

@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.orchestrator_controller.policies.config import OrchestratorsConfig
 from services.orchestrator_controller.policies.gates import Candidate, Load, Pause, source_host
+from shared.db.queue import queue_sizes
 
 # A run holds a slot from admission until it ends.
 ACTIVE = (
@@ -46,23 +47,6 @@ async def waiting_runs(session: AsyncSession, *, limit: int) -> list[Candidate]:
         )
         for r in rows
     ]
-
-
-async def queue_sizes(session: AsyncSession) -> tuple[int, int]:
-    """(backlog, queue): ready steps + admitted unstarted runs; that + runs awaiting admission."""
-    row = (
-        await session.execute(
-            text(
-                "SELECT (SELECT count(*) FROM step_runs WHERE status = 'READY') AS ready, "
-                "(SELECT count(*) FILTER (WHERE admitted_at IS NOT NULL) FROM workflow_runs "
-                " WHERE status = 'PENDING') AS admitted, "
-                "(SELECT count(*) FILTER (WHERE admitted_at IS NULL) FROM workflow_runs "
-                " WHERE status = 'PENDING') AS waiting"
-            )
-        )
-    ).one()
-    backlog = int(row.ready) + int(row.admitted)
-    return backlog, backlog + int(row.waiting)
 
 
 async def _host_counts(
@@ -139,5 +123,6 @@ async def current_load(
     if hosts:
         await _host_counts(session, config, now, load)
     if queue:
-        load.backlog, load.queue_size = await queue_sizes(session)
+        sizes = await queue_sizes(session)
+        load.backlog, load.queue_size = sizes.backlog, sizes.queued
     return load

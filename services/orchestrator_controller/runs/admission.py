@@ -18,7 +18,8 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from services.orchestrator_controller.policies.service import Policies
 from services.orchestrator_controller.runs.service import Accepted, Prepared, accept_prepared
-from shared.errors import AppError, ValidationFailed, database_unavailable, refused_value
+from shared.db.errors import is_unavailable, refused_value
+from shared.errors import AppError, ValidationFailed
 from shared.metrics import PlatformMetrics
 
 MAX_BATCH = 256
@@ -57,7 +58,7 @@ class AdmissionQueue:
             try:
                 results = await self._admit([item for item, _ in batch])
             except Exception as exc:
-                if len(batch) == 1 or database_unavailable(exc):
+                if len(batch) == 1 or is_unavailable(exc):
                     _settle(batch[0][1], _as_request_error(exc))
                     continue
                 # Nothing of the batch was stored. One request's unforeseen failure must stay

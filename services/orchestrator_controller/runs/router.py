@@ -20,7 +20,7 @@ from services.orchestrator_controller.runs.schemas import (
 from shared.errors import ValidationFailed, errors
 from shared.spec.models import MAX_INT32
 from shared.state.machine import RunStatus
-from shared.state.runs import request_cancel
+from shared.state.stopping import request_cancel
 from shared.tracing import run_span
 
 router = APIRouter(tags=["runs"], responses=errors(401, 403, 503))

@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.orchestrator_controller.schedules.service import set_next_fire
 from services.orchestrator_controller.settings import ControllerSettings
 from shared.agent_client import AgentCallError, AgentClient
-from shared.db.schedule_models import Schedule
+from shared.db.models import Schedule
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.orchestrator_controller.schedules import service
 from services.orchestrator_controller.schedules.schemas import ScheduleCreate
-from shared.db.schedule_models import Schedule
+from shared.db.models import Schedule
 from shared.errors import AppError
 
 log = logging.getLogger(__name__)

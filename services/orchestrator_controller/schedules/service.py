@@ -22,7 +22,7 @@ from services.orchestrator_controller.schedules.schemas import (
     ScheduleUpdate,
 )
 from services.orchestrator_controller.schedules.timing import Timing, jitter_for
-from shared.db.schedule_models import Schedule
+from shared.db.models import Schedule
 from shared.errors import Conflict, NotFound, ValidationFailed
 
 TRIGGER_FIELDS = ("cron", "interval_s", "continuous", "mode")
@@ -80,30 +80,37 @@ def plan_from(schedule: Schedule, now: datetime) -> None:
         set_next_fire(schedule, timing.next_after(now - timedelta(microseconds=1)))
 
 
+# The fields of a schedule kept as they are in a column, named once: ScheduleFields (what is
+# written), fields_of (what a PATCH merges into) and ScheduleOut (what is shown) all read this.
+# The trigger, an interval's start and the adaptive decision are derived: handled apart.
+STORED: dict[str, str] = {
+    "workflow": "workflow_name",
+    "version": "workflow_version",
+    **{
+        name: name
+        for name in (
+            "inputs", "priority", "cron", "timezone", "interval_s", "min_interval_s",
+            "max_interval_s", "backoff_initial_s", "backoff_max_s", "catchup", "max_catchup",
+            "overlap", "jitter_s", "enabled",
+        )
+    },
+}  # fmt: skip
+
+
+def _stored(schedule: Schedule) -> dict[str, Any]:
+    return {field: getattr(schedule, column) for field, column in STORED.items()}
+
+
 def _apply(schedule: Schedule, fields: ScheduleFields, now: datetime) -> None:
-    schedule.workflow_name = fields.workflow
-    schedule.workflow_version = fields.version
-    schedule.inputs = fields.inputs
-    schedule.priority = fields.priority
+    for field, column in STORED.items():
+        setattr(schedule, column, getattr(fields, field))
     schedule.trigger = fields.trigger
-    schedule.cron = fields.cron
-    schedule.timezone = fields.timezone
-    schedule.interval_s = fields.interval_s
     if fields.interval_s is not None:
         schedule.anchor_at = fields.start_at or now + timedelta(seconds=fields.interval_s)
     else:
         schedule.anchor_at = None
-    schedule.min_interval_s = fields.min_interval_s
-    schedule.max_interval_s = fields.max_interval_s
     if fields.trigger != "adaptive":
         schedule.adaptive_decision = None
-    schedule.backoff_initial_s = fields.backoff_initial_s
-    schedule.backoff_max_s = fields.backoff_max_s
-    schedule.catchup = fields.catchup
-    schedule.max_catchup = fields.max_catchup
-    schedule.overlap = fields.overlap
-    schedule.jitter_s = fields.jitter_s
-    schedule.enabled = fields.enabled
     schedule.updated_at = now
 
 
@@ -164,25 +171,10 @@ async def find(session: AsyncSession, ref: str, *, lock: bool = False) -> Schedu
 def fields_of(schedule: Schedule) -> dict[str, Any]:
     """The schedule as ScheduleFields input (what a PATCH is merged into)."""
     return {
-        "workflow": schedule.workflow_name,
-        "version": schedule.workflow_version,
-        "inputs": schedule.inputs,
-        "priority": schedule.priority,
-        "cron": schedule.cron,
-        "timezone": schedule.timezone,
-        "interval_s": schedule.interval_s,
+        **_stored(schedule),
         "start_at": schedule.anchor_at if schedule.trigger == "interval" else None,
         "continuous": schedule.trigger == "continuous",
         "mode": "adaptive" if schedule.trigger == "adaptive" else None,
-        "min_interval_s": schedule.min_interval_s,
-        "max_interval_s": schedule.max_interval_s,
-        "backoff_initial_s": schedule.backoff_initial_s,
-        "backoff_max_s": schedule.backoff_max_s,
-        "catchup": schedule.catchup,
-        "max_catchup": schedule.max_catchup,
-        "overlap": schedule.overlap,
-        "jitter_s": schedule.jitter_s,
-        "enabled": schedule.enabled,
     }
 
 
@@ -296,29 +288,14 @@ async def describe(
     fires = await _recent_fires(session, [s.id for s in schedules], runs_count)
     return [
         ScheduleOut(
+            **_stored(s),
             id=s.id,
             name=s.name,
-            workflow=s.workflow_name,
-            version=s.workflow_version,
-            inputs=s.inputs,
-            priority=s.priority,
             trigger=s.trigger,
-            cron=s.cron,
-            timezone=s.timezone,
-            interval_s=s.interval_s,
             start_at=s.anchor_at,
-            min_interval_s=s.min_interval_s,
-            max_interval_s=s.max_interval_s,
             decision=AdaptiveDecision.model_validate(s.adaptive_decision)
             if s.adaptive_decision
             else None,
-            backoff_initial_s=s.backoff_initial_s,
-            backoff_max_s=s.backoff_max_s,
-            catchup=s.catchup,
-            max_catchup=s.max_catchup,
-            overlap=s.overlap,
-            jitter_s=s.jitter_s,
-            enabled=s.enabled,
             status_reason=s.status_reason,
             source=s.source,
             next_fire_times=next_fires(s, next_count),

@@ -31,8 +31,7 @@ from services.orchestrator_controller.schedules.service import (
 )
 from services.orchestrator_controller.schedules.timing import backoff
 from services.orchestrator_controller.settings import ControllerSettings
-from shared.db.models import WorkflowRun
-from shared.db.schedule_models import Schedule
+from shared.db.models import Schedule, WorkflowRun
 from shared.errors import AppError
 from shared.state.machine import RunStatus
 from shared.tracing import run_span

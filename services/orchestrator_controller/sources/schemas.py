@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from fastapi import Path
 from pydantic import BaseModel, Field
 
-from shared.db.source_state_models import STATE_KEY_PATTERN
+from shared.db.models import STATE_KEY_PATTERN
 
 StateKeyPath = Annotated[
     str,

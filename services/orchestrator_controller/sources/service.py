@@ -9,7 +9,7 @@ from __future__ import annotations
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.orchestrator_controller.sources.schemas import SourceStateOut
-from shared.db.source_state_models import SourceState
+from shared.db.models import SourceState
 from shared.errors import NotFound
 
 

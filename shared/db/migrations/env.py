@@ -9,9 +9,6 @@ from sqlalchemy import text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-import shared.db.dataset_load_models  # noqa: F401
-import shared.db.schedule_models  # noqa: F401
-import shared.db.source_state_models  # noqa: F401
 from shared.db.models import Base
 from shared.db.session import create_engine
 from shared.settings import PLATFORM_SCHEMA, CommonSettings

@@ -7,7 +7,7 @@ from datetime import datetime
 from sqlalchemy import Text, func
 from sqlalchemy.orm import Mapped, mapped_column
 
-from shared.db.models import Base, Json
+from shared.db.models.base import Base, Json
 
 # The names a workflow may keep a source's state under (the collector and the controller's
 # /sources/{key}/state both check it).

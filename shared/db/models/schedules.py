@@ -10,7 +10,7 @@ from sqlalchemy import Boolean, Float, ForeignKey, Index, Integer, String, Text,
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.orm import Mapped, mapped_column
 
-from shared.db.models import Base, Json, StepRun, WorkflowRun
+from shared.db.models.base import Base, Json
 
 
 class Schedule(Base):
@@ -72,13 +72,3 @@ class ScheduleFire(Base):
     outcome: Mapped[str] = mapped_column(String(16))  # started | skipped | buffered | failed
     detail: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
-
-
-# The API manager looks for recent throttled step attempts, and counts recent admissions per
-# host; these keep both lookups off a full scan of the run and step tables.
-Index(
-    "ix_step_runs_failed_at",
-    func.coalesce(StepRun.finished_at, StepRun.attempt_started_at),
-    postgresql_where=text("status IN ('FAILED', 'RETRY_WAIT', 'TIMED_OUT')"),
-)
-Index("ix_workflow_runs_kind_admitted", WorkflowRun.kind, WorkflowRun.admitted_at)

@@ -1,4 +1,4 @@
-"""SQLAlchemy models of the platform's durable state."""
+"""Workflow definitions, runs and their steps, and the idempotency records of submissions."""
 
 from __future__ import annotations
 
@@ -10,12 +10,9 @@ from sqlalchemy import (
     ARRAY,
     BigInteger,
     Boolean,
-    DateTime,
-    Float,
     ForeignKey,
     Index,
     Integer,
-    MetaData,
     String,
     Text,
     UniqueConstraint,
@@ -23,22 +20,9 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.dialects.postgresql import JSONB, UUID
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import Mapped, mapped_column
 
-NAMING_CONVENTION = {
-    "ix": "ix_%(column_0_label)s",
-    "uq": "uq_%(table_name)s_%(column_0_name)s",
-    "ck": "ck_%(table_name)s_%(constraint_name)s",
-    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
-    "pk": "pk_%(table_name)s",
-}
-
-Json = dict[str, Any]
-
-
-class Base(DeclarativeBase):
-    metadata = MetaData(naming_convention=NAMING_CONVENTION)
-    type_annotation_map = {Json: JSONB, datetime: DateTime(timezone=True)}
+from shared.db.models.base import Base, Json
 
 
 class WorkflowDefinition(Base):
@@ -177,37 +161,6 @@ class StepRun(Base):
     )
 
 
-class OutboxEvent(Base):
-    """An event written in the same transaction as the state change it reports."""
-
-    __tablename__ = "event_outbox"
-
-    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
-    event_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True))
-    stream: Mapped[str] = mapped_column(String(100))
-    event_type: Mapped[str] = mapped_column(String(100))
-    run_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
-    payload: Mapped[Json]
-    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
-    published_at: Mapped[datetime | None]
-
-    __table_args__ = (
-        Index("ix_event_outbox_unpublished", "id", postgresql_where=text("published_at IS NULL")),
-    )
-
-
-class AgentHealth(Base):
-    __tablename__ = "agent_health"
-
-    agent: Mapped[str] = mapped_column(String(64), primary_key=True)
-    url: Mapped[str] = mapped_column(Text)
-    status: Mapped[str] = mapped_column(String(16))
-    latency_ms: Mapped[float | None] = mapped_column(Float)
-    detail: Mapped[Json | None]
-    checked_at: Mapped[datetime] = mapped_column(server_default=func.now())
-    changed_at: Mapped[datetime] = mapped_column(server_default=func.now())
-
-
 class IdempotencyRecord(Base):
     """A client's Idempotency-Key and what it produced, so a repeat returns the same thing."""
 
@@ -220,35 +173,11 @@ class IdempotencyRecord(Base):
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
 
 
-class AgentEffect(Base):
-    """An agent's ledger of work done per idempotency key: the record of executed effects."""
-
-    __tablename__ = "agent_effects"
-
-    agent: Mapped[str] = mapped_column(String(64), primary_key=True)
-    idempotency_key: Mapped[str] = mapped_column(String(255), primary_key=True)
-    action: Mapped[str] = mapped_column(String(64))
-    request_hash: Mapped[str] = mapped_column(String(64))
-    status: Mapped[str] = mapped_column(String(16))  # IN_PROGRESS | DONE | FAILED
-    result: Mapped[Any | None] = mapped_column(JSONB)
-    error: Mapped[Json | None]
-    executions: Mapped[int] = mapped_column(Integer, server_default="0")
-    claimed_until: Mapped[datetime | None]
-    # The agent process holding (or last holding) the claim: a claim whose process stopped
-    # beating (agent_instances) is taken over without waiting for claimed_until.
-    claimed_by: Mapped[str | None] = mapped_column(Text)
-    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
-    completed_at: Mapped[datetime | None]
-
-
-class AgentInstance(Base):
-    """A running agent process and its last heartbeat (agents/base/liveness.py)."""
-
-    __tablename__ = "agent_instances"
-
-    instance_id: Mapped[str] = mapped_column(Text, primary_key=True)
-    agent: Mapped[str] = mapped_column(String(64))
-    host: Mapped[str] = mapped_column(Text)
-    pid: Mapped[int] = mapped_column(Integer)
-    started_at: Mapped[datetime] = mapped_column(server_default=func.now())
-    heartbeat_at: Mapped[datetime] = mapped_column(server_default=func.now())
+# The API manager looks for recent throttled step attempts, and counts recent admissions per
+# host; these keep both lookups off a full scan of the run and step tables.
+Index(
+    "ix_step_runs_failed_at",
+    func.coalesce(StepRun.finished_at, StepRun.attempt_started_at),
+    postgresql_where=text("status IN ('FAILED', 'RETRY_WAIT', 'TIMED_OUT')"),
+)
+Index("ix_workflow_runs_kind_admitted", WorkflowRun.kind, WorkflowRun.admitted_at)

@@ -7,7 +7,7 @@ from datetime import datetime
 from sqlalchemy import BigInteger, Index, Text, UniqueConstraint, func
 from sqlalchemy.orm import Mapped, mapped_column
 
-from shared.db.models import Base, Json
+from shared.db.models.base import Base, Json
 
 
 class DatasetLoad(Base):

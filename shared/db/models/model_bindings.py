@@ -7,7 +7,7 @@ from datetime import datetime
 from sqlalchemy import Text, func
 from sqlalchemy.orm import Mapped, mapped_column
 
-from shared.db.models import Base
+from shared.db.models.base import Base
 
 
 class ModelBinding(Base):
