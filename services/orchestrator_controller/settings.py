@@ -104,25 +104,26 @@ class ControllerSettings(CommonSettings, LineageSettings):
         description="this replica's pod name (CONTROLLER_POD_NAME, which the chart sets from "
         "the downward API, else HOSTNAME), the start of its leader-election identity",
     )
+    # Changes to the custom resources arrive through watches at once; these periods are the
+    # full re-list that also catches what a watch can miss (a delete during a disconnect).
+    workflow_resync_s: float = Field(
+        300.0, gt=0, le=3600, description="how often Workflow resources are re-listed in full"
+    )
     model_resync_s: float = Field(
-        15.0, gt=0, le=3600, description="how often Model resources are read into bindings"
+        15.0, gt=0, le=3600, description="how often Model resources are re-listed in full"
     )
     agent_resync_s: float = Field(
-        15.0, gt=0, le=3600, description="how often Agent resources are read into registrations"
+        15.0,
+        gt=0,
+        le=3600,
+        description="how often Agent resources are re-listed in full (each re-list asks the "
+        "agents for their actions again)",
     )
     orchestrator_resync_s: float = Field(
-        5.0,
-        gt=0,
-        le=3600,
-        description="how often Orchestrator resources are read and put in force (an edit "
-        "changes admission within about this long, without a restart)",
+        5.0, gt=0, le=3600, description="how often Orchestrator resources are re-listed in full"
     )
     config_resync_s: float = Field(
-        5.0,
-        gt=0,
-        le=3600,
-        description="how often Config resources are read and their live settings put in force "
-        "(an edit applies within about this long, without a restart)",
+        5.0, gt=0, le=3600, description="how often Config resources are re-listed in full"
     )
     agent_probe_timeout_s: float = Field(
         5.0,

@@ -1,5 +1,6 @@
-"""A fake of the Kubernetes API server for one custom resource (Workflow by default, or Model),
-plus coordination.k8s.io/v1 Leases (leader election), over real HTTP.
+"""A fake of the Kubernetes API server for the platform's five custom resources (Workflow, Model,
+Agent, Orchestrator, Config), plus coordination.k8s.io/v1 Leases (leader election), over real
+HTTP.
 
 No Kubernetes API server can run on the machines these tests run on, so this stands in for it
 at the HTTP boundary: the official kubernetes client talks to it exactly as to a cluster
@@ -28,11 +29,19 @@ GROUP = "ingestion.platform.io"
 VERSION = "v1alpha1"
 
 
-def _collection(plural: str) -> re.Pattern[str]:
-    return re.compile(
-        rf"^/apis/{re.escape(GROUP)}/{VERSION}(?:/namespaces/(?P<ns>[^/]+))?/{plural}"
-        r"(?:/(?P<name>[^/]+)(?P<status>/status)?)?$"
-    )
+# The plural each kind is served under, as the chart's CRDs name them.
+PLURALS = {
+    "Workflow": "workflows",
+    "Model": "models",
+    "Agent": "agents",
+    "Orchestrator": "orchestrators",
+    "Config": "configs",
+}
+_COLLECTION = re.compile(
+    rf"^/apis/{re.escape(GROUP)}/{VERSION}(?:/namespaces/(?P<ns>[^/]+))?"
+    rf"/(?P<plural>{'|'.join(PLURALS.values())})"
+    r"(?:/(?P<name>[^/]+)(?P<status>/status)?)?$"
+)
 
 
 _LEASES = re.compile(
@@ -54,13 +63,17 @@ def merge_patch(target: Any, patch: Any) -> Any:
 
 
 class FakeKubeApi:
-    """State of the fake server plus the helpers a test uses to act as `kubectl`."""
+    """State of the fake server plus the helpers a test uses to act as `kubectl`.
+
+    `plural` is the kind `get`, `delete` and `backdate` mean when not told another; `apply`
+    reads the kind from the resource."""
 
     def __init__(self, token: str = "fake-token", plural: str = "workflows") -> None:
         self.token = token
-        self.collection = _collection(plural)
-        self.objects: dict[tuple[str, str], dict[str, Any]] = {}
-        self.events: list[tuple[int, str, dict[str, Any]]] = []
+        self.plural = plural
+        # Objects by (plural, namespace, name); events as (resourceVersion, type, plural, object).
+        self.objects: dict[tuple[str, str, str], dict[str, Any]] = {}
+        self.events: list[tuple[int, str, str, dict[str, Any]]] = []
         self.requests: list[dict[str, Any]] = []
         self.resource_version = 100
         self.oldest_watchable = 0
@@ -73,6 +86,10 @@ class FakeKubeApi:
         # Set to a Barrier of N: the next N Lease reads are answered once all N have read the same
         # state (a race of N replicas that all read before any writes, made certain), once.
         self.lease_reads_together: threading.Barrier | None = None
+        # Plurals whose lists and watches answer 500 (an API server in trouble), until removed;
+        # plurals whose watches alone answer 403 (a Role without the `watch` verb).
+        self.refuse_reads: set[str] = set()
+        self.refuse_watches: set[str] = set()
         self.cond = threading.Condition()
         self.stopping = False
         self._server: ThreadingHTTPServer | None = None
@@ -111,7 +128,7 @@ class FakeKubeApi:
         """Create or update a resource like `kubectl apply` (status is not touched)."""
         with self.cond:
             name = resource["metadata"]["name"]
-            key = (namespace, name)
+            key = (PLURALS.get(resource.get("kind", ""), self.plural), namespace, name)
             current = self.objects.get(key)
             if current is None:
                 obj = copy.deepcopy(resource)
@@ -131,36 +148,57 @@ class FakeKubeApi:
             self._store(key, obj, kind)
             return copy.deepcopy(obj)
 
-    def delete(self, name: str, namespace: str = "ingest") -> None:
+    def delete(self, name: str, namespace: str = "ingest", plural: str | None = None) -> None:
         with self.cond:
-            obj = self.objects.pop((namespace, name))
+            plural = plural or self.plural
+            obj = self.objects.pop((plural, namespace, name))
             self.resource_version += 1
             obj["metadata"]["resourceVersion"] = str(self.resource_version)
-            self.events.append((self.resource_version, "DELETED", copy.deepcopy(obj)))
+            self.events.append((self.resource_version, "DELETED", plural, copy.deepcopy(obj)))
             self.cond.notify_all()
 
-    def get(self, name: str, namespace: str = "ingest") -> dict[str, Any]:
+    def get(
+        self, name: str, namespace: str = "ingest", plural: str | None = None
+    ) -> dict[str, Any]:
         with self.cond:
-            return copy.deepcopy(self.objects[(namespace, name)])
+            return copy.deepcopy(self.objects[(plural or self.plural, namespace, name)])
+
+    def backdate(
+        self, name: str, created: str, namespace: str = "ingest", plural: str | None = None
+    ) -> None:
+        """Set a resource's creationTimestamp (which of two resources is the older), silently."""
+        with self.cond:
+            key = (plural or self.plural, namespace, name)
+            self.objects[key]["metadata"]["creationTimestamp"] = created
 
     def expire_history(self) -> None:
-        """Compact the event history: watches from an older resourceVersion get 410 Gone."""
+        """Compact the event history: every open watch (and any from an older resourceVersion)
+        gets 410 Gone. The resourceVersion moves on first, as a cluster's does with every other
+        object's writes, so that even a watch that has seen every event of its kind is behind
+        the compaction; a new list answers a resourceVersion watchable again."""
         with self.cond:
+            self.resource_version += 1
             self.oldest_watchable = self.resource_version
             self.cond.notify_all()
 
-    def status_patches(self, name: str | None = None) -> list[dict[str, Any]]:
+    def status_patches(
+        self, name: str | None = None, plural: str | None = None
+    ) -> list[dict[str, Any]]:
         return [
             r
-            for r in self.requests
-            if r["method"] == "PATCH" and (name is None or r["name"] == name)
+            for r in list(self.requests)
+            if r["method"] == "PATCH"
+            and (name is None or r["name"] == name)
+            and (plural is None or r["plural"] == plural)
         ]
 
-    def count(self, method: str, *, watch: bool | None = None) -> int:
+    def count(self, method: str, *, watch: bool | None = None, plural: str | None = None) -> int:
         return sum(
             1
-            for r in self.requests
-            if r["method"] == method and (watch is None or r.get("watch") == watch)
+            for r in list(self.requests)
+            if r["method"] == method
+            and (watch is None or r.get("watch") == watch)
+            and (plural is None or r.get("plural") == plural)
         )
 
     def lease(self, name: str, namespace: str = "ingest") -> dict[str, Any] | None:
@@ -168,11 +206,11 @@ class FakeKubeApi:
             found = self.leases.get((namespace, name))
             return copy.deepcopy(found) if found is not None else None
 
-    def _store(self, key: tuple[str, str], obj: dict[str, Any], kind: str) -> None:
+    def _store(self, key: tuple[str, str, str], obj: dict[str, Any], kind: str) -> None:
         self.resource_version += 1
         obj["metadata"]["resourceVersion"] = str(self.resource_version)
         self.objects[key] = obj
-        self.events.append((self.resource_version, kind, copy.deepcopy(obj)))
+        self.events.append((self.resource_version, kind, key[0], copy.deepcopy(obj)))
         self.cond.notify_all()
 
 
@@ -203,7 +241,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _route(self) -> tuple[re.Match[str] | None, dict[str, list[str]]]:
         parsed = urlparse(self.path)
-        return self.fake.collection.match(parsed.path), parse_qs(parsed.query)
+        return _COLLECTION.match(parsed.path), parse_qs(parsed.query)
 
     def _authorized(self) -> bool:
         if self.headers.get("Authorization") == f"Bearer {self.fake.token}":
@@ -325,6 +363,8 @@ class _Handler(BaseHTTPRequestHandler):
             {
                 "method": "GET",
                 "path": self.path,
+                "plural": match["plural"] if match else None,
+                "at": time.monotonic(),
                 "watch": watching,
                 "query": query,
                 "agent": self.headers.get("User-Agent", ""),
@@ -335,15 +375,21 @@ class _Handler(BaseHTTPRequestHandler):
         if match is None or match["name"]:
             self._send_json(404, self._status(404, "NotFound", self.path))
             return
-        namespace = match["ns"]
+        namespace, plural = match["ns"], match["plural"]
+        if plural in self.fake.refuse_reads:
+            self._send_json(500, self._status(500, "InternalError", f"{plural} refused"))
+            return
+        if watching and plural in self.fake.refuse_watches:
+            self._send_json(403, self._status(403, "Forbidden", f"cannot watch {plural}"))
+            return
         if watching:
-            self._watch(namespace, query)
+            self._watch(plural, namespace, query)
             return
         with self.fake.cond:
             items = [
                 copy.deepcopy(obj)
-                for (ns, _), obj in sorted(self.fake.objects.items())
-                if namespace is None or ns == namespace
+                for (kind, ns, _), obj in sorted(self.fake.objects.items())
+                if kind == plural and (namespace is None or ns == namespace)
             ]
             rv = str(self.fake.resource_version)
         for item in items:  # a real server omits these on list items
@@ -353,7 +399,7 @@ class _Handler(BaseHTTPRequestHandler):
             200,
             {
                 "apiVersion": f"{GROUP}/{VERSION}",
-                "kind": "WorkflowList",
+                "kind": "List",
                 "metadata": {"resourceVersion": rv},
                 "items": items,
             },
@@ -364,7 +410,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
         self.wfile.flush()
 
-    def _watch(self, namespace: str | None, query: dict[str, list[str]]) -> None:
+    def _watch(self, plural: str, namespace: str | None, query: dict[str, list[str]]) -> None:
         fake = self.fake
         since = int(query.get("resourceVersion", ["0"])[0] or 0)
         timeout = float(query.get("timeoutSeconds", ["30"])[0])
@@ -382,8 +428,9 @@ class _Handler(BaseHTTPRequestHandler):
                         break
                     pending = [
                         (rv, kind, obj)
-                        for rv, kind, obj in fake.events
+                        for rv, kind, of, obj in fake.events
                         if rv > since
+                        and of == plural
                         and (namespace is None or obj["metadata"]["namespace"] == namespace)
                     ]
                     if not pending:
@@ -410,6 +457,7 @@ class _Handler(BaseHTTPRequestHandler):
             "path": self.path,
             "content_type": self.headers.get("Content-Type"),
             "name": match["name"] if match else None,
+            "plural": match["plural"] if match else None,
             "body": body,
             "agent": self.headers.get("User-Agent", ""),
         }
@@ -424,7 +472,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
         fake = self.fake
         with fake.cond:
-            key = (match["ns"], match["name"])
+            key = (match["plural"], match["ns"], match["name"])
             current = fake.objects.get(key)
             if current is None:
                 self._send_json(404, self._status(404, "NotFound", match["name"]))
@@ -435,3 +483,20 @@ class _Handler(BaseHTTPRequestHandler):
             fake._store(key, obj, "MODIFIED")
             result = copy.deepcopy(obj)
         self._send_json(200, result)
+
+
+TOKEN = "test-token"
+
+
+def client_for(fake: FakeKubeApi, user_agent: str | None = None) -> Any:
+    """A kubernetes ApiClient pointed at the fake with its token; the fake sees `user_agent`
+    (one replica's client told from another's)."""
+    from kubernetes import client
+
+    configuration = client.Configuration(host=fake.url)
+    configuration.api_key = {"BearerToken": fake.token}
+    configuration.api_key_prefix = {"BearerToken": "Bearer"}
+    api_client = client.ApiClient(configuration)
+    if user_agent is not None:
+        api_client.user_agent = user_agent
+    return api_client

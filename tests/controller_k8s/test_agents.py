@@ -1,10 +1,10 @@
-"""Agent resources register other teams' agents: the controller's sync against the fake
+"""Agent resources register other teams' agents: the Agent kind's informer against the fake
 Kubernetes API (see fake_kube_api.py), the registrations in a real PostgreSQL schema, the agent
 a real HTTP server (tests/external_agent.py, not on agents/base) whose actions are read."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -16,19 +16,19 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from services.orchestrator_controller.agents import service
 from services.orchestrator_controller.agents.schemas import AgentIn
-from services.orchestrator_controller.kubernetes.agents import AgentResourceSync
-from shared.db.session import create_engine, create_sessionmaker
-from shared.settings import CommonSettings
-from tests.conftest import DATABASE_URL, SERVICE_TOKEN, fresh_schema
+from services.orchestrator_controller.kubernetes.agents import AgentResources
+from services.orchestrator_controller.kubernetes.informer import Informer
+from tests.conftest import SERVICE_TOKEN
 from tests.deploy.conftest import CHART
 from tests.deploy.crd_schema import CrdValidator
 from tests.external_agent import create_app as external_agent
 from tests.serving import serve
 
 from .fake_kube_api import FakeKubeApi
+from .helpers import NAMESPACE
 
 pytestmark = pytest.mark.timeout(120)
-NAMESPACE = "ingest"
+PLURAL = "agents"
 
 
 def agent_resource(name: str, agent: str, base_url: str | None = None, **spec: Any) -> Any:
@@ -44,51 +44,18 @@ def agent_resource(name: str, agent: str, base_url: str | None = None, **spec: A
 
 
 @pytest.fixture
-def agents_api() -> Iterator[tuple[FakeKubeApi, client.ApiClient]]:
-    fake = FakeKubeApi(token="test-token", plural="agents")
-    fake.start()
-    configuration = client.Configuration(host=fake.url)
-    configuration.api_key = {"BearerToken": "test-token"}
-    configuration.api_key_prefix = {"BearerToken": "Bearer"}
-    api_client = client.ApiClient(configuration)
-    yield fake, api_client
-    api_client.close()
-    fake.stop()
-
-
-@pytest.fixture
-def agent_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    app = external_agent(str(tmp_path_factory.mktemp("agent") / "ledger.sqlite"), SERVICE_TOKEN)
-    with serve(app) as url:
-        yield url
-
-
-@pytest.fixture
-def schema() -> Iterator[str]:
-    yield from fresh_schema()
-
-
-@pytest.fixture
-async def db(schema: str) -> AsyncIterator[async_sessionmaker]:
-    engine = create_engine(CommonSettings(database_url=DATABASE_URL, db_schema=schema))
-    yield create_sessionmaker(engine)
-    await engine.dispose()
-
-
-@pytest.fixture
-async def sync(
-    agents_api: tuple[FakeKubeApi, client.ApiClient], db: async_sessionmaker
-) -> AsyncIterator[AgentResourceSync]:
+async def sync(api_client: client.ApiClient, db: async_sessionmaker) -> AsyncIterator[Informer]:
     async with httpx.AsyncClient() as http:
-        yield AgentResourceSync(
-            agents_api[1],
-            NAMESPACE,
-            db,
-            http,
-            token=SERVICE_TOKEN,
-            allow_private_hosts=["127.0.0.1"],
-            probe_timeout_s=2,
+        agents = AgentResources(
+            db, http, token=SERVICE_TOKEN, allow_private_hosts=["127.0.0.1"], probe_timeout_s=2
         )
+        yield Informer(api_client, NAMESPACE, agents)
+
+
+def registered_by(sync: Informer) -> dict[str, str]:
+    """Each agent the kind registered and the resource registering it."""
+    assert isinstance(sync.kind, AgentResources)
+    return sync.kind.registrations
 
 
 async def registrations(db: async_sessionmaker) -> dict[str, tuple[Any, ...]]:
@@ -109,12 +76,9 @@ def ready(resource: dict[str, Any]) -> tuple[str, str, str]:
 
 
 async def test_agent_resources_register_agents_and_report_in_their_status(
-    agents_api: tuple[FakeKubeApi, client.ApiClient],
-    sync: AgentResourceSync,
-    db: async_sessionmaker,
-    agent_url: str,
+    fake_api: FakeKubeApi, sync: Informer, db: async_sessionmaker, agent_url: str
 ) -> None:
-    fake, _ = agents_api
+    fake = fake_api
     fake.apply(
         agent_resource(
             "quality", "data-quality", agent_url, timeoutSeconds=30, credentials=["Q_TOKEN"]
@@ -129,7 +93,8 @@ async def test_agent_resources_register_agents_and_report_in_their_status(
     fake.apply(agent_resource("nowhere", "storage", "http://127.0.0.1:9"), NAMESPACE)
     fake.apply(agent_resource("metadata", "features", "http://169.254.169.254"), NAMESPACE)
 
-    assert await sync.sync_once() == {"data-quality": f"{NAMESPACE}/quality"}
+    await sync.resync()
+    assert registered_by(sync) == {"data-quality": f"{NAMESPACE}/quality"}
     assert await registrations(db) == {
         "data-quality": (
             agent_url,
@@ -167,26 +132,26 @@ async def test_agent_resources_register_agents_and_report_in_their_status(
 
     # Nothing changed: nothing is written again.
     patches = len(fake.status_patches())
-    await sync.sync_once()
+    await sync.resync()
     assert len(fake.status_patches()) == patches
 
     # Edited, then deleted: the registration follows, then it is gone.
     fake.apply(agent_resource("quality", "data-quality", agent_url, maxConcurrency=3), NAMESPACE)
-    await sync.sync_once()
+    await sync.resync()
     assert (await registrations(db))["data-quality"][2:4] == (60.0, 3)
     fake.delete("quality", NAMESPACE)
     fake.delete("quality-too", NAMESPACE)
-    await sync.sync_once()
+    await sync.resync()
     assert await registrations(db) == {}
 
 
 async def test_a_resource_takes_an_api_registration_over_and_an_agent_away_keeps_it(
-    agents_api: tuple[FakeKubeApi, client.ApiClient],
-    sync: AgentResourceSync,
+    fake_api: FakeKubeApi,
+    sync: Informer,
     db: async_sessionmaker,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> None:
-    fake, _ = agents_api
+    fake = fake_api
     app = external_agent(str(tmp_path_factory.mktemp("away") / "ledger.sqlite"), SERVICE_TOKEN)
     with serve(app) as url:
         async with db() as session, session.begin():
@@ -198,7 +163,7 @@ async def test_a_resource_takes_an_api_registration_over_and_an_agent_away_keeps
                 source="api",
             )
         fake.apply(agent_resource("storage", "storage", url), NAMESPACE)
-        await sync.sync_once()
+        await sync.resync()
         assert (await registrations(db))["storage"][1:] == (
             ["score", "sleep"],
             60.0,
@@ -208,7 +173,7 @@ async def test_a_resource_takes_an_api_registration_over_and_an_agent_away_keeps
             f"{NAMESPACE}/storage",
         )
     # The agent stopped: its registration stands (runs retry it) and the status says why.
-    await sync.sync_once()
+    await sync.resync()
     assert (await registrations(db))["storage"][1] == ["score", "sleep"]
     storage = fake.get("storage", NAMESPACE)
     assert ready(storage) == ("Registered", "False", "Unreachable")

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
@@ -18,47 +17,25 @@ from fastapi import FastAPI
 from kubernetes import client
 
 from services.orchestrator_controller.kubernetes.bridge import build_config_sync
-from services.orchestrator_controller.kubernetes.configs import ConfigResourceSync
+from services.orchestrator_controller.kubernetes.configs import ConfigResources
+from services.orchestrator_controller.kubernetes.informer import Informer
 from services.orchestrator_controller.schedules.ticker import Ticker
 from tests.schedules.helpers import (
     AUTH,
     Clock,
     controller,
     one_step_spec,
-    private_schema,
-    truncate,
 )
 from tests.schedules.test_ticker import T0, make_schedule, run_count
 
 from .fake_kube_api import FakeKubeApi
+from .helpers import NAMESPACE, eventually, reported
+from .helpers import condition as ready
 
 pytestmark = pytest.mark.timeout(120)
-NAMESPACE = "ingest"
-RESYNC_S = 0.1
-
-
-@pytest.fixture(scope="module")
-def module_env(common_env: dict) -> Iterator[dict]:
-    yield from private_schema(common_env)
-
-
-@pytest.fixture
-async def env(module_env: dict) -> AsyncIterator[dict]:
-    await truncate(module_env)
-    yield module_env
-
-
-@pytest.fixture
-def kube() -> Iterator[tuple[FakeKubeApi, client.ApiClient]]:
-    fake = FakeKubeApi(token="test-token", plural="configs")
-    fake.start()
-    configuration = client.Configuration(host=fake.url)
-    configuration.api_key = {"BearerToken": "test-token"}
-    configuration.api_key_prefix = {"BearerToken": "Bearer"}
-    api_client = client.ApiClient(configuration)
-    yield fake, api_client
-    api_client.close()
-    fake.stop()
+PLURAL = "configs"
+# No resync within a test: every change reaches the controller through the watch.
+RESYNC_S = 3600.0
 
 
 @pytest.fixture(autouse=True)
@@ -82,8 +59,8 @@ def config(name: str, **spec: Any) -> dict[str, Any]:
 @asynccontextmanager
 async def live(
     env: dict, api_client: client.ApiClient, clock: Clock | None = None, /, **overrides: Any
-) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient, ConfigResourceSync]]:
-    """A controller whose Config-resource loop runs every RESYNC_S, as app.py wires it."""
+) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient, Informer]]:
+    """A controller whose Config informer runs (no resync within a test), as app.py wires it."""
     settings = {"kubernetes_namespace": NAMESPACE, "config_resync_s": RESYNC_S, **overrides}
     async with controller(env, clock, **settings) as (app, http):
         sync = build_config_sync(app.state.settings, api_client)
@@ -96,19 +73,18 @@ async def live(
                 await task
 
 
+async def sync_once(sync: Informer) -> str | None:
+    """One list and reconcile, as at a resync; what is in force after it."""
+    await sync.resync()
+    assert isinstance(sync.kind, ConfigResources)
+    return sync.kind.applied
+
+
 async def in_force(http: httpx.AsyncClient) -> dict[str, dict[str, Any]]:
     """Each live setting as GET /config shows it: {name: {value, source, ...}}."""
     response = await http.get("/config")
     assert response.status_code == 200, response.text
     return {item["name"]: item for item in response.json()["items"]}
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], what: str) -> None:
-    """Wait (a few resync periods at most) until `check` holds."""
-    deadline = time.monotonic() + 30 * RESYNC_S + 2
-    while not await check():
-        assert time.monotonic() < deadline, f"not within a few resyncs: {what}"
-        await asyncio.sleep(RESYNC_S / 2)
 
 
 def shows(http: httpx.AsyncClient, **expected: Any) -> Callable[[], Awaitable[bool]]:
@@ -117,26 +93,6 @@ def shows(http: httpx.AsyncClient, **expected: Any) -> Callable[[], Awaitable[bo
         return all(settings[k]["value"] == v for k, v in expected.items())
 
     return check
-
-
-def reported(fake: FakeKubeApi, *names: str) -> Callable[[], Awaitable[bool]]:
-    """Whether each resource's status speaks of its current generation."""
-
-    async def check() -> bool:
-        for name in names:
-            resource = fake.get(name, NAMESPACE)
-            conditions = (resource.get("status") or {}).get("conditions") or []
-            generation = resource["metadata"]["generation"]
-            if not any(c.get("observedGeneration") == generation for c in conditions):
-                return False
-        return True
-
-    return check
-
-
-def ready(resource: dict[str, Any]) -> dict[str, Any]:
-    (condition,) = [c for c in resource["status"]["conditions"] if c["type"] == "Ready"]
-    return dict(condition)
 
 
 def padded(name: str, version: int, size: int) -> dict[str, Any]:
@@ -154,9 +110,9 @@ def nested(depth: int) -> dict[str, Any]:
 
 
 async def test_create_update_delete_change_the_limits_live(
-    env: dict, kube: tuple[FakeKubeApi, client.ApiClient]
+    env: dict, fake_api: FakeKubeApi, api_client: client.ApiClient
 ) -> None:
-    fake, api_client = kube
+    fake = fake_api
     async with live(env, api_client, max_nesting_depth=16) as (app, http, _):
         settings = await in_force(http)
         assert settings["max_nesting_depth"]["value"] == 16
@@ -229,9 +185,9 @@ async def test_create_update_delete_change_the_limits_live(
 
 
 async def test_the_log_level_changes_what_is_logged(
-    env: dict, kube: tuple[FakeKubeApi, client.ApiClient], caplog: pytest.LogCaptureFixture
+    env: dict, fake_api: FakeKubeApi, api_client: client.ApiClient, caplog: pytest.LogCaptureFixture
 ) -> None:
-    fake, api_client = kube
+    fake = fake_api
 
     def request_lines() -> list[str]:
         return [r.getMessage() for r in caplog.records if r.name == "http.request"]
@@ -266,11 +222,11 @@ async def test_the_log_level_changes_what_is_logged(
 
 
 async def test_the_schedule_tick_changes_live(
-    env: dict, kube: tuple[FakeKubeApi, client.ApiClient]
+    env: dict, fake_api: FakeKubeApi, api_client: client.ApiClient
 ) -> None:
     """A ticker started with an hour's tick fires a due schedule within a second of a Config
     resource setting a short one: the period is read live, even during a sleep."""
-    fake, api_client = kube
+    fake = fake_api
     clock = Clock(T0 + timedelta(minutes=30))
     async with live(env, api_client, clock, schedule_tick_s=3600) as (app, http, _):
         await make_schedule(http, overlap="allow")
@@ -295,9 +251,9 @@ async def test_the_schedule_tick_changes_live(
 
 
 async def test_a_setting_that_needs_a_restart_is_refused(
-    env: dict, kube: tuple[FakeKubeApi, client.ApiClient]
+    env: dict, fake_api: FakeKubeApi, api_client: client.ApiClient
 ) -> None:
-    fake, api_client = kube
+    fake = fake_api
     async with live(env, api_client) as (app, http, _):
         fake.apply(
             config(
@@ -345,15 +301,16 @@ async def test_a_setting_that_needs_a_restart_is_refused(
 )
 async def test_an_invalid_resource_is_refused(
     env: dict,
-    kube: tuple[FakeKubeApi, client.ApiClient],
+    fake_api: FakeKubeApi,
+    api_client: client.ApiClient,
     spec: dict[str, Any],
     complaint: str,
 ) -> None:
-    fake, api_client = kube
+    fake = fake_api
     fake.apply(config("platform", **spec, maxSpecBytes=2048), NAMESPACE)
     async with controller(env, kubernetes_namespace=NAMESPACE) as (app, _):
         sync = build_config_sync(app.state.settings, api_client)
-        assert await sync.sync_once() is None
+        assert await sync_once(sync) is None
         condition = ready(fake.get("platform", NAMESPACE))
         assert (condition["status"], condition["reason"]) == ("False", "InvalidSpec")
         assert complaint in condition["message"]
@@ -361,13 +318,13 @@ async def test_an_invalid_resource_is_refused(
 
 
 async def test_a_second_resource_is_a_conflict(
-    env: dict, kube: tuple[FakeKubeApi, client.ApiClient]
+    env: dict, fake_api: FakeKubeApi, api_client: client.ApiClient
 ) -> None:
-    fake, api_client = kube
+    fake = fake_api
     fake.apply(config("a-newer", maxSpecBytes=4096), NAMESPACE)
     fake.apply(config("z-older", maxSpecBytes=2048), NAMESPACE)
     # The oldest wins, whatever its name.
-    fake.objects[(NAMESPACE, "z-older")]["metadata"]["creationTimestamp"] = "2020-01-01T00:00:00Z"
+    fake.backdate("z-older", "2020-01-01T00:00:00Z", NAMESPACE)
     async with live(env, api_client) as (_, http, _):
         await eventually(shows(http, max_spec_bytes=2048), "the oldest")
         await eventually(reported(fake, "a-newer", "z-older"), "statuses")
@@ -388,29 +345,29 @@ async def test_a_second_resource_is_a_conflict(
 
 
 async def test_status_is_written_only_when_it_changes(
-    env: dict, kube: tuple[FakeKubeApi, client.ApiClient]
+    env: dict, fake_api: FakeKubeApi, api_client: client.ApiClient
 ) -> None:
-    fake, api_client = kube
+    fake = fake_api
     fake.apply(config("platform", handoffIntervalSeconds=0.5), NAMESPACE)
     async with controller(env, kubernetes_namespace=NAMESPACE) as (app, _):
         sync = build_config_sync(app.state.settings, api_client)
-        assert await sync.sync_once() == "platform"
+        assert await sync_once(sync) == "platform"
         assert app.state.settings.live.current.handoff_interval_s == 0.5
         assert len(fake.status_patches("platform")) == 1
-        await sync.sync_once()
+        await sync_once(sync)
         assert len(fake.status_patches("platform")) == 1
         # A follower puts it in force and leaves the status to the leader.
         fake.apply(config("platform", handoffIntervalSeconds=0.25), NAMESPACE)
         follower = build_config_sync(app.state.settings, api_client, is_leader=lambda: False)
-        assert await follower.sync_once() == "platform"
+        assert await sync_once(follower) == "platform"
         assert app.state.settings.live.current.handoff_interval_s == 0.25
         assert len(fake.status_patches("platform")) == 1
 
 
 async def test_the_last_settings_stay_while_the_api_is_unreachable(
-    env: dict, kube: tuple[FakeKubeApi, client.ApiClient], caplog: pytest.LogCaptureFixture
+    env: dict, fake_api: FakeKubeApi, api_client: client.ApiClient, caplog: pytest.LogCaptureFixture
 ) -> None:
-    fake, api_client = kube
+    fake = fake_api
     fake.apply(config("platform", maxSpecBytes=2048), NAMESPACE)
     async with live(env, api_client) as (app, http, _):
         await eventually(shows(http, max_spec_bytes=2048), "applied")
@@ -422,7 +379,7 @@ async def test_the_last_settings_stay_while_the_api_is_unreachable(
             return "the Kubernetes API is unreachable" in caplog.text
 
         await eventually(failed, "the loop saying the API is unreachable")
-        await asyncio.sleep(3 * RESYNC_S)  # the loop keeps failing, and keeps going
+        await asyncio.sleep(1.5)  # the loop keeps failing (backing off), and keeps going
         assert app.state.settings.live.current.max_spec_bytes == 2048
         settings = await in_force(http)
         assert settings["max_spec_bytes"]["source"] == "resource platform"

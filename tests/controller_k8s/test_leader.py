@@ -2,9 +2,9 @@
 
 Every replica is a real LeaderElector with its own kubernetes ApiClient (told apart by the fake
 through its User-Agent) against the fake API server of fake_kube_api.py, at the HTTP boundary;
-the leader-only loops are the controller's real ones (ModelResourceSync on a real PostgreSQL
-schema) and the every-replica loop is the real OrchestratorResourceSync. Times are short but
-every wait polls against a generous deadline (the machines are shared and noisy).
+the leader-only loops are the controller's real ones (the Model kind's informer on a real
+PostgreSQL schema) and the every-replica loop is the real Orchestrator kind's informer. Times
+are short but every wait polls against a generous deadline (the machines are shared and noisy).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import contextlib
 import json
 import re
 import threading
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,64 +26,30 @@ from kubernetes.config import kube_config
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
+from services.orchestrator_controller.kubernetes.informer import Informer
 from services.orchestrator_controller.kubernetes.leader import LeaderElector, replica_identity
-from services.orchestrator_controller.kubernetes.models import ModelResourceSync
-from services.orchestrator_controller.kubernetes.orchestrators import OrchestratorResourceSync
+from services.orchestrator_controller.kubernetes.models import ModelResources
+from services.orchestrator_controller.kubernetes.orchestrators import OrchestratorResources
 from services.orchestrator_controller.policies.config import OrchestratorsConfig
 from services.orchestrator_controller.policies.service import Policies
-from shared.db.session import create_engine, create_sessionmaker
-from shared.settings import CommonSettings
-from tests.conftest import DATABASE_URL, fresh_schema
 from tests.polling import eventually
 from tests.schedules.helpers import controller
 
-from .fake_kube_api import FakeKubeApi
+from .fake_kube_api import FakeKubeApi, client_for
+from .helpers import NAMESPACE
 from .test_models import model_resource
 from .test_watcher import example, ready
 
 pytestmark = pytest.mark.timeout(120)
-NAMESPACE = "ingest"
+PLURAL = "models"
 LEASE = "ingestion-controller"
 RETRY_S = 0.3
 MODELS = "/apis/ingestion.platform.io/v1alpha1/namespaces/ingest/models"
 
 
-def api_client_for(fake: FakeKubeApi, agent: str) -> client.ApiClient:
-    """A replica's own client; the fake sees `agent` as its User-Agent."""
-    configuration = client.Configuration(host=fake.url)
-    configuration.api_key = {"BearerToken": "test-token"}
-    configuration.api_key_prefix = {"BearerToken": "Bearer"}
-    api_client = client.ApiClient(configuration)
-    api_client.user_agent = agent
-    return api_client
-
-
-@pytest.fixture
-def models_fake() -> Iterator[FakeKubeApi]:
-    fake = FakeKubeApi(token="test-token", plural="models")
-    fake.start()
-    yield fake
-    fake.stop()
-
-
-@pytest.fixture
-def orchestrators_fake() -> Iterator[FakeKubeApi]:
-    fake = FakeKubeApi(token="test-token", plural="orchestrators")
-    fake.start()
-    yield fake
-    fake.stop()
-
-
-@pytest.fixture
-def schema() -> Iterator[str]:
-    yield from fresh_schema()
-
-
-@pytest.fixture
-async def db(schema: str) -> AsyncIterator[async_sessionmaker]:
-    engine = create_engine(CommonSettings(database_url=DATABASE_URL, db_schema=schema))
-    yield create_sessionmaker(engine)
-    await engine.dispose()
+def models_informer(api_client: client.ApiClient, db: async_sessionmaker) -> Informer:
+    """A replica's Model informer, re-listing about every second."""
+    return Informer(api_client, NAMESPACE, ModelResources(db), resync_s=0.1)
 
 
 class Replica:
@@ -91,7 +57,7 @@ class Replica:
 
     def __init__(self, fake: FakeKubeApi, name: str, **durations: float) -> None:
         self.name = name
-        self.api_client = api_client_for(fake, name)
+        self.api_client = client_for(fake, name)
         self.changes: list[bool] = []
         self.elector = LeaderElector(
             self.api_client,
@@ -164,13 +130,13 @@ async def bound_alias(db: async_sessionmaker) -> str | None:
 
 
 async def test_two_replicas_one_leads_and_only_its_loops_register_and_write_statuses(
-    models_fake: FakeKubeApi, db: async_sessionmaker
+    fake_api: FakeKubeApi, db: async_sessionmaker
 ) -> None:
-    fake = models_fake
+    fake = fake_api
     fake.apply(model_resource("rs", "retry_strategy", "retry_strategy", "champion"), NAMESPACE)
     async with replicas(fake, "replica-a", "replica-b") as group:
         for replica in group:
-            sync = ModelResourceSync(replica.api_client, NAMESPACE, db, interval_s=0.1)
+            sync = models_informer(replica.api_client, db)
             replica.start(sync.run)
 
         await eventually(lambda: len(leaders(group)) == 1)
@@ -217,15 +183,15 @@ async def test_two_replicas_one_leads_and_only_its_loops_register_and_write_stat
 
 
 async def test_a_leader_cut_off_from_the_api_steps_down_by_its_renew_deadline(
-    models_fake: FakeKubeApi, db: async_sessionmaker
+    fake_api: FakeKubeApi, db: async_sessionmaker
 ) -> None:
-    fake = models_fake
+    fake = fake_api
     durations = {"lease_duration_s": 4.0, "renew_deadline_s": 2.0, "retry_period_s": RETRY_S}
     async with replicas(fake, "replica-a", "replica-b", **durations) as group:
         a, b = group
-        a.start(ModelResourceSync(a.api_client, NAMESPACE, db, interval_s=0.1).run)
+        a.start(models_informer(a.api_client, db).run)
         await eventually(a.elector.is_leader)
-        b.start(ModelResourceSync(b.api_client, NAMESPACE, db, interval_s=0.1).run)
+        b.start(models_informer(b.api_client, db).run)
         await eventually(lambda: b.elector.holder == a.elector.identity)
         await eventually(lambda: model_reads_by(fake, "replica-a") > 0)
 
@@ -262,12 +228,12 @@ async def test_a_leader_cut_off_from_the_api_steps_down_by_its_renew_deadline(
 
 
 async def test_a_leader_that_regains_the_lease_starts_its_loops_again(
-    models_fake: FakeKubeApi, db: async_sessionmaker
+    fake_api: FakeKubeApi, db: async_sessionmaker
 ) -> None:
-    fake = models_fake
+    fake = fake_api
     durations = {"lease_duration_s": 4.0, "renew_deadline_s": 2.0, "retry_period_s": RETRY_S}
     async with replicas(fake, "replica-a", **durations) as (a,):
-        a.start(ModelResourceSync(a.api_client, NAMESPACE, db, interval_s=0.1).run)
+        a.start(models_informer(a.api_client, db).run)
         await eventually(a.elector.is_leader)
         fake.refuse_leases.add("*")
         await eventually(lambda: a.changes == [True, False], within_s=20)
@@ -285,9 +251,9 @@ async def test_a_leader_that_regains_the_lease_starts_its_loops_again(
 
 
 async def test_of_two_writes_from_the_same_read_the_second_loses_with_409(
-    models_fake: FakeKubeApi,
+    fake_api: FakeKubeApi,
 ) -> None:
-    fake = models_fake
+    fake = fake_api
     async with replicas(fake, "replica-a", "replica-b") as (a, b):
         # Both read before either writes: the Lease is absent, both create, one gets 409.
         fake.lease_reads_together = threading.Barrier(2)
@@ -335,9 +301,9 @@ async def test_of_two_writes_from_the_same_read_the_second_loses_with_409(
 
 
 async def test_every_replica_applies_orchestrator_resources_but_only_the_leader_reports(
-    orchestrators_fake: FakeKubeApi,
+    fake_api: FakeKubeApi,
 ) -> None:
-    fake = orchestrators_fake
+    fake = fake_api
     fake.apply(
         {
             "apiVersion": "ingestion.platform.io/v1alpha1",
@@ -347,17 +313,19 @@ async def test_every_replica_applies_orchestrator_resources_but_only_the_leader_
         },
         NAMESPACE,
     )
+
+    def manager() -> dict[str, Any]:
+        return fake.get("ingestion-manager", NAMESPACE, "orchestrators")
+
     async with replicas(fake, "replica-a", "replica-b") as group:
         policies: dict[str, Policies] = {}
         tasks = []
         for replica in group:
             policies[replica.name] = Policies(OrchestratorsConfig())
-            sync = OrchestratorResourceSync(
+            sync = Informer(
                 replica.api_client,
                 NAMESPACE,
-                policies[replica.name],
-                OrchestratorsConfig(),
-                interval_s=0.1,
+                OrchestratorResources(policies[replica.name], OrchestratorsConfig()),
                 is_leader=replica.elector.is_leader,
             )
             replica.start()  # no leader-only loop: the sync runs on every replica
@@ -366,7 +334,7 @@ async def test_every_replica_applies_orchestrator_resources_but_only_the_leader_
             await eventually(lambda: len(leaders(group)) == 1)
             (leader,) = leaders(group)
             await eventually(lambda: in_force(policies) == {7})
-            await eventually(lambda: bool(fake.get("ingestion-manager", NAMESPACE).get("status")))
+            await eventually(lambda: bool(manager().get("status")))
             fake.apply(
                 {
                     "apiVersion": "ingestion.platform.io/v1alpha1",
@@ -379,7 +347,7 @@ async def test_every_replica_applies_orchestrator_resources_but_only_the_leader_
             await eventually(lambda: in_force(policies) == {9})
 
             def reported() -> bool:
-                status = fake.get("ingestion-manager", NAMESPACE).get("status") or {}
+                status = manager().get("status") or {}
                 return (status.get("inForce") or {}).get("maxConcurrentRuns") == 9
 
             await eventually(reported)
@@ -471,9 +439,8 @@ async def test_two_controller_apps_elect_one_leader_which_hands_over_at_shutdown
             leader_identity = a_identity if a_value == 1.0 else b_identity
             lease = fake_api.lease("ingestion-controller", NAMESPACE)
             assert lease is not None and lease["spec"]["holderIdentity"] == leader_identity
-            await eventually(
-                lambda: (ready(fake_api.get("leader-standard")) or {}).get("status") == "True"
-            )
+            standard = lambda: fake_api.get("leader-standard", NAMESPACE, "workflows")  # noqa: E731
+            await eventually(lambda: (ready(standard()) or {}).get("status") == "True")
             # One watcher lists and watches the Workflow resources: the leader's.
             workflow_lists = [
                 r

@@ -1,11 +1,10 @@
-"""Model resources bind the platform's models: the controller's sync against the fake
+"""Model resources bind the platform's models: the Model kind's informer against the fake
 Kubernetes API (see fake_kube_api.py), with the bindings in a real PostgreSQL schema and the
 versions read from a real MLflow store."""
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,21 +16,20 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from ml import registry
+from services.orchestrator_controller.kubernetes.informer import Informer
 from services.orchestrator_controller.kubernetes.models import (
     ModelResource,
-    ModelResourceSync,
+    ModelResources,
     parse_model_resource,
     registry_version_resolver,
 )
-from shared.db.session import create_engine, create_sessionmaker
-from shared.settings import CommonSettings
-from tests.conftest import DATABASE_URL, fresh_schema
 from tests.ml.test_registry import trained
 
 from .fake_kube_api import FakeKubeApi
+from .helpers import NAMESPACE
 
 pytestmark = pytest.mark.timeout(120)
-NAMESPACE = "ingest"
+PLURAL = "models"
 
 
 def model_resource(name: str, model: str, registered: str, alias: str = "staging") -> Any:
@@ -47,31 +45,6 @@ def model_resource(name: str, model: str, registered: str, alias: str = "staging
             "baseline": {"name": "rules", "metric": "accuracy"},
         },
     }
-
-
-@pytest.fixture
-def models_api() -> Iterator[tuple[FakeKubeApi, client.ApiClient]]:
-    fake = FakeKubeApi(token="test-token", plural="models")
-    fake.start()
-    configuration = client.Configuration(host=fake.url)
-    configuration.api_key = {"BearerToken": "test-token"}
-    configuration.api_key_prefix = {"BearerToken": "Bearer"}
-    api_client = client.ApiClient(configuration)
-    yield fake, api_client
-    api_client.close()
-    fake.stop()
-
-
-@pytest.fixture
-def schema() -> Iterator[str]:
-    yield from fresh_schema()
-
-
-@pytest.fixture
-async def db(schema: str) -> AsyncIterator[async_sessionmaker]:
-    engine = create_engine(CommonSettings(database_url=DATABASE_URL, db_schema=schema))
-    yield create_sessionmaker(engine)
-    await engine.dispose()
 
 
 @pytest.fixture
@@ -100,18 +73,18 @@ def ready(resource: dict[str, Any]) -> tuple[str, str, str]:
 
 
 async def test_model_resources_bind_models_and_report_in_their_status(
-    models_api: tuple[FakeKubeApi, client.ApiClient], db: async_sessionmaker, uri: str
+    fake_api: FakeKubeApi, api_client: client.ApiClient, db: async_sessionmaker, uri: str
 ) -> None:
-    fake, api_client = models_api
-    sync = ModelResourceSync(
-        api_client, NAMESPACE, db, resolve_version=registry_version_resolver(uri)
-    )
+    fake = fake_api
+    models = ModelResources(db, resolve_version=registry_version_resolver(uri))
+    sync = Informer(api_client, NAMESPACE, models)
     fake.apply(model_resource("fr", "format_recognition", "format_recognition_eu"), NAMESPACE)
     fake.apply(model_resource("fr-too", "format_recognition", "other"), NAMESPACE)
     fake.apply(model_resource("sd", "source_detection", "source_detection", "canary"), NAMESPACE)
     fake.apply(model_resource("typo", "format_recognitoin", "x"), NAMESPACE)
 
-    assert await sync.sync_once() == {
+    await sync.resync()
+    assert models.bindings == {
         "format_recognition": f"{NAMESPACE}/fr",
         "source_detection": f"{NAMESPACE}/sd",
     }
@@ -130,35 +103,35 @@ async def test_model_resources_bind_models_and_report_in_their_status(
 
     # Nothing changed: nothing is written again.
     patches = len(fake.status_patches())
-    await sync.sync_once()
+    await sync.resync()
     assert len(fake.status_patches()) == patches
 
     # The resource edited, then deleted: the binding follows, then the model is its own again.
     fake.apply(
         model_resource("fr", "format_recognition", "format_recognition_eu", "champion"), NAMESPACE
     )
-    await sync.sync_once()
+    await sync.resync()
     assert (await bindings(db))["format_recognition"][:2] == ("format_recognition_eu", "champion")
     assert ready(fake.get("fr", NAMESPACE)) == ("Registered", "True", "Bound")  # its champion
     fake.apply(
         model_resource("fr", "format_recognition", "format_recognition_eu", "canary"), NAMESPACE
     )
-    await sync.sync_once()
+    await sync.resync()
     fr = fake.get("fr", NAMESPACE)
     assert ready(fr) == ("Pending", "False", "AliasNotSet")
     assert "registeredVersion" not in fr["status"]  # the version of before is not shown as now's
     fake.delete("fr", NAMESPACE)
     fake.delete("fr-too", NAMESPACE)
-    await sync.sync_once()
+    await sync.resync()
     assert set(await bindings(db)) == {"source_detection"}
 
 
 async def test_without_a_registry_the_binding_stands_and_says_so(
-    models_api: tuple[FakeKubeApi, client.ApiClient], db: async_sessionmaker
+    fake_api: FakeKubeApi, api_client: client.ApiClient, db: async_sessionmaker
 ) -> None:
-    fake, api_client = models_api
+    fake = fake_api
     fake.apply(model_resource("rs", "retry_strategy", "retry_strategy", "champion"), NAMESPACE)
-    await ModelResourceSync(api_client, NAMESPACE, db).sync_once()
+    await Informer(api_client, NAMESPACE, ModelResources(db)).resync()
     assert (await bindings(db))["retry_strategy"][2] == "kubernetes"
     rs = fake.get("rs", NAMESPACE)
     assert ready(rs) == ("Registered", "True", "Bound") and "registeredVersion" not in rs["status"]

@@ -6,8 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -17,41 +16,21 @@ from fastapi import FastAPI
 from kubernetes import client
 
 from services.orchestrator_controller.kubernetes.bridge import build_orchestrator_sync
-from services.orchestrator_controller.kubernetes.orchestrators import OrchestratorResourceSync
+from services.orchestrator_controller.kubernetes.informer import Informer
+from services.orchestrator_controller.kubernetes.orchestrators import OrchestratorResources
 from services.orchestrator_controller.policies.config import OrchestratorsConfig
 from tests.policies.test_admission import admission_round, admitted, shown, submit
-from tests.schedules.helpers import controller, private_schema, truncate
+from tests.schedules.helpers import controller
 
 from .fake_kube_api import FakeKubeApi
+from .helpers import NAMESPACE, eventually, reported
+from .helpers import condition as ready
 
 pytestmark = pytest.mark.timeout(120)
-NAMESPACE = "ingest"
-RESYNC_S = 0.1
+PLURAL = "orchestrators"
+# No resync within a test: every change reaches the controller through the watch.
+RESYNC_S = 3600.0
 URL = {"url": "https://api.example.com/v1"}
-
-
-@pytest.fixture(scope="module")
-def module_env(common_env: dict) -> Iterator[dict]:
-    yield from private_schema(common_env)
-
-
-@pytest.fixture
-async def env(module_env: dict) -> AsyncIterator[dict]:
-    await truncate(module_env)
-    yield module_env
-
-
-@pytest.fixture
-def kube() -> Iterator[tuple[FakeKubeApi, client.ApiClient]]:
-    fake = FakeKubeApi(token="test-token", plural="orchestrators")
-    fake.start()
-    configuration = client.Configuration(host=fake.url)
-    configuration.api_key = {"BearerToken": "test-token"}
-    configuration.api_key_prefix = {"BearerToken": "Bearer"}
-    api_client = client.ApiClient(configuration)
-    yield fake, api_client
-    api_client.close()
-    fake.stop()
 
 
 def orchestrator(name: str, kind: str, **spec: Any) -> dict[str, Any]:
@@ -66,8 +45,9 @@ def orchestrator(name: str, kind: str, **spec: Any) -> dict[str, Any]:
 @asynccontextmanager
 async def live(
     env: dict, api_client: client.ApiClient, **overrides: Any
-) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient, OrchestratorResourceSync]]:
-    """A controller whose Orchestrator-resource loop runs every RESYNC_S, as app.py wires it."""
+) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient, Informer]]:
+    """A controller whose Orchestrator informer runs (no resync within a test), as app.py wires
+    it."""
     settings = {"kubernetes_namespace": NAMESPACE, "orchestrator_resync_s": RESYNC_S}
     async with controller(env, **settings, **overrides) as (app, http):
         sync = build_orchestrator_sync(app.state.settings, app.state.policies, api_client)
@@ -80,6 +60,13 @@ async def live(
                 await task
 
 
+async def sync_once(sync: Informer) -> dict[str, str]:
+    """One list and reconcile, as at a resync; what is in force after it."""
+    await sync.resync()
+    assert isinstance(sync.kind, OrchestratorResources)
+    return sync.kind.applied
+
+
 async def in_force(http: httpx.AsyncClient, manager: str) -> tuple[dict[str, Any], dict[str, str]]:
     """(config, sources) of one manager, as GET /orchestrators shows them."""
     response = await http.get("/orchestrators")
@@ -87,14 +74,6 @@ async def in_force(http: httpx.AsyncClient, manager: str) -> tuple[dict[str, Any
     (item,) = [i for i in response.json()["items"] if i["name"] == manager]
     assert item["paused"] == item["config"]["paused"]
     return item["config"], item["sources"]
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], what: str) -> None:
-    """Wait (a few resync periods at most) until `check` holds."""
-    deadline = time.monotonic() + 30 * RESYNC_S + 2
-    while not await check():
-        assert time.monotonic() < deadline, f"not within a few resyncs: {what}"
-        await asyncio.sleep(RESYNC_S / 2)
 
 
 def shows(http: httpx.AsyncClient, manager: str, **expected: Any) -> Callable[[], Awaitable[bool]]:
@@ -105,30 +84,10 @@ def shows(http: httpx.AsyncClient, manager: str, **expected: Any) -> Callable[[]
     return check
 
 
-def reported(fake: FakeKubeApi, *names: str) -> Callable[[], Awaitable[bool]]:
-    """Whether each resource's status speaks of its current generation."""
-
-    async def check() -> bool:
-        for name in names:
-            resource = fake.get(name, NAMESPACE)
-            conditions = (resource.get("status") or {}).get("conditions") or []
-            generation = resource["metadata"]["generation"]
-            if not any(c.get("observedGeneration") == generation for c in conditions):
-                return False
-        return True
-
-    return check
-
-
-def ready(resource: dict[str, Any]) -> dict[str, Any]:
-    (condition,) = [c for c in resource["status"]["conditions"] if c["type"] == "Ready"]
-    return dict(condition)
-
-
 async def test_create_update_delete_change_admission_live(
-    env: dict, kube: tuple[FakeKubeApi, client.ApiClient]
+    env: dict, fake_api: FakeKubeApi, api_client: client.ApiClient
 ) -> None:
-    fake, api_client = kube
+    fake = fake_api
     settings = {"orchestrators": {"ingestion_manager": {"max_concurrent_runs": 2}}}
     async with live(env, api_client, **settings) as (app, http, _):
         config, sources = await in_force(http, "ingestion-manager")
@@ -177,21 +136,21 @@ async def test_create_update_delete_change_admission_live(
 
 
 async def test_status_is_written_only_when_it_changes(
-    env: dict, kube: tuple[FakeKubeApi, client.ApiClient]
+    env: dict, fake_api: FakeKubeApi, api_client: client.ApiClient
 ) -> None:
-    fake, api_client = kube
+    fake = fake_api
     fake.apply(orchestrator("files", "file", maxFanout=4), NAMESPACE)
     async with controller(env, kubernetes_namespace=NAMESPACE) as (app, _):
         sync = build_orchestrator_sync(app.state.settings, app.state.policies, api_client)
-        assert await sync.sync_once() == {"file_manager": "files"}
+        assert await sync_once(sync) == {"file_manager": "files"}
         assert app.state.policies.config.file_manager.max_fanout == 4
         patches = len(fake.status_patches("files"))
         assert patches == 1
-        await sync.sync_once()
+        await sync_once(sync)
         assert len(fake.status_patches("files")) == patches
         # Its type changed: the other manager's fields leave the status.
         fake.apply(orchestrator("files", "stream", maxConcurrentRuns=3), NAMESPACE)
-        assert await sync.sync_once() == {"stream_manager": "files"}
+        assert await sync_once(sync) == {"stream_manager": "files"}
         status = fake.get("files", NAMESPACE)["status"]
         assert "maxFanout" not in status["inForce"] and status["inForce"]["maxConcurrentRuns"] == 3
         assert "backpressureQueueSize" in status["sources"] and "chunkSize" not in status["sources"]
@@ -199,9 +158,9 @@ async def test_status_is_written_only_when_it_changes(
 
 
 async def test_an_invalid_resource_is_refused_and_the_others_apply(
-    env: dict, kube: tuple[FakeKubeApi, client.ApiClient]
+    env: dict, fake_api: FakeKubeApi, api_client: client.ApiClient
 ) -> None:
-    fake, api_client = kube
+    fake = fake_api
     # Claims the API manager's kind: the whole would be invalid.
     fake.apply(
         orchestrator("files", "file", workflowKinds=["bulk_file", "secure_api"], maxFanout=2),
@@ -246,26 +205,26 @@ async def test_an_invalid_resource_is_refused_and_the_others_apply(
 
 
 async def test_kinds_can_move_between_managers_in_one_edit(
-    env: dict, kube: tuple[FakeKubeApi, client.ApiClient]
+    env: dict, fake_api: FakeKubeApi, api_client: client.ApiClient
 ) -> None:
     """Two resources valid only together (a kind moved from one manager to another) apply."""
-    fake, api_client = kube
+    fake = fake_api
     fake.apply(orchestrator("files", "file", workflowKinds=["bulk_file", "resilient_fetch"]))
     fake.apply(orchestrator("apis", "api", workflowKinds=["secure_api"]))
     async with controller(env, kubernetes_namespace=NAMESPACE) as (app, _):
         sync = build_orchestrator_sync(app.state.settings, app.state.policies, api_client)
-        assert await sync.sync_once() == {"file_manager": "files", "api_manager": "apis"}
+        assert await sync_once(sync) == {"file_manager": "files", "api_manager": "apis"}
         assert app.state.policies.config.manager_of("resilient_fetch") == "file_manager"
 
 
 async def test_a_second_resource_of_a_type_is_a_conflict(
-    env: dict, kube: tuple[FakeKubeApi, client.ApiClient]
+    env: dict, fake_api: FakeKubeApi, api_client: client.ApiClient
 ) -> None:
-    fake, api_client = kube
+    fake = fake_api
     fake.apply(orchestrator("a-newer", "batch", maxConcurrentRuns=7), NAMESPACE)
     fake.apply(orchestrator("z-older", "batch", maxConcurrentRuns=1), NAMESPACE)
     # The oldest wins, whatever its name.
-    fake.objects[(NAMESPACE, "z-older")]["metadata"]["creationTimestamp"] = "2020-01-01T00:00:00Z"
+    fake.backdate("z-older", "2020-01-01T00:00:00Z", NAMESPACE)
     async with live(env, api_client) as (app, http, _):
         await eventually(shows(http, "batch-manager", max_concurrent_runs=1), "the oldest")
         await eventually(reported(fake, "a-newer", "z-older"), "statuses")
@@ -291,9 +250,9 @@ async def test_a_second_resource_of_a_type_is_a_conflict(
 
 
 async def test_precedence_defaults_then_settings_then_the_resource(
-    env: dict, kube: tuple[FakeKubeApi, client.ApiClient], monkeypatch: pytest.MonkeyPatch
+    env: dict, fake_api: FakeKubeApi, api_client: client.ApiClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    fake, api_client = kube
+    fake = fake_api
     monkeypatch.setenv(
         "CONTROLLER_ORCHESTRATORS",
         json.dumps({"api_manager": {"host_concurrency": 2, "host_rate_limit": 7}}),
@@ -324,8 +283,10 @@ async def test_precedence_defaults_then_settings_then_the_resource(
         )
 
 
-async def test_pause_then_unpause(env: dict, kube: tuple[FakeKubeApi, client.ApiClient]) -> None:
-    fake, api_client = kube
+async def test_pause_then_unpause(
+    env: dict, fake_api: FakeKubeApi, api_client: client.ApiClient
+) -> None:
+    fake = fake_api
     async with live(env, api_client) as (app, http, _):
         fake.apply(orchestrator("ingestion-manager", "ingestion", paused=True), NAMESPACE)
         await eventually(shows(http, "ingestion-manager", paused=True), "paused")
@@ -354,9 +315,9 @@ async def test_pause_then_unpause(env: dict, kube: tuple[FakeKubeApi, client.Api
 
 
 async def test_the_last_configuration_stays_while_the_api_is_unreachable(
-    env: dict, kube: tuple[FakeKubeApi, client.ApiClient], caplog: pytest.LogCaptureFixture
+    env: dict, fake_api: FakeKubeApi, api_client: client.ApiClient, caplog: pytest.LogCaptureFixture
 ) -> None:
-    fake, api_client = kube
+    fake = fake_api
     fake.apply(orchestrator("streams", "stream", maxConcurrentRuns=1), NAMESPACE)
     async with live(env, api_client) as (app, http, _):
         await eventually(shows(http, "stream-manager", max_concurrent_runs=1), "applied")
@@ -368,7 +329,7 @@ async def test_the_last_configuration_stays_while_the_api_is_unreachable(
             return "the Kubernetes API is unreachable" in caplog.text
 
         await eventually(failed, "the loop saying the API is unreachable")
-        await asyncio.sleep(3 * RESYNC_S)  # the loop keeps failing, and keeps going
+        await asyncio.sleep(1.5)  # the loop keeps failing (backing off), and keeps going
         assert app.state.policies.config.stream_manager.max_concurrent_runs == 1
         config, sources = await in_force(http, "stream-manager")
         assert config["max_concurrent_runs"] == 1

@@ -1,4 +1,4 @@
-"""The Workflow resource watcher against a fake Kubernetes API server (see conftest.py).
+"""The Workflow kind's informer against a fake Kubernetes API server (see conftest.py).
 
 No Kubernetes API server can run on these machines: the fake in fake_kube_api.py answers the
 list, watch and status-patch endpoints over real HTTP, and the watcher talks to it through the
@@ -186,7 +186,7 @@ async def test_failed_registration_is_retried_at_the_next_resync(
     registry = Registry()
     registry.unavailable = 1
     fake_api.apply(example("secure_api"))
-    watcher = make_watcher(api_client, registry, watch_timeout_s=1)
+    watcher = make_watcher(api_client, registry, resync_s=1)
     await watcher.start()
     try:
         await eventually(lambda: ready(fake_api.get("secure-api")) is not None)
@@ -194,7 +194,7 @@ async def test_failed_registration_is_retried_at_the_next_resync(
         assert first is not None
         assert (first["status"], first["reason"]) == ("Unknown", "RegistrationFailed")
         assert "database unavailable" in first["message"]
-        # The watch ends after 1 s; the relist retries and succeeds.
+        # The resync 1 s later retries it, and it succeeds.
         await eventually(lambda: (ready(fake_api.get("secure-api")) or {}).get("status") == "True")
         assert [s["name"] for s in registry.registered] == ["secure_api"]
     finally:

@@ -540,3 +540,81 @@ def test_each_service_reads_its_settings_from_the_chart(
             assert settings.allowed_roots == ["/data"]
             assert settings.allow_private_hosts == []
             assert settings.mlflow_tracking_uri == "http://mlflow.mlflow.svc.cluster.local:5000"
+
+
+def controller_settings_rendered(chart: helm_python.Chart, values: dict[str, Any]) -> Any:
+    """The controller's settings as it would read them from the chart rendered with `values`."""
+    manifests = render(chart, values)
+    (container,) = pod_spec(by_component(manifests, "Deployment")["controller"])["containers"]
+    return settings_from_env("controller", env_sources(manifests, container))
+
+
+def test_leader_election_and_resync_values_reach_the_controller(chart: helm_python.Chart) -> None:
+    default = controller_settings_rendered(chart, {})
+    assert default.leader_election is True
+    assert (default.lease_duration_s, default.lease_renew_deadline_s) == (15, 10)
+    assert default.lease_retry_period_s == 2
+    assert {
+        default.model_resync_s,
+        default.agent_resync_s,
+        default.orchestrator_resync_s,
+        default.config_resync_s,
+        default.workflow_resync_s,
+    } == {60}
+
+    values = {
+        "controller": {
+            "kubernetesWatch": {"enabled": True, "resyncSeconds": 900},
+            "leaderElection": {
+                "enabled": True,
+                "leaseName": "ingest-leader",
+                "leaseDurationSeconds": 30,
+                "renewDeadlineSeconds": 20,
+                "retryPeriodSeconds": 4,
+            },
+        }
+    }
+    settings = controller_settings_rendered(chart, values)
+    assert settings.lease_name == "ingest-leader"
+    assert (settings.lease_duration_s, settings.lease_renew_deadline_s) == (30, 20)
+    assert settings.lease_retry_period_s == 4
+    assert {
+        settings.model_resync_s,
+        settings.agent_resync_s,
+        settings.orchestrator_resync_s,
+        settings.config_resync_s,
+        settings.workflow_resync_s,
+    } == {900}
+
+    off = {"controller": {"leaderElection": {"enabled": False}}}
+    assert controller_settings_rendered(chart, off).leader_election is False
+
+
+@pytest.mark.parametrize(
+    ("election", "complaint"),
+    [
+        ({"leaseDurationSeconds": 10, "renewDeadlineSeconds": 10}, "below leaseDurationSeconds"),
+        ({"renewDeadlineSeconds": 2, "retryPeriodSeconds": 2}, "1.2 x retryPeriodSeconds"),
+    ],
+)
+def test_lease_durations_that_would_let_two_replicas_lead_are_refused(
+    chart: helm_python.Chart, election: dict[str, Any], complaint: str
+) -> None:
+    with pytest.raises(helm_python.HelmRenderError) as info:
+        render(chart, {"controller": {"leaderElection": {"enabled": True, **election}}})
+    assert complaint in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        {"controller": {"kubernetesWatch": {"enabled": True, "resyncSeconds": 0}}},
+        {"controller": {"kubernetesWatch": {"enabled": True, "resyncSeconds": 7200}}},
+        {"controller": {"leaderElection": {"enabled": True, "leaseName": "Not_A_Name"}}},
+    ],
+)
+def test_bad_leader_election_or_resync_values_fail_the_schema(
+    chart: helm_python.Chart, values: dict[str, Any]
+) -> None:
+    with pytest.raises(helm_python.HelmValuesError):
+        render(chart, values)

@@ -113,7 +113,8 @@ def platform(
             KUBECONFIG=str(kubeconfig),
             CONTROLLER_KUBERNETES_WATCH="true",
             CONTROLLER_KUBERNETES_NAMESPACE=NAMESPACE,
-            CONTROLLER_AGENT_RESYNC_S="1",
+            # No resync within the test: the resource's create and delete arrive by the watch.
+            CONTROLLER_AGENT_RESYNC_S="3600",
         ) as running:
             yield running
     finally:

@@ -1,15 +1,18 @@
-"""Custom resources the controller acts upon: a Workflow resource becomes a registered workflow
-definition; a Model resource binds one of the platform's models to a registry entry.
+"""Custom resources the controller acts upon, one informer per kind (`informer`: list, watch
+from the list's resourceVersion, re-list on 410 Gone and at each resync, backoff on API errors,
+status writes through `status_writes`).
 
-`resources` holds the pure translation (resource -> spec, status bodies); `watcher` holds the
-loop that lists and watches Workflow resources with the official kubernetes client, registers
-what they carry and writes the outcome and the last run back to their status subresource;
-`models` holds the loop that reads Model resources into `model_bindings`; `agents` the one
-that registers Agent resources; `orchestrators` the one that puts Orchestrator resources in
-force as the five managers' configuration; `leader` elects, through a Lease, the one replica
-that runs the loops writing to the Kubernetes API and the shared database.
+Each kind supplies only what to do on a change: `watcher` (Workflow: registers definitions and
+reports their last run), `models` (Model: `model_bindings`), `agents` (Agent:
+`registered_agents`), `orchestrators` (Orchestrator: the five managers' configuration, live),
+`configs` (Config: the controller's live settings). `resources` holds the pure translation
+(resource -> spec, status bodies); `bridge` builds the informers from the settings; `leader`
+elects, through a Lease, the one replica that runs the informers writing to the shared
+database and the one whose status writes count. docs/kubernetes.md says why this is built on
+the official client rather than kopf or kr8s.
 """
 
+from services.orchestrator_controller.kubernetes.informer import Informer, Kind, ResourceView
 from services.orchestrator_controller.kubernetes.resources import (
     API_VERSION,
     GROUP,
@@ -36,8 +39,11 @@ __all__ = [
     "KIND",
     "PLURAL",
     "VERSION",
+    "Informer",
     "InvalidWorkflowResource",
+    "Kind",
     "ResourceRef",
+    "ResourceView",
     "WorkflowResourceWatcher",
     "create_api_client",
     "in_cluster_namespace",

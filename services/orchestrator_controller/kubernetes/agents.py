@@ -1,12 +1,11 @@
 """Agent resources: each registers an agent of another team (source `kubernetes`).
 
-A reconcile loop like the Model resources' one, not a watch: Agent resources are few, and
-reading each agent's actions again every `interval_s` keeps them current. Each round lists the
-namespace's Agent resources, reads the actions of each agent they name from its
-`GET /api/v1/actions` (through the same checks as `POST /agents`), makes `registered_agents`
-say what they say (a resource takes a name over from an API registration; a deleted resource
-takes its agent away) and writes each resource's status: phase, the actions read, the health
-monitor's view and a Ready condition.
+The Agent kind of the shared informer (kubernetes/informer.py): at each change it reads the
+actions of the agent a resource names from its `GET /api/v1/actions` (through the same checks
+as `POST /agents`; again at each resync, which keeps them current), makes `registered_agents`
+say what the namespace's Agent resources say (a resource takes a name over from an API
+registration; a deleted resource takes its agent away) and writes each resource's status:
+phase, the actions read, the health monitor's view and a Ready condition.
 
 A resource naming a built-in agent without a `baseUrl` describes that agent (the chart's
 records of its own agents): Ready, reason BuiltIn, nothing registered. With a `baseUrl` it is a
@@ -24,8 +23,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import httpx
-from kubernetes import client
-from kubernetes.client.rest import ApiException
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
@@ -35,14 +32,13 @@ from services.orchestrator_controller.agents.schemas import (
     DEFAULT_MAX_CONCURRENCY,
     DEFAULT_TIMEOUT_S,
 )
+from services.orchestrator_controller.kubernetes.informer import ResourceView
 from services.orchestrator_controller.kubernetes.resources import (
-    GROUP,
-    VERSION,
     merge_conditions,
+    oldest_per,
     ready_condition,
     status_differs,
 )
-from services.orchestrator_controller.kubernetes.status_writes import patch_status
 from shared.agent_registry import AGENT_NAME_PATTERN, builtin, registered_agents
 from shared.db.models import AgentHealth
 
@@ -142,73 +138,72 @@ class _Outcome:
     actions: list[str] | None = None
 
 
-class AgentResourceSync:
-    """Keeps `registered_agents` in step with the Agent resources of one namespace."""
+class AgentResources:
+    """The Agent kind: keeps `registered_agents` in step with the Agent resources of a namespace.
+
+    Each change recomputes the whole (which resource registers which agent depends on the
+    others) and writes the status of every resource whose status changed. The agent a resource
+    names is asked for its actions again when that resource is reconciled (so at every resync)
+    and when it comes to register its agent anew; the others reuse what was read.
+    """
+
+    plural = PLURAL
+    kind = "Agent"
 
     def __init__(
         self,
-        api_client: client.ApiClient,
-        namespace: str,
         sessionmaker: async_sessionmaker,
         http: httpx.AsyncClient,
         *,
         token: str,
         allow_private_hosts: list[str],
         probe_timeout_s: float = 5.0,
-        interval_s: float = 15.0,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
-        self._api = client.CustomObjectsApi(api_client)
-        self.namespace = namespace
         self._sessionmaker = sessionmaker
         self._http = http
         self._token = token
         self._allow = allow_private_hosts
         self._probe_timeout_s = probe_timeout_s
-        self._interval_s = interval_s
         self._clock = clock
+        # ref -> (the resource as probed, outcome, actions to register or None)
+        self._probed: dict[str, tuple[AgentResource, _Outcome, list[str] | None]] = {}
+        self.registrations: dict[str, str] = {}  # agent -> ref of the resource registering it
 
-    async def run(self) -> None:
-        while True:
-            try:
-                await self.sync_once()
-            except asyncio.CancelledError:
-                raise
-            except ApiException as exc:
-                log.warning("listing Agent resources failed: %s %s", exc.status, exc.reason)
-            except Exception:
-                log.exception("Agent resource sync failed")
-            await asyncio.sleep(self._interval_s)
+    async def reconcile(self, resource: dict[str, Any], view: ResourceView) -> None:
+        """Register as the resources say, asking the reconciled one's agent afresh."""
+        found = parse_agent_resource(resource)
+        if isinstance(found, AgentResource):
+            self._probed.pop(found.ref, None)
+        await self._sync(view)
 
-    async def sync_once(self) -> dict[str, str]:
-        """One reconcile; returns each agent registered by a resource and the resource's ref."""
-        listing: Any = await asyncio.to_thread(
-            self._api.list_namespaced_custom_object, GROUP, VERSION, self.namespace, PLURAL
-        )
-        items: list[dict[str, Any]] = [
-            {**item, "metadata": {"namespace": self.namespace, **(item.get("metadata") or {})}}
-            for item in listing.get("items", [])
-        ]
-        parsed = [(item, parse_agent_resource(item)) for item in items]
+    async def delete(self, resource: dict[str, Any], view: ResourceView) -> None:
+        """Register as the remaining resources say (the agent goes, or passes to the next
+        oldest resource naming it)."""
+        await self._sync(view)
+
+    async def _sync(self, view: ResourceView) -> None:
+        parsed = [(item, parse_agent_resource(item)) for item in view.items()]
         # Two resources naming one agent: the older one registers it, the other says so.
-        winners: dict[str, AgentResource] = {}
         candidates = [p for _, p in parsed if isinstance(p, AgentResource)]
-        for candidate in sorted(candidates, key=lambda c: (c.created, c.name)):
-            winners.setdefault(candidate.agent, candidate)
+        winners = oldest_per(candidates, lambda c: c.agent)
         async with self._sessionmaker() as session:
             before = await registered_agents(session)
             rows = await session.execute(select(AgentHealth.agent, AgentHealth.status))
             health = {agent: status for agent, status in rows}  # noqa: C416 (Row objects)
         external = [winner for agent, winner in winners.items() if not builtin(agent)]
+        unread = [w for w in external if (self._probed.get(w.ref) or (None,))[0] != w]
         # Each agent is asked at once: one slow agent must not hold the others' status back.
-        probed = await asyncio.gather(*(self._probe(w, before.get(w.agent)) for w in external))
-        outcomes = {
-            winner.ref: outcome for winner, (outcome, _) in zip(external, probed, strict=True)
-        }
+        probed = await asyncio.gather(*(self._probe(w, before.get(w.agent)) for w in unread))
+        for winner, (outcome, actions) in zip(unread, probed, strict=True):
+            self._probed[winner.ref] = (winner, outcome, actions)
+        refs = {winner.ref for winner in external}
+        self._probed = {ref: read for ref, read in self._probed.items() if ref in refs}
+        outcomes = {ref: outcome for ref, (_, outcome, _) in self._probed.items()}
         kept = {
             winner.agent: actions
-            for winner, (_, actions) in zip(external, probed, strict=True)
-            if actions is not None
+            for winner in external
+            if (actions := self._probed[winner.ref][2]) is not None
         }
         async with self._sessionmaker() as session, session.begin():
             for agent, actions in kept.items():
@@ -226,9 +221,10 @@ class AgentResourceSync:
                     },
                 )
             await session.execute(_RELEASE, {"kept": list(kept)})
+        self.registrations = {agent: winners[agent].ref for agent in kept}
         for item, asked in parsed:
-            await self._report(item, self._outcome(asked, winners, outcomes), asked, health)
-        return {agent: winners[agent].ref for agent in kept}
+            outcome = self._outcome(asked, winners, outcomes)
+            await self._report(item, outcome, asked, health, view)
 
     async def _probe(self, found: AgentResource, before: Any) -> tuple[_Outcome, list[str] | None]:
         """(outcome, actions to register or None) for the resource that names its agent."""
@@ -282,6 +278,7 @@ class AgentResourceSync:
         outcome: _Outcome,
         found: AgentResource | str,
         health: Mapping[str, str],
+        view: ResourceView,
     ) -> None:
         metadata = item.get("metadata") or {}
         generation = int(metadata.get("generation") or 1)
@@ -304,7 +301,4 @@ class AgentResourceSync:
             "conditions": merge_conditions((item.get("status") or {}).get("conditions"), condition),
         }
         if status_differs(item, status):
-            await self._patch_status(str(metadata.get("name")), status)
-
-    async def _patch_status(self, name: str, status: dict[str, Any]) -> None:
-        await patch_status(self._api, self.namespace, PLURAL, name, status)
+            await view.write_status(item, status)

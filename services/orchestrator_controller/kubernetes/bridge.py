@@ -1,4 +1,6 @@
-"""Connecting the Workflow-resource watcher to the controller's definitions and runs."""
+"""Building the controller's informers, one per kind, from its settings: each kind (what to do
+on a change) connected to the controller's definitions, runs, bindings, agents, policies or
+live settings, in an `Informer` (kubernetes/informer.py) that lists and watches it."""
 
 from __future__ import annotations
 
@@ -11,13 +13,14 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from services.orchestrator_controller.definitions import service as definitions
-from services.orchestrator_controller.kubernetes.agents import AgentResourceSync
-from services.orchestrator_controller.kubernetes.configs import ConfigResourceSync
+from services.orchestrator_controller.kubernetes.agents import AgentResources
+from services.orchestrator_controller.kubernetes.configs import ConfigResources
+from services.orchestrator_controller.kubernetes.informer import Informer
 from services.orchestrator_controller.kubernetes.models import (
-    ModelResourceSync,
+    ModelResources,
     registry_version_resolver,
 )
-from services.orchestrator_controller.kubernetes.orchestrators import OrchestratorResourceSync
+from services.orchestrator_controller.kubernetes.orchestrators import OrchestratorResources
 from services.orchestrator_controller.kubernetes.watcher import (
     WorkflowResourceWatcher,
     create_api_client,
@@ -62,29 +65,32 @@ def build_watcher(
             "error": run.error,
         }
 
-    namespace = settings.kubernetes_namespace or in_cluster_namespace()
+    options.setdefault("resync_s", settings.workflow_resync_s)
     return WorkflowResourceWatcher(
-        api_client or create_api_client(), namespace, register, last_run, **options
+        api_client or create_api_client(), _namespace(settings), register, last_run, **options
     )
+
+
+def _namespace(settings: ControllerSettings) -> str:
+    return settings.kubernetes_namespace or in_cluster_namespace() or "default"
 
 
 def build_model_sync(
     settings: ControllerSettings,
     sessionmaker: async_sessionmaker,
     api_client: ApiClient | None = None,
-) -> ModelResourceSync:
-    """The loop binding models as the namespace's Model resources say."""
+) -> Informer:
+    """The informer binding models as the namespace's Model resources say (leader only)."""
     resolve = (
         registry_version_resolver(settings.mlflow_tracking_uri)
         if settings.mlflow_tracking_uri
         else None
     )
-    return ModelResourceSync(
+    return Informer(
         api_client or create_api_client(),
-        settings.kubernetes_namespace or in_cluster_namespace() or "default",
-        sessionmaker,
-        resolve_version=resolve,
-        interval_s=settings.model_resync_s,
+        _namespace(settings),
+        ModelResources(sessionmaker, resolve_version=resolve),
+        resync_s=settings.model_resync_s,
     )
 
 
@@ -93,17 +99,21 @@ def build_agent_sync(
     sessionmaker: async_sessionmaker,
     http: httpx.AsyncClient,
     api_client: ApiClient | None = None,
-) -> AgentResourceSync:
-    """The loop registering the agents the namespace's Agent resources name."""
-    return AgentResourceSync(
-        api_client or create_api_client(),
-        settings.kubernetes_namespace or in_cluster_namespace() or "default",
+) -> Informer:
+    """The informer registering the agents the namespace's Agent resources name (leader
+    only); each resync asks the agents for their actions again."""
+    agents = AgentResources(
         sessionmaker,
         http,
         token=settings.service_token.get_secret_value(),
         allow_private_hosts=settings.agent_allow_private_hosts,
         probe_timeout_s=settings.agent_probe_timeout_s,
-        interval_s=settings.agent_resync_s,
+    )
+    return Informer(
+        api_client or create_api_client(),
+        _namespace(settings),
+        agents,
+        resync_s=settings.agent_resync_s,
     )
 
 
@@ -113,16 +123,15 @@ def build_orchestrator_sync(
     api_client: ApiClient | None = None,
     *,
     is_leader: Callable[[], bool] | None = None,
-) -> OrchestratorResourceSync:
-    """The loop putting the namespace's Orchestrator resources in force in `policies`, over
-    the configuration the settings give (CONTROLLER_ORCHESTRATORS over the defaults); it
+) -> Informer:
+    """The informer putting the namespace's Orchestrator resources in force in `policies`,
+    over the configuration the settings give (CONTROLLER_ORCHESTRATORS over the defaults); it
     writes their status only while `is_leader()` (None: always, a single replica)."""
-    return OrchestratorResourceSync(
+    return Informer(
         api_client or create_api_client(),
-        settings.kubernetes_namespace or in_cluster_namespace() or "default",
-        policies,
-        settings.orchestrators,
-        interval_s=settings.orchestrator_resync_s,
+        _namespace(settings),
+        OrchestratorResources(policies, settings.orchestrators),
+        resync_s=settings.orchestrator_resync_s,
         is_leader=is_leader,
     )
 
@@ -132,13 +141,14 @@ def build_config_sync(
     api_client: ApiClient | None = None,
     *,
     is_leader: Callable[[], bool] | None = None,
-) -> ConfigResourceSync:
-    """The loop putting the namespace's Config resource in force in `settings.live`, over the
-    live settings the environment gives (every replica; the leader alone writes the status)."""
-    return ConfigResourceSync(
+) -> Informer:
+    """The informer putting the namespace's Config resource in force in `settings.live`, over
+    the live settings the environment gives (every replica; the leader alone writes the
+    status)."""
+    return Informer(
         api_client or create_api_client(),
-        settings.kubernetes_namespace or in_cluster_namespace() or "default",
-        settings.live,
-        interval_s=settings.config_resync_s,
+        _namespace(settings),
+        ConfigResources(settings.live),
+        resync_s=settings.config_resync_s,
         is_leader=is_leader,
     )

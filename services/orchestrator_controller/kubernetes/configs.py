@@ -1,7 +1,8 @@
 """Config resources: the controller's live settings (log level, loop periods, request limits).
 
-A reconcile loop like the Orchestrator resources' one: every `interval_s` it lists the
-namespace's Config resources and puts in force what the one that applies says, by swapping
+The Config kind of the shared informer (kubernetes/informer.py): at each change (a watch
+event, so within a moment of the edit) it puts in force what the one of the namespace's Config
+resources that applies says, by swapping
 the live settings the controller reads at each use (`settings.live`, see
 services/orchestrator_controller/live/settings.py), so the next tick, the next request and the
 next log line follow it. Each value that changed is logged.
@@ -20,32 +21,27 @@ Each resource's status: a Ready condition (Applied, Conflict, RestartRequired or
 `observedGeneration`, `inForce` (every live setting in force, in the resource's spelling) and
 `sources` (where each of them comes from).
 
-With several controller replicas this loop runs on every one of them (each enforces the limits
+With several controller replicas its informer runs on every one of them (each enforces the limits
 and logs at the level in force in its own process); only the leader writes the status
 (`is_leader`), as for Orchestrator resources.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from kubernetes import client
 from kubernetes.client.rest import ApiException
-from urllib3.exceptions import HTTPError
 
+from services.orchestrator_controller.kubernetes.informer import ResourceView
 from services.orchestrator_controller.kubernetes.resources import (
-    GROUP,
-    VERSION,
     merge_conditions,
     ready_condition,
     status_differs,
 )
-from services.orchestrator_controller.kubernetes.status_writes import patch_status
 from services.orchestrator_controller.live.resource import (
     REASON_INVALID,
     InvalidConfigSpec,
@@ -90,65 +86,42 @@ def parse_config_resource(resource: Mapping[str, Any]) -> ConfigResource | Refus
     )
 
 
-class ConfigResourceSync:
-    """Keeps the controller's live settings as the Config resources of one namespace say."""
+class ConfigResources:
+    """The Config kind: keeps the controller's live settings as the Config resources of one
+    namespace say. Each change recomputes the whole: the oldest valid resource applies."""
+
+    plural = PLURAL
+    kind = "Config"
 
     def __init__(
-        self,
-        api_client: client.ApiClient,
-        namespace: str,
-        live: LiveConfig,
-        *,
-        interval_s: float = 5.0,
-        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-        is_leader: Callable[[], bool] | None = None,
+        self, live: LiveConfig, *, clock: Callable[[], datetime] = lambda: datetime.now(UTC)
     ) -> None:
-        self._api = client.CustomObjectsApi(api_client)
-        self.namespace = namespace
         self._live = live
-        self._is_leader = is_leader  # None: a single replica, which writes the status
-        self._interval_s = interval_s
         self._clock = clock
+        self.applied: str | None = None  # the name of the resource in force (None: the env's)
 
-    async def run(self) -> None:
-        while True:
-            try:
-                await self.sync_once()
-            except asyncio.CancelledError:
-                raise
-            except ApiException as exc:
-                log.warning(
-                    "listing Config resources failed (the live settings in force stay): %s %s",
-                    exc.status,
-                    exc.reason,
-                )
-            except (HTTPError, OSError) as exc:
-                log.warning(
-                    "the Kubernetes API is unreachable (the live settings in force stay): %s",
-                    exc,
-                )
-            except Exception:
-                log.exception("Config resource sync failed (the live settings stay)")
-            await asyncio.sleep(self._interval_s)
+    async def reconcile(self, resource: dict[str, Any], view: ResourceView) -> None:
+        """Put in force what the resource that applies says."""
+        await self._sync(view)
 
-    async def sync_once(self) -> str | None:
-        """One reconcile; returns the name of the resource in force (None: the environment's)."""
-        listing: Any = await asyncio.to_thread(
-            self._api.list_namespaced_custom_object, GROUP, VERSION, self.namespace, PLURAL
-        )
-        items: list[dict[str, Any]] = list(listing.get("items", []))
-        parsed = [(item, parse_config_resource(item)) for item in items]
+    async def delete(self, resource: dict[str, Any], view: ResourceView) -> None:
+        """Put in force what the remaining resources say (the environment's, when none)."""
+        await self._sync(view)
+
+    async def _sync(self, view: ResourceView) -> None:
+        parsed = [(item, parse_config_resource(item)) for item in view.items()]
         valid = [p for _, p in parsed if isinstance(p, ConfigResource)]
         winner = min(valid, key=lambda c: (c.created, c.name), default=None)
         if winner is None:
             self._live.apply({})
         else:
             self._live.apply(winner.overrides, winner.name)
-        if self._is_leader is not None and not self._is_leader():  # the leader reports it
-            return winner.name if winner is not None else None
+        self.applied = winner.name if winner is not None else None
+        if not view.reports:  # a follower: the leader reports
+            return
         for item, found in parsed:
             try:
-                await self._report(item, found, winner)
+                await self._report(item, found, winner, view)
             except ApiException as exc:
                 log.warning(
                     "writing the status of Config %s failed: %s %s",
@@ -156,13 +129,13 @@ class ConfigResourceSync:
                     exc.status,
                     exc.reason,
                 )
-        return winner.name if winner is not None else None
 
     async def _report(
         self,
         item: dict[str, Any],
         found: ConfigResource | RefusedConfig,
         winner: ConfigResource | None,
+        view: ResourceView,
     ) -> None:
         metadata = item.get("metadata") or {}
         name = str(metadata.get("name"))
@@ -198,7 +171,4 @@ class ConfigResourceSync:
             return
         if reason != "Applied":
             log.warning("Config %s not applied (%s): %s", name, reason, message)
-        await self._patch_status(name, status)
-
-    async def _patch_status(self, name: str, status: dict[str, Any]) -> None:
-        await patch_status(self._api, self.namespace, PLURAL, name, status)
+        await view.write_status(item, status)

@@ -1,11 +1,11 @@
 """Model resources: each binds one of the platform's models to a registered model and alias.
 
-A small reconcile loop, not a watch: there are at most five Model resources, and a change
-reaches the services at their next model refresh anyway. Every `interval_s` it lists the
-namespace's Model resources, makes `model_bindings` say what they say (a resource takes a
-model over from an API binding; a deleted resource gives it back to its default), and writes
-each resource's status: phase, the version its alias points at (when the controller can read
-the registry) and a Ready condition.
+The Model kind of the shared informer (kubernetes/informer.py): at each change it makes
+`model_bindings` say what the namespace's Model resources say (a resource takes a model over
+from an API binding; a deleted resource gives it back to its default), and writes each
+resource's status: phase, the version its alias points at (when the controller can read the
+registry, read again at each resync) and a Ready condition. The services pick a changed
+binding up at their next model refresh.
 """
 
 from __future__ import annotations
@@ -18,20 +18,17 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from kubernetes import client
-from kubernetes.client.rest import ApiException
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from ml.bindings import ALIAS_PATTERN, DEFAULT_ALIAS, MODEL_NAMES, REGISTERED_NAME_PATTERN
+from services.orchestrator_controller.kubernetes.informer import ResourceView
 from services.orchestrator_controller.kubernetes.resources import (
-    GROUP,
-    VERSION,
     merge_conditions,
+    oldest_per,
     ready_condition,
     status_differs,
 )
-from services.orchestrator_controller.kubernetes.status_writes import patch_status
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +36,8 @@ PLURAL = "models"
 # The version `registered@alias` points at, or None when the alias is unset; raises when the
 # registry cannot say.
 ResolveVersion = Callable[[str, str], Awaitable[str | None]]
+# (phase, Ready, reason, message, version) a binding reports.
+_Bound = tuple[str, bool | None, str, str, str | None]
 
 _BIND = text(
     """
@@ -94,53 +93,49 @@ def parse_model_resource(resource: Mapping[str, Any]) -> ModelResource | str:
     )
 
 
-class ModelResourceSync:
-    """Keeps `model_bindings` in step with the Model resources of one namespace."""
+class ModelResources:
+    """The Model kind: keeps `model_bindings` in step with the Model resources of a namespace.
+
+    Each change recomputes the whole (which resource binds which model depends on the others)
+    and writes the status of every resource whose status changed. The version a binding's alias
+    points at is asked of the registry again for the resource reconciled (so at every resync)
+    and for one binding a model anew; the others reuse what was read.
+    """
+
+    plural = PLURAL
+    kind = "Model"
 
     def __init__(
         self,
-        api_client: client.ApiClient,
-        namespace: str,
         sessionmaker: async_sessionmaker,
         *,
         resolve_version: ResolveVersion | None = None,
-        interval_s: float = 15.0,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
-        self._api = client.CustomObjectsApi(api_client)
-        self.namespace = namespace
         self._sessionmaker = sessionmaker
         self._resolve_version = resolve_version
-        self._interval_s = interval_s
         self._clock = clock
+        self._bound: dict[str, tuple[ModelResource, _Bound]] = {}  # ref -> what was read
+        self.bindings: dict[str, str] = {}  # model -> ref of the resource binding it
 
-    async def run(self) -> None:
-        while True:
-            try:
-                await self.sync_once()
-            except asyncio.CancelledError:
-                raise
-            except ApiException as exc:
-                log.warning("listing Model resources failed: %s %s", exc.status, exc.reason)
-            except Exception:
-                log.exception("Model resource sync failed")
-            await asyncio.sleep(self._interval_s)
+    async def reconcile(self, resource: dict[str, Any], view: ResourceView) -> None:
+        """Bind as the resources say, reading the reconciled one's version afresh."""
+        found = parse_model_resource(resource)
+        if isinstance(found, ModelResource):
+            self._bound.pop(found.ref, None)
+        await self._sync(view)
 
-    async def sync_once(self) -> dict[str, str]:
-        """One reconcile; returns each model bound by a resource and the resource's ref."""
-        listing: Any = await asyncio.to_thread(
-            self._api.list_namespaced_custom_object, GROUP, VERSION, self.namespace, PLURAL
-        )
-        items: list[dict[str, Any]] = [
-            {**item, "metadata": {"namespace": self.namespace, **(item.get("metadata") or {})}}
-            for item in listing.get("items", [])
-        ]
+    async def delete(self, resource: dict[str, Any], view: ResourceView) -> None:
+        """Bind as the remaining resources say (the model goes back to its default, or to
+        the next oldest resource naming it)."""
+        await self._sync(view)
+
+    async def _sync(self, view: ResourceView) -> None:
+        items = view.items()
         parsed = [(item, parse_model_resource(item)) for item in items]
         # Two resources naming one model: the older one binds it, the other says so.
-        winners: dict[str, ModelResource] = {}
         candidates = [p for _, p in parsed if isinstance(p, ModelResource)]
-        for candidate in sorted(candidates, key=lambda c: (c.created, c.name)):
-            winners.setdefault(candidate.model, candidate)
+        winners = oldest_per(candidates, lambda c: c.model)
         async with self._sessionmaker() as session, session.begin():
             for bound in winners.values():
                 await session.execute(
@@ -153,15 +148,18 @@ class ModelResourceSync:
                     },
                 )
             await session.execute(_RELEASE, {"kept": list(winners)})
+        self.bindings = {model: bound.ref for model, bound in winners.items()}
+        refs = {bound.ref for bound in winners.values()}
+        self._bound = {ref: read for ref, read in self._bound.items() if ref in refs}
         for item, found in parsed:
-            await self._report(item, found, winners)
-        return {model: bound.ref for model, bound in winners.items()}
+            await self._report(item, found, winners, view)
 
     async def _report(
         self,
         item: dict[str, Any],
         found: ModelResource | str,
         winners: dict[str, ModelResource],
+        view: ResourceView,
     ) -> None:
         metadata = item.get("metadata") or {}
         generation = int(metadata.get("generation") or 1)
@@ -173,7 +171,7 @@ class ModelResourceSync:
             phase, ready, reason = "Failed", False, "Conflict"
             message = f"{found.model} is bound by the older Model {winners[found.model].ref}"
         else:
-            phase, ready, reason, message, version = await self._bound(found)
+            phase, ready, reason, message, version = await self._bound_to(found)
         condition = ready_condition(
             status=ready, reason=reason, message=message, generation=generation, now=self._clock()
         )
@@ -185,9 +183,17 @@ class ModelResourceSync:
             "conditions": merge_conditions((item.get("status") or {}).get("conditions"), condition),
         }
         if status_differs(item, status):
-            await self._patch_status(str(metadata.get("name")), status)
+            await view.write_status(item, status)
 
-    async def _bound(self, found: ModelResource) -> tuple[str, bool | None, str, str, str | None]:
+    async def _bound_to(self, found: ModelResource) -> _Bound:
+        """What the resource binding its model reports, read once per reconcile of it."""
+        read = self._bound.get(found.ref)
+        if read is None or read[0] != found:
+            read = (found, await self._read(found))
+            self._bound[found.ref] = read
+        return read[1]
+
+    async def _read(self, found: ModelResource) -> _Bound:
         """(phase, Ready, reason, message, version) of the resource that binds its model."""
         target = f"{found.registered_model}@{found.alias}"
         if self._resolve_version is None:
@@ -202,9 +208,6 @@ class ModelResourceSync:
             message = f"{target} does not exist yet: services serve their baseline until it does"
             return "Pending", False, "AliasNotSet", message, None
         return "Registered", True, "Bound", f"services load {target} (version {version})", version
-
-    async def _patch_status(self, name: str, status: dict[str, Any]) -> None:
-        await patch_status(self._api, self.namespace, PLURAL, name, status)
 
 
 def registry_version_resolver(tracking_uri: str) -> ResolveVersion:

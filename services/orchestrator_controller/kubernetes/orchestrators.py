@@ -1,9 +1,10 @@
 """Orchestrator resources: each configures one of the five managers, live.
 
-A reconcile loop like the Model and Agent resources' ones: every `interval_s` it lists the
-namespace's Orchestrator resources and puts in force what they say, by swapping the
-configuration the controller's `Policies` holds (the one `/coordinate`, the admission loop,
-the ticker and `GET /orchestrators` read), so the next admission decision follows it.
+The Orchestrator kind of the shared informer (kubernetes/informer.py): at each change (a
+watch event, so within a moment of the edit) it puts in force what the namespace's
+Orchestrator resources say, by swapping the configuration the controller's `Policies` holds
+(the one `/coordinate`, the admission loop, the ticker and `GET /orchestrators` read), so the
+next admission decision follows it.
 
 Precedence, field by field: the code's defaults < `CONTROLLER_ORCHESTRATORS` < the resource
 of that manager's type. A field the resource leaves out keeps the settings' value (or the
@@ -19,35 +20,31 @@ Each resource's status: a Ready condition (Applied, Conflict or InvalidSpec), `i
 manager's configuration in force, in the resource's spelling) and `sources` (where each of
 those fields comes from).
 
-With several controller replicas this loop runs on every one of them, not on the leader only
-(kubernetes/leader.py): each replica admits runs with its own `Policies`, so each must put the
-resources in force in its own memory. Only the status is shared, so only the leader writes it:
-`is_leader` says whether this replica does (every replica computes the same status from the
-same resources; the others would only race it).
+With several controller replicas its informer runs on every one of them, not on the leader
+only (kubernetes/leader.py): each replica admits runs with its own `Policies`, so each must put
+the resources in force in its own memory. Only the status is shared, so only the leader writes
+it: the informer's `is_leader` says whether this replica does (every replica computes the same
+status from the same resources; the others would only race it).
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from kubernetes import client
 from kubernetes.client.rest import ApiException
 from pydantic import ValidationError
-from urllib3.exceptions import HTTPError
 
+from services.orchestrator_controller.kubernetes.informer import ResourceView
 from services.orchestrator_controller.kubernetes.resources import (
-    GROUP,
-    VERSION,
     merge_conditions,
+    oldest_per,
     ready_condition,
     status_differs,
 )
-from services.orchestrator_controller.kubernetes.status_writes import patch_status
 from services.orchestrator_controller.policies.config import OrchestratorsConfig
 from services.orchestrator_controller.policies.resource import (
     TYPE_OF_MANAGER,
@@ -105,74 +102,52 @@ def merged(
     return OrchestratorsConfig.model_validate(sections)
 
 
-class OrchestratorResourceSync:
-    """Keeps the live `Policies` configured as the Orchestrator resources of one namespace say.
+class OrchestratorResources:
+    """The Orchestrator kind: keeps the live `Policies` configured as the Orchestrator
+    resources of one namespace say.
 
     `base` is the configuration from settings (CONTROLLER_ORCHESTRATORS over the defaults).
+    Each change recomputes the whole: one resource's validity depends on the others'.
     """
+
+    plural = PLURAL
+    kind = "Orchestrator"
 
     def __init__(
         self,
-        api_client: client.ApiClient,
-        namespace: str,
         policies: Policies,
         base: OrchestratorsConfig,
         *,
-        interval_s: float = 5.0,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-        is_leader: Callable[[], bool] | None = None,
     ) -> None:
-        self._api = client.CustomObjectsApi(api_client)
-        self.namespace = namespace
         self._policies = policies
-        self._is_leader = is_leader  # None: a single replica, which writes the status
         self._base = base
         self._base_sources = settings_sources(base)
-        self._interval_s = interval_s
         self._clock = clock
+        self.applied: dict[str, str] = {}  # manager -> name of the resource configuring it
 
-    async def run(self) -> None:
-        while True:
-            try:
-                await self.sync_once()
-            except asyncio.CancelledError:
-                raise
-            except ApiException as exc:
-                log.warning(
-                    "listing Orchestrator resources failed (the configuration in force stays): "
-                    "%s %s",
-                    exc.status,
-                    exc.reason,
-                )
-            except (HTTPError, OSError) as exc:
-                log.warning(
-                    "the Kubernetes API is unreachable (the configuration in force stays): %s",
-                    exc,
-                )
-            except Exception:
-                log.exception("Orchestrator resource sync failed (the configuration stays)")
-            await asyncio.sleep(self._interval_s)
+    async def reconcile(self, resource: dict[str, Any], view: ResourceView) -> None:
+        """Put in force what the resources say."""
+        await self._sync(view)
 
-    async def sync_once(self) -> dict[str, str]:
-        """One reconcile; returns each manager configured by a resource and its name."""
-        listing: Any = await asyncio.to_thread(
-            self._api.list_namespaced_custom_object, GROUP, VERSION, self.namespace, PLURAL
-        )
-        items: list[dict[str, Any]] = list(listing.get("items", []))
-        parsed = [(item, parse_orchestrator_resource(item)) for item in items]
-        winners: dict[str, OrchestratorResource] = {}
+    async def delete(self, resource: dict[str, Any], view: ResourceView) -> None:
+        """Put in force what the remaining resources say (its manager back to the settings)."""
+        await self._sync(view)
+
+    async def _sync(self, view: ResourceView) -> None:
+        parsed = [(item, parse_orchestrator_resource(item)) for item in view.items()]
         candidates = [p for _, p in parsed if isinstance(p, OrchestratorResource)]
-        for candidate in sorted(candidates, key=lambda c: (c.created, c.name)):
-            winners.setdefault(candidate.manager, candidate)
+        winners = oldest_per(candidates, lambda c: c.manager)
         applied, refused = self._fit(winners)
         config = merged(self._base, applied)
         sources = self._sources(applied)
         self._policies.apply(config, sources)
-        if self._is_leader is not None and not self._is_leader():  # the leader reports it
-            return {manager: resource.name for manager, resource in applied.items()}
+        self.applied = {manager: resource.name for manager, resource in applied.items()}
+        if not view.reports:  # a follower: the leader reports
+            return
         for item, found in parsed:
             try:
-                await self._report(item, found, winners, applied, refused, config, sources)
+                await self._report(item, found, winners, applied, refused, config, sources, view)
             except ApiException as exc:
                 log.warning(
                     "writing the status of Orchestrator %s failed: %s %s",
@@ -180,7 +155,6 @@ class OrchestratorResourceSync:
                     exc.status,
                     exc.reason,
                 )
-        return {manager: resource.name for manager, resource in applied.items()}
 
     def _fit(
         self, winners: dict[str, OrchestratorResource]
@@ -229,6 +203,7 @@ class OrchestratorResourceSync:
         refused: Mapping[str, str],
         config: OrchestratorsConfig,
         sources: Sources,
+        view: ResourceView,
     ) -> None:
         metadata = item.get("metadata") or {}
         name = str(metadata.get("name"))
@@ -286,7 +261,4 @@ class OrchestratorResourceSync:
             old = current.get(key)
             if isinstance(old, Mapping) and status[key] is not None:
                 patch[key] = {**{k: None for k in old if k not in status[key]}, **status[key]}
-        await self._patch_status(name, patch)
-
-    async def _patch_status(self, name: str, status: dict[str, Any]) -> None:
-        await patch_status(self._api, self.namespace, PLURAL, name, status)
+        await view.write_status(item, patch)

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import copy
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 if TYPE_CHECKING:
     from shared.spec.models import WorkflowSpec
@@ -39,6 +39,16 @@ RUN_STATUSES = frozenset(
         "COMPENSATION_FAILED",
     }
 )
+
+
+class _Aged(Protocol):
+    @property
+    def created(self) -> str: ...
+    @property
+    def name(self) -> str: ...
+
+
+_A = TypeVar("_A", bound=_Aged)
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _MAX_MESSAGE = 32768
 
@@ -253,3 +263,12 @@ def run_to_status(run: Mapping[str, Any]) -> dict[str, Any]:
     if message:
         result["message"] = _truncate(str(message))
     return result
+
+
+def oldest_per(candidates: Iterable[_A], subject: Callable[[_A], str]) -> dict[str, _A]:
+    """For each subject (a model, an agent, a manager) the oldest resource naming it, by
+    creationTimestamp then name: it is the one that applies, the others are a Conflict."""
+    winners: dict[str, _A] = {}
+    for candidate in sorted(candidates, key=lambda c: (c.created, c.name)):
+        winners.setdefault(subject(candidate), candidate)
+    return winners

@@ -1,4 +1,4 @@
-"""Writing a custom resource's status subresource, as every resource loop here does."""
+"""Writing a custom resource's status subresource, as every resource kind here does."""
 
 from __future__ import annotations
 
@@ -15,11 +15,12 @@ MERGE_PATCH = "application/merge-patch+json"
 
 async def patch_status(
     api: client.CustomObjectsApi, namespace: str, plural: str, name: str, status: dict[str, Any]
-) -> None:
-    """Merge-patch `status` into the resource's status; a resource deleted meanwhile has
-    nothing to report to. Blocking client call, run in a thread."""
+) -> dict[str, Any] | None:
+    """Merge-patch `status` into the resource's status; the resource as the server now holds
+    it, or None when it was deleted meanwhile (nothing to report to). Blocking client call,
+    run in a thread."""
     try:
-        await asyncio.to_thread(
+        written: Any = await asyncio.to_thread(
             api.patch_namespaced_custom_object_status,
             GROUP,
             VERSION,
@@ -32,3 +33,5 @@ async def patch_status(
     except ApiException as exc:
         if exc.status != 404:
             raise
+        return None
+    return dict(written) if isinstance(written, dict) else {}
