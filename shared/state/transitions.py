@@ -136,7 +136,8 @@ END_COMPENSATION = _run(
 
 # ---- steps -------------------------------------------------------------------------------
 CREATE = _step("create", {None}, {S.PENDING, S.READY}, Actor.STARTER)
-REUSE = _step("reuse", {S.PENDING}, {S.SUCCEEDED}, Actor.STARTER)
+# A retry reuses succeeded steps of the failed run, roots included (they are created READY).
+REUSE = _step("reuse", {S.PENDING, S.READY}, {S.SUCCEEDED}, Actor.STARTER)
 PROMOTE = _step("promote", {S.PENDING}, {S.READY}, Actor.ADVANCE)
 CLAIM = _step("claim", {S.READY, S.RETRY_WAIT}, {S.RUNNING}, Actor.CLAIM)
 RECORD = _step(
