@@ -7,8 +7,11 @@ import time
 from collections.abc import Awaitable, Callable
 
 
-async def eventually(check: Callable[[], bool | Awaitable[bool]], within_s: float = 10.0) -> None:
-    """Return once `check()` holds; fail the test if it does not within `within_s`."""
+async def eventually(
+    check: Callable[[], bool | Awaitable[bool]], within_s: float = 10.0, what: str = "condition"
+) -> None:
+    """Return once `check()` holds; fail the test, naming `what`, if it does not within
+    `within_s`."""
     deadline = time.monotonic() + within_s
     while True:
         result = check()
@@ -17,5 +20,5 @@ async def eventually(check: Callable[[], bool | Awaitable[bool]], within_s: floa
         if result:
             return
         if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
+            raise AssertionError(f"not within {within_s} s: {what}")
         await asyncio.sleep(0.05)

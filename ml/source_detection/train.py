@@ -196,7 +196,7 @@ def bench_rows(quick: bool = False, seed: int = 20261201) -> list[dict[str, Any]
         from ml.source_detection.dlt_reference import DltReference
 
         detectors["dlt (REST JSON only)"] = DltReference()
-    except ImportError:
+    except ImportError:  # dlt is a dev dependency: an image built without it has no dlt row
         pass
     for name, detector in detectors.items():
 

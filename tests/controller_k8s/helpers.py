@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
 from services.orchestrator_controller.kubernetes.informer import Informer
+from tests import polling
 
 from .fake_kube_api import FakeKubeApi
 
@@ -52,12 +51,4 @@ def reported(fake: FakeKubeApi, *names: str, plural: str | None = None) -> Calla
 
 async def eventually(check: Callable[[], bool | Awaitable[bool]], what: str) -> None:
     """Wait (WITHIN_S at most) until `check` holds; the failure names `what`."""
-    deadline = time.monotonic() + WITHIN_S
-    while True:
-        result = check()
-        if not isinstance(result, bool):
-            result = await result
-        if result:
-            return
-        assert time.monotonic() < deadline, f"not within {WITHIN_S} s: {what}"
-        await asyncio.sleep(0.05)
+    await polling.eventually(check, WITHIN_S, what)
