@@ -14,9 +14,9 @@ import redis
 
 from launcher.platform import RunningPlatform
 from services.orchestrator_controller.settings import DEV_API_KEY
-from shared.state.machine import RUN_EVENT, STEP_EVENT
+from shared.state.machine import EVENT_TYPES
 
-STREAMS = sorted(set(RUN_EVENT.values()) | set(STEP_EVENT.values()))
+STREAMS = sorted(EVENT_TYPES)
 TERMINAL_EVENTS = {
     "ingestion.workflow.completed",
     "ingestion.workflow.failed",

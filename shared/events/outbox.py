@@ -1,9 +1,7 @@
 """Writing events into the outbox inside the caller's transaction.
 
-Stream names (one Redis stream per event type, optionally prefixed for isolation):
-  ingestion.workflow.{pending,started,completed,failed,cancelled,compensating,compensated,
-  compensation_failed}, ingestion.step.{started,succeeded,retrying,failed,timed_out,skipped,
-  cancelled,compensated}, ingestion.agent.health.
+Stream names: one Redis stream per event type (optionally prefixed for isolation), the types
+being `shared.state.machine.EVENT_TYPES` plus ingestion.agent.health.
 Every event carries id, type, schema_version, run_id, time and `sequence` (the outbox id,
 increasing in commit order per run) so consumers can order across streams.
 """

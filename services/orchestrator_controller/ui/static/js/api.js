@@ -108,13 +108,6 @@ export function debounce(fn, ms) {
   return (...args) => { clearTimeout(timer); timer = setTimeout(() => fn(...args), ms); };
 }
 
-export const EVENT_TYPES = [
-  "workflow.pending", "workflow.started", "workflow.completed", "workflow.failed", "workflow.cancelled",
-  "workflow.compensating", "workflow.compensated", "workflow.compensation_failed",
-  "step.ready", "step.started", "step.succeeded", "step.retrying", "step.failed", "step.timed_out",
-  "step.skipped", "step.cancelled", "step.compensated",
-].map((t) => `ingestion.${t}`);
-
 // Subscribe to an SSE feed; returns an object with close(). Read through fetch rather than
 // EventSource, which cannot send the Authorization header the feeds need; resumes after the
 // last sequence seen (`after`) when the connection drops.
