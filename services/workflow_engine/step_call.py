@@ -182,7 +182,7 @@ async def run_step(
         error = {"code": "template_error", "message": str(exc), "retryable": False}
         return result(outcome="failed", error=error), None
 
-    timeout = spec.timeout_s
+    timeout = spec.time_limit(run.inputs)
     bounded_by_run = False
     if run.deadline_at is not None:
         remaining = (run.deadline_at - datetime.now(UTC)).total_seconds()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import random
+from collections.abc import Mapping
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, model_validator
@@ -23,6 +24,16 @@ WorkflowKind = Literal[
 ]
 STEP_ID_PATTERN = r"^[a-z][a-z0-9_]{0,62}$"
 MAX_INT32 = 2**31 - 1  # the platform's integer columns (versions) are PostgreSQL integers
+MAX_STEP_TIMEOUT_S = 86400.0
+
+
+def time_limit_refusal(value: Any) -> str | None:
+    """Why `value` is no step time limit (a number of seconds, 0 < s <= a day), or None."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return f"expected a number of seconds, got {type(value).__name__}"
+    if not 0 < value <= MAX_STEP_TIMEOUT_S:
+        return f"{value!r} is not in (0, {MAX_STEP_TIMEOUT_S:g}] seconds"
+    return None
 
 
 class _Strict(BaseModel):
@@ -84,12 +95,26 @@ class StepSpec(_Strict):
     params: dict[str, Any] = Field(default_factory=dict)
     depends_on: list[str] = Field(default_factory=list)
     retry: RetryPolicy = Field(default_factory=RetryPolicy)
-    timeout_s: float = Field(60.0, gt=0, le=86400, description="limit for one agent call")
+    timeout_s: float = Field(
+        60.0, gt=0, le=MAX_STEP_TIMEOUT_S, description="limit for one agent call, seconds"
+    )
+    # A user's per-run limit without a copy of the workflow: the input is bound and checked at
+    # submission (runs/inputs.py) like any other, so a bad one is a 422 naming it.
+    timeout_from: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+        description="a number input whose value, when the run gives one, replaces timeout_s",
+    )
     map_over: str | None = Field(
         None, description="template resolving to a list; one child step per element (${item})"
     )
     map_concurrency: int = Field(8, ge=1, le=1000)
     compensate: CompensateSpec | None = None
+
+    def time_limit(self, inputs: Mapping[str, Any]) -> float:
+        """Seconds one agent call may take, for a run with these (bound, checked) inputs."""
+        given = inputs.get(self.timeout_from) if self.timeout_from is not None else None
+        return self.timeout_s if given is None else float(given)
 
 
 class WorkflowSpec(_Strict):

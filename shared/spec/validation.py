@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping
 from typing import TYPE_CHECKING
 
+from shared.spec.models import time_limit_refusal
 from shared.spec.templates import TemplateError, input_reference, iter_references
 
 if TYPE_CHECKING:
@@ -80,6 +81,7 @@ def validate_workflow(spec: WorkflowSpec, agents: AgentCatalog | None = None) ->
             if dep == step.id:
                 raise SpecError(f"steps[{i}].depends_on[{j}]", "a step cannot depend on itself")
     _check_input_defaults(spec)
+    _check_time_limit_inputs(spec)
     graph = {step.id: list(step.depends_on) for step in spec.steps}
     ancestors = upstream_of(graph)
     for i, step in enumerate(spec.steps):
@@ -137,6 +139,19 @@ def _check_input_defaults(spec: WorkflowSpec) -> None:
             raise SpecError(field, f"${{inputs.{target}}} is not another declared input")
         if input_reference(spec.inputs[target].default) is not None:
             raise SpecError(field, f"input {target!r} defaults to a reference itself")
+
+
+def _check_time_limit_inputs(spec: WorkflowSpec) -> None:
+    for i, step in enumerate(spec.steps):
+        if (name := step.timeout_from) is None:
+            continue
+        declared = spec.inputs.get(name)
+        if declared is None:
+            raise SpecError(f"steps[{i}].timeout_from", f"{name!r} is not a declared input")
+        if declared.type not in ("number", "integer"):
+            raise SpecError(f"steps[{i}].timeout_from", f"input {name!r} is not a number")
+        if declared.default is not None and (why := time_limit_refusal(declared.default)):
+            raise SpecError(f"inputs.{name}.default", f"a step time limit: {why}")
 
 
 def _check_references(

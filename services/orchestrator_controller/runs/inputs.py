@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from shared.errors import ValidationFailed
-from shared.spec.models import InputSpec, WorkflowSpec
+from shared.spec.models import InputSpec, WorkflowSpec, time_limit_refusal
 from shared.spec.templates import input_reference
 
 _TYPES: dict[str, tuple[type, ...]] = {
@@ -69,4 +69,13 @@ def bind_inputs(spec: WorkflowSpec, given: dict[str, Any]) -> dict[str, Any]:
                     f"inputs.{name}: required (non-empty) when inputs.{other} is {bound[other]!r}",
                     details=[{"field": f"inputs.{name}", "message": "required"}],
                 )
+    for step in spec.steps:
+        limit = step.timeout_from
+        if limit is None or bound[limit] is None:
+            continue
+        if (why := time_limit_refusal(bound[limit])) is not None:
+            raise ValidationFailed(
+                f"inputs.{limit}: step {step.id!r}'s time limit: {why}",
+                details=[{"field": f"inputs.{limit}", "message": why}],
+            )
     return bound
