@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 from typing import TYPE_CHECKING
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, PrivateAttr, SecretStr
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
 from services.orchestrator_controller.lineage.settings import LineageSettings
@@ -189,17 +190,16 @@ class ControllerSettings(CommonSettings, LineageSettings):
         "Kubernetes: logs go to stdout and a collector) that endpoint answers 409",
     )
 
-    _live: LiveConfig | None = PrivateAttr(None)
-
-    @property
+    # A cached_property, not a PrivateAttr: every request reads it, and pydantic's lookup of a
+    # private attribute raises and catches an AttributeError on each read (1.6 % of the
+    # controller's CPU under load, by py-spy).
+    @functools.cached_property
     def live(self) -> LiveConfig:
         """The live settings in force (services/orchestrator_controller/live/settings.py): these
         values at first, then what a Config resource says. Read them there at each use."""
-        if self._live is None:
-            from services.orchestrator_controller.live.settings import LiveConfig
+        from services.orchestrator_controller.live.settings import LiveConfig
 
-            self._live = LiveConfig(self)
-        return self._live
+        return LiveConfig(self)
 
     def accepted_api_keys(self) -> list[ApiKey]:
         """The keys the controller accepts, each with its id and scopes."""
