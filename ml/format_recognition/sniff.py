@@ -117,7 +117,7 @@ def has_header(rows: list[list[str]]) -> bool:
     first, rest = rows[0], rows[1 : DIALECT_LINES + 1]
     if any(_looks_typed(c) in ("number", "date", "bool") for c in first):
         return False
-    if any(not c.strip() for c in first) and len(first) > 1:
+    if any(not c.strip() for c in first):
         return False  # a header names every column; data often has empty cells
     votes = 0
     for index, cell in enumerate(first):
@@ -127,8 +127,9 @@ def has_header(rows: list[list[str]]) -> bool:
             votes += 1  # a text cell above a typed column
         elif below and len(set(below)) == 1:
             lengths = [len(r[index]) for r in rest if index < len(r)]
-            # Text above text: a header cell is rarely repeated below and differs in length.
-            if cell in {r[index] for r in rest if index < len(r)}:
+            # Text above text: a header cell is rarely repeated below and differs in length,
+            # and names its column in a few words rather than a phrase.
+            if cell in {r[index] for r in rest if index < len(r)} or len(cell.split()) > 3:
                 votes -= 1
             elif lengths and abs(len(cell) - sum(lengths) / len(lengths)) > 2:
                 votes += 1
