@@ -1,5 +1,6 @@
 """data-converter actions: `detect` a file's format, `convert` files to Parquet, `classify`
-columns holding personal data and `mask` them (agents.data_converter.pii and .protection)."""
+columns holding personal data and `mask` them (agents.base.quality.pii and
+agents.data_converter.protection)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from pydantic import Field, field_validator, model_validator
 
 from agents.base.actions import ActionBody, ActionRegistry
 from agents.base.context import ActionContext
+from agents.base.quality.actions import ClassifyBody, classify
 from agents.base.security import CredentialName
 from agents.base.storage import DataRoot
 from agents.base.tabular.inputs import FileRef, FileRefs, resolve_input, step_output_dir
@@ -22,10 +24,10 @@ from agents.data_converter.contracts import ContractMode
 from agents.data_converter.conversion import (
     Compression,
     ConvertOptions,
+    Nested,
     convert_file,
     detect_or_refuse,
 )
-from agents.data_converter.pii import classify_report
 from agents.data_converter.protection import Method, protect_files, resolve_salt
 
 registry = ActionRegistry("data-converter")
@@ -74,6 +76,31 @@ class ConvertBody(ActionBody):
     )
     sheet: str | None = Field(None, description="Excel sheet to read (default: the first)")
     compression: Compression = Field("zstd", description="Parquet compression codec")
+    nested: Nested = Field(
+        "keep",
+        description="keep: JSON objects stay structs and arrays lists, at any depth; unnest "
+        "(dlt-style): objects become `<field>__<key>` columns and arrays child tables "
+        "`<field>` (`<parent>__<field>` below them) of one row per element (its fields, or "
+        "`value` for scalars) with `_parent_id` (the parent row's `_row_id`), `_position` "
+        "(index in the array, from 0), `_root_id` and `_row_id`; every root row gets "
+        "`_row_id` (md5 of its primary_key values, else of its content and position in the "
+        "file); an empty or null array gives no child rows. Each file's manifest names its "
+        "child tables' files under `tables`; the merger loads them next to the parent",
+    )
+    max_nesting: int = Field(
+        5,
+        ge=0,
+        le=50,
+        description="unnest only: how many levels of objects and arrays to unnest (a "
+        "top-level field's object or array is level 1); a value nested deeper is kept as its "
+        "JSON text (0: every object and array field as JSON text)",
+    )
+    primary_key: list[str] | None = Field(
+        None,
+        description="the records' key columns (top-level), used by unnest only: `_row_id` is "
+        "then derived from them, so a merge by this key replaces a changed record's child "
+        "rows (null or []: from each row's content and position)",
+    )
 
     @field_validator("known_schema")
     @classmethod
@@ -96,17 +123,9 @@ class ConvertBody(ActionBody):
     def _contract_needs_schema(self) -> ConvertBody:
         if self.schema_contract not in (None, "evolve") and self.known_schema is None:
             raise ValueError(f"schema_contract {self.schema_contract!r} needs known_schema")
+        if self.primary_key is not None and len(set(self.primary_key)) != len(self.primary_key):
+            raise ValueError("primary_key lists a column twice")
         return self
-
-
-class ClassifyBody(ActionBody):
-    files: FileRefs = Field(
-        min_length=1,
-        description="files to examine: URIs, manifests, step outputs or nested lists of these",
-    )
-    sample_rows: int = Field(
-        1000, ge=1, le=100_000, description="rows read from the head of each file"
-    )
 
 
 class MaskBody(ActionBody):
@@ -205,7 +224,10 @@ async def convert_action(body: ConvertBody, ctx: ActionContext) -> dict[str, Any
     "source_format", "format_decided_by", "rejected_rows", "coercion_failures",
     "schema_changes"}], "rows", "rejected_rows", "schema"}`; rows are never returned, only
     manifests. `format_decided_by` names the model version that recognised the format (None
-    when the caller named it).
+    when the caller named it). With `nested: "unnest"` each file's manifest adds `"tables":
+    {path: {"uri", "rows", "bytes", "sha256", "schema"}}` (its child tables' files, siblings of
+    the root file, which names them in its Parquet metadata) and the result `"tables": {path:
+    {"files", "rows", "schema"}}`; `files` holds the root tables only.
     """
     if not body.files:
         return {"files": [], "rows": 0, "rejected_rows": 0, "schema": {}}
@@ -222,6 +244,9 @@ async def convert_action(body: ConvertBody, ctx: ActionContext) -> dict[str, Any
         compression=body.compression,
         decider=ctx.models[MODEL].current,  # one decider for the whole call
         encoding=body.encoding,
+        nested=body.nested,
+        max_nesting=body.max_nesting,
+        primary_key=list(body.primary_key or []),
     )
     files = []
     # One file at a time: each conversion streams in bounded memory, and so does the whole call.
@@ -236,12 +261,29 @@ async def convert_action(body: ConvertBody, ctx: ActionContext) -> dict[str, Any
             options=options,
         )
         files.append(manifest)
-    return {
+    result: dict[str, Any] = {
         "files": files,
         "rows": sum(f["rows"] for f in files),
         "rejected_rows": sum(f["rejected_rows"] for f in files),
         "schema": union_schema([f["schema"] for f in files]),
     }
+    if body.nested == "unnest":
+        result["tables"] = _child_tables(files)
+    return result
+
+
+def _child_tables(files: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Each child table's files (in the order of their parents), rows and schema."""
+    tables: dict[str, dict[str, Any]] = {}
+    for manifest in files:
+        for path, child in manifest.get("tables", {}).items():
+            table = tables.setdefault(path, {"files": [], "rows": 0, "schema": []})
+            table["files"].append(child)
+            table["rows"] += child["rows"]
+            table["schema"].append(child["schema"])
+    for table in tables.values():
+        table["schema"] = union_schema(table["schema"])
+    return tables
 
 
 @registry.action(
@@ -256,14 +298,10 @@ async def classify_action(body: ClassifyBody, ctx: ActionContext) -> dict[str, A
 
     Returns `{"columns": [{"column", "pii", "category", "confidence", "evidence"}],
     "pii_columns", "sample_rows", "thresholds"}`; category is email, phone, card_number, name
-    or none. Evidence holds counts, never values.
+    or none. Evidence holds counts, never values. The base-data-quality agent serves the same
+    action (agents.base.quality.actions).
     """
-    root = DataRoot.from_setting(ctx.settings.data_root)
-    files = await _resolve_all(body.files, ctx)
-    report: dict[str, Any] = await asyncio.to_thread(
-        _bounded, classify_report, files, root=root, sample_rows=body.sample_rows
-    )
-    return report
+    return await classify(body, ctx, slots=CONCURRENT_CONVERSIONS)
 
 
 @registry.action(

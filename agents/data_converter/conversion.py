@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import csv
 import os
+import posixpath
 import zipfile
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 import duckdb
@@ -42,6 +43,7 @@ from agents.base.tabular.text import (
     malformed_row,
     to_utf8,
 )
+from agents.base.tabular.unnest import Unnested, unnest_file
 from agents.data_converter.contracts import (
     ContractMode,
     ContractViolation,
@@ -54,6 +56,7 @@ from ml.slot import Decider
 
 SAMPLE_ROWS = CSV_INFER_ROWS
 Compression = Literal["zstd", "snappy", "gzip", "lz4", "uncompressed"]
+Nested = Literal["keep", "unnest"]
 # Formats without types of their own: inference may make numbers and booleans of their text.
 _UNTYPED = ("csv", "tsv", "xml")
 _BINARY = BINARY_FORMATS
@@ -97,6 +100,9 @@ class ConvertOptions:
     compression: Compression
     decider: Decider = BASELINE  # what recognises a file's format when `format` is "auto"
     encoding: str | None = None  # the caller's text encoding, over the detected one
+    nested: Nested = "keep"  # "unnest": child tables (agents.base.tabular.unnest)
+    max_nesting: int = 5
+    primary_key: list[str] = field(default_factory=list)  # what `_row_id` is derived from
 
     def inference(self, fmt: str) -> Inference:
         """What inference may do to the text columns of a file in `fmt`."""
@@ -273,6 +279,17 @@ def convert_file(
                 code="schema_contract_violation",
                 details=report,
             )
+        tables: dict[str, dict[str, Any]] | None = None
+        if options.nested == "unnest":
+            unnested = _unnest(out, work, target, options, source_uri)
+            # Children first: a published root file names child files that are already there.
+            tables = {
+                path: _publish_manifest(
+                    root, local, posixpath.join(posixpath.dirname(target), os.path.basename(local))
+                )
+                for path, local in unnested.children.items()
+            }
+            out = unnested.root
         metadata = pq.read_metadata(out)
         written = pl.read_parquet_schema(out)
         digest, size = sha256_of(out)
@@ -296,7 +313,37 @@ def convert_file(
         "format_decided_by": detection.decided_by,
         "rejected_rows": rejected,
         **report,
+        **({"tables": tables} if tables is not None else {}),
     }
+
+
+def _unnest(out: str, work: str, target: str, options: ConvertOptions, source_uri: str) -> Unnested:
+    """The converted file split into root and child tables (convert's `nested: unnest`)."""
+    stem = posixpath.basename(target).removesuffix(".parquet")
+    folder = os.path.join(work, "unnested")
+    os.makedirs(folder, exist_ok=True)
+    try:
+        return unnest_file(
+            out,
+            folder,
+            stem,
+            max_nesting=options.max_nesting,
+            primary_key=options.primary_key,
+            compression=options.compression,
+        )
+    except AgentError as exc:
+        raise AgentError(f"{source_uri!r}: {exc.message}", code=exc.code) from exc
+    except PARSER_ERRORS as exc:
+        raise _parse_error(source_uri, exc) from exc
+
+
+def _publish_manifest(root: DataRoot, local: str, target: str) -> dict[str, Any]:
+    """Publish one child table's file; its manifest (uri, rows, bytes, sha256, schema)."""
+    rows = pq.read_metadata(local).num_rows
+    names = schema_names(pl.read_parquet_schema(local))
+    digest, size = sha256_of(local)
+    publish(root, local, target)
+    return {"uri": root.uri(target), "rows": rows, "bytes": size, "sha256": digest, "schema": names}
 
 
 def _diagnose(lf: pl.LazyFrame, plan: Plan) -> dict[str, dict[str, Any]]:

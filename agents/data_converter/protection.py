@@ -28,14 +28,7 @@ import polars as pl
 import pyarrow.parquet as pq
 
 from agents.base.actions import AgentError
-from agents.base.security import resolve_credential
-from agents.base.settings import AgentSettings
-from agents.base.storage import DataRoot, sha256_of
-from agents.base.tabular.inputs import local_copy, publish, scratch_dir
-from agents.base.tabular.readers import CSV_INFER_ROWS
-from agents.base.tabular.schema import schema_names
-from agents.data_converter.conversion import Compression, detect
-from agents.data_converter.pii import (
+from agents.base.quality.pii import (
     Category,
     classify_files,
     digits_of,
@@ -43,6 +36,13 @@ from agents.data_converter.pii import (
     open_input,
     read_error,
 )
+from agents.base.security import resolve_credential
+from agents.base.settings import AgentSettings
+from agents.base.storage import DataRoot, sha256_of
+from agents.base.tabular.inputs import local_copy, publish, scratch_dir
+from agents.base.tabular.readers import CSV_INFER_ROWS
+from agents.base.tabular.schema import schema_names
+from agents.data_converter.conversion import Compression, detect
 
 Method = Literal["hash", "mask", "drop", "redact"]
 DEV_SALT = "ingestion-platform-development-salt (public: not for production data)"

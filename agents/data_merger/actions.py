@@ -16,32 +16,36 @@ from pydantic import Field, model_validator
 from sqlalchemy.exc import DBAPIError
 
 from agents.base.actions import ActionBody, ActionRegistry, AgentError
-from agents.base.completeness import Completeness
 from agents.base.context import ActionContext
+from agents.base.quality.actions import (
+    QualityFields,
+    QualityResult,
+    check_files,
+    check_locations,
+    verdict,
+)
 from agents.base.storage import DataRoot, file_manifest
 from agents.base.tabular.inputs import FileRefs, publish, resolve_input, scratch_dir
 from agents.base.tabular.schema import schema_names
+from agents.data_merger import children as child_tables
 from agents.data_merger import dataset
 from agents.data_merger.bodies import MergeBody
 from agents.data_merger.contracts import SchemaContract
 from agents.data_merger.destinations import LoadRequest, delta, postgres
-from agents.data_merger.destinations import duckdb as duckdb_file
 from agents.data_merger.loading import (
     fingerprint,
     merge_parquet_dataset,
     nothing_loaded,
-    open_files,
     prepare,
 )
 from agents.data_merger.merging import MergeSpec
-from agents.data_merger.quality import Checks, collected_checks, run_checks
 from agents.data_merger.records import record_load
 from shared.db.errors import is_unavailable
 
 registry = ActionRegistry("data-merger")
 
 
-class QualityBody(ActionBody):
+class QualityBody(QualityFields):
     files: FileRefs | None = Field(
         None, description="files to check (URIs, manifests or nested lists); or give dataset"
     )
@@ -49,12 +53,6 @@ class QualityBody(ActionBody):
         None,
         description="a dataset under DATA_ROOT/datasets (Delta or the earlier Parquet format) "
         "to check: its current version",
-    )
-    checks: Checks = Field(description="the checks; every one must pass")
-    collected: Completeness | None = Field(
-        None,
-        description="the counts of the collect these files came from (its `announced`, `read`, "
-        "`outcome`...), for the announced_matches check",
     )
 
     @model_validator(mode="after")
@@ -182,7 +180,9 @@ async def merge_action(body: MergeBody, ctx: ActionContext) -> dict[str, Any]:
     "contract", "replayed"}` (parquet adds "files" and "checksum"); `replayed` is true when
     this exact batch was loaded before and the stored result is returned instead. A load
     with nothing to write keeps the version and says `written: 0`. Each load is recorded in
-    the platform's `dataset_loads` (GET /datasets/{name}/loads).
+    the platform's `dataset_loads` (GET /datasets/{name}/loads). A batch converted with
+    `nested: unnest` adds `"child_tables": {path: <the child table's result, same shape>}`
+    (agents.data_merger.children).
     """
     root = DataRoot.from_setting(ctx.settings.data_root)
     spec = body.spec()
@@ -194,7 +194,15 @@ async def merge_action(body: MergeBody, ctx: ActionContext) -> dict[str, Any]:
         # whatever the disposition; a batch file with zero rows is a different thing.
         return await asyncio.to_thread(nothing_loaded, root, body, kind, _storage_options(root))
     locations = [await asyncio.to_thread(resolve_input, u, ctx.settings) for u in body.batches]
-    batch_id = await asyncio.to_thread(fingerprint, locations, spec)
+    # Child tables of unnested batches (convert's nested: unnest) load next to the parent;
+    # their files are part of what identifies the batch (a changed list may leave the root
+    # rows as they were).
+    children = await asyncio.to_thread(
+        child_tables.find_children, body.batches, locations, ctx.settings
+    )
+    child_tables.refuse(children, kind, spec, body.dataset)
+    identified = [*locations, *(children.files() if children else [])]
+    batch_id = await asyncio.to_thread(fingerprint, identified, spec)
 
     def request(batch: pl.LazyFrame, deletes: pl.LazyFrame | None, work: str) -> LoadRequest:
         return LoadRequest(
@@ -210,7 +218,7 @@ async def merge_action(body: MergeBody, ctx: ActionContext) -> dict[str, Any]:
         )
 
     if kind == "postgres":
-        result = await _load_postgres(body, ctx, root, locations, request)
+        result = await _load_postgres(body, ctx, root, locations, request, children)
     else:
         if kind == "parquet":
             resource = f"dataset:{body.dataset}"
@@ -224,7 +232,11 @@ async def merge_action(body: MergeBody, ctx: ActionContext) -> dict[str, Any]:
 
             def call() -> dict[str, Any]:
                 return _load_in_thread(
-                    root, locations, spec, request, lambda r: delta.load(r, uri, options)
+                    root,
+                    locations,
+                    spec,
+                    request,
+                    lambda r: child_tables.load_delta(r, root, uri, options, children),
                 )
         else:
             path, table, schema = _duckdb_target(root, body)
@@ -236,7 +248,7 @@ async def merge_action(body: MergeBody, ctx: ActionContext) -> dict[str, Any]:
                     locations,
                     spec,
                     request,
-                    lambda r: duckdb_file.load(r, path, table, schema),
+                    lambda r: child_tables.load_duckdb(r, path, table, schema, children),
                 )
 
         async with _database_errors(), dataset.locked(ctx.db_engine, resource):
@@ -267,6 +279,7 @@ async def _load_postgres(
     root: DataRoot,
     locations: list[str],
     request: Requester,
+    children: child_tables.Children | None = None,
 ) -> dict[str, Any]:
     table = body.destination.table or re.sub(r"[^A-Za-z0-9_]", "_", body.dataset)
     schema = postgres.target_schema(body.destination.db_schema, ctx.settings.target_schemas)
@@ -275,8 +288,8 @@ async def _load_postgres(
     with scratch_dir(root) as work:
         batch, deletes = await asyncio.to_thread(prepare, locations, body.spec(), work)
         async with _database_errors(), dataset.locked(ctx.target_engine, resource) as conn:
-            result = await postgres.load(
-                conn, request(batch, deletes, work), table=table, schema=schema
+            result = await child_tables.load_postgres(
+                conn, request(batch, deletes, work), children, table=table, schema=schema
             )
     return {"dataset": body.dataset, **result}
 
@@ -290,13 +303,6 @@ def _current_files(root: DataRoot, name: str) -> list[str]:
     if state is None:
         raise AgentError(f"dataset {name!r} does not exist", code="dataset_not_found")
     return [root.uri(p) for p in dataset.file_paths(root, name, state)]
-
-
-def _check_files(
-    root: DataRoot, locations: list[str], checks: Checks
-) -> tuple[int, list[dict[str, Any]]]:
-    with scratch_dir(root) as work:
-        return run_checks(open_files(locations, work), checks)
 
 
 @registry.action(
@@ -314,45 +320,30 @@ def _check_files(
     description="check a dataset's data quality",
     read_only=True,
 )
-async def quality_check_action(body: QualityBody, ctx: ActionContext) -> dict[str, Any]:
+async def quality_check_action(body: QualityBody, ctx: ActionContext) -> QualityResult:
     """Run the checks over the files or the dataset's current version.
 
     Returns `{"passed": true, "rows", "results": [{"check", "column"?, "passed", "observed",
     "expected"}]}`; when a check fails, the action fails with the non-retryable error
-    `quality_failed` whose details carry the same results.
+    `quality_failed` whose details carry the same results. Over files, this is the check the
+    base-data-quality agent serves (agents.base.quality.actions).
     """
-    root = DataRoot.from_setting(ctx.settings.data_root)
     if body.dataset is None:
         assert body.files is not None
-        locations = [await asyncio.to_thread(resolve_input, u, ctx.settings) for u in body.files]
-        rows, results = await asyncio.to_thread(_check_files, root, locations, body.checks)
-    else:
-        # A merge committing meanwhile deletes the files it replaced: read the new version.
-        for attempt in range(3):
-            locations = await asyncio.to_thread(_current_files, root, body.dataset)
-            try:
-                rows, results = await asyncio.to_thread(_check_files, root, locations, body.checks)
-                break
-            except FileNotFoundError as exc:
-                if attempt == 2:
-                    raise AgentError(
-                        f"dataset {body.dataset!r} keeps changing", code="busy", retryable=True
-                    ) from exc
-    results += collected_checks(body.checks, body.collected)
-    encoded = jsonable_encoder(results)
-    passed = all(r["passed"] for r in encoded)
-    if not passed:
-        failed = [
-            r["check"] + (f" {r['column']}" if "column" in r else "")
-            for r in encoded
-            if not r["passed"]
-        ]
-        raise AgentError(
-            f"quality checks failed: {', '.join(failed)}",
-            code="quality_failed",
-            details={"rows": rows, "results": encoded},
-        )
-    return {"passed": True, "rows": rows, "results": encoded}
+        return await check_files(body.files, body, ctx)
+    root = DataRoot.from_setting(ctx.settings.data_root)
+    # A merge committing meanwhile deletes the files it replaced: read the new version.
+    for attempt in range(3):
+        locations = await asyncio.to_thread(_current_files, root, body.dataset)
+        try:
+            rows, results = await asyncio.to_thread(check_locations, root, locations, body.checks)
+            break
+        except FileNotFoundError as exc:
+            if attempt == 2:
+                raise AgentError(
+                    f"dataset {body.dataset!r} keeps changing", code="busy", retryable=True
+                ) from exc
+    return verdict(rows, results, body)
 
 
 class DeltaTableBody(ActionBody):

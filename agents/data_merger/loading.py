@@ -13,10 +13,9 @@ import polars as pl
 from deltalake import DeltaTable
 
 from agents.base.actions import AgentError
+from agents.base.frames import open_files
 from agents.base.storage import DataRoot, sha256_of
-from agents.base.tabular.detection import detect
-from agents.base.tabular.inputs import is_local, local_copy, publish, scratch_dir
-from agents.base.tabular.readers import open_lazy
+from agents.base.tabular.inputs import publish, scratch_dir
 from agents.base.tabular.schema import schema_names
 from agents.data_merger import dataset
 from agents.data_merger.merging import (
@@ -38,25 +37,6 @@ def fingerprint(locations: list[str], spec: MergeSpec) -> str:
         del how["strategy"], how["retire_absent"]
     canonical = json.dumps({"files": digests, "spec": how}, sort_keys=True)
     return hashlib.sha256(canonical.encode()).hexdigest()
-
-
-def open_files(locations: list[str], workdir: str) -> pl.LazyFrame:
-    """One lazy frame over files of any supported format (columns unified)."""
-    frames = []
-    for index, location in enumerate(locations):
-        path = location
-        if not is_local(location):
-            local = os.path.join(workdir, f"input-{index}")
-            with local_copy(location, workdir) as copied:
-                os.replace(copied, local)
-            path = local
-        try:
-            frames.append(open_lazy(path, detect(path, "auto"), workdir))
-        except pl.exceptions.PolarsError as exc:
-            raise AgentError(f"cannot read {location!r}: {exc}", code="parse_error") from exc
-    if not frames:
-        return pl.LazyFrame()
-    return pl.concat(frames, how="diagonal_relaxed") if len(frames) > 1 else frames[0]
 
 
 def _batch(locations: list[str], spec: MergeSpec, workdir: str) -> pl.LazyFrame:

@@ -2,7 +2,8 @@
 
 JSON has numbers, strings, booleans, objects and arrays; the rule for what each becomes:
 - objects become structs and arrays lists, at any depth (the merger writes them as nested
-  Parquet or PostgreSQL `jsonb`);
+  Parquet or PostgreSQL `jsonb`; convert's `nested: unnest` then splits them into columns and
+  child tables, agents.base.tabular.unnest);
 - a field the reader cannot give one type is kept as JSON text, at the depth where that
   happens: an object with no keys in any record (`{}`), a field whose records disagree on the
   kind (a number in one, a string or object in another), an array of mixed kinds, and a field

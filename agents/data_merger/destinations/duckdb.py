@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -63,8 +63,19 @@ class _Table:
         return all(c in self.types for c in SCD2_COLUMNS)
 
 
-def load(request: LoadRequest, path: str, table: str, schema: str = "main") -> dict[str, Any]:
-    """Apply the batch to `schema.table` in the DuckDB file `path` in one transaction."""
+def load(
+    request: LoadRequest,
+    path: str,
+    table: str,
+    schema: str = "main",
+    *,
+    then: Callable[[duckdb.DuckDBPyConnection], dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """Apply the batch to `schema.table` in the DuckDB file `path` in one transaction.
+
+    `then` makes more loads in the same transaction (`load_in`: the batch's child tables) and
+    answers what goes under `child_tables` in the result.
+    """
     if table.lower() == LOADS_TABLE:
         raise AgentError(
             f"{table!r} is the merger's own ledger; choose another", code="invalid_target"
@@ -80,11 +91,28 @@ def load(request: LoadRequest, path: str, table: str, schema: str = "main") -> d
         conn.execute("BEGIN TRANSACTION")
         try:
             result = _apply(conn, request, path, schema, table)
+            if then is not None:
+                result = {**result, "child_tables": then(conn)}
             conn.execute("COMMIT")
         except BaseException:
             _rollback(conn)
             raise
     return result
+
+
+def load_in(
+    conn: duckdb.DuckDBPyConnection, request: LoadRequest, path: str, table: str, schema: str
+) -> dict[str, Any]:
+    """Another load inside the transaction `load` holds on `conn` (a child table's)."""
+    if table.lower() == LOADS_TABLE:
+        raise AgentError(
+            f"{table!r} is the merger's own ledger; choose another", code="invalid_target"
+        )
+    quote(table)
+    # The previous load's scratch tables: this one makes its own under the same names.
+    conn.execute(f"DROP TABLE IF EXISTS temp.{_DELETES}")
+    conn.execute(f"DROP TABLE IF EXISTS temp.{_CHANGES}")
+    return _apply(conn, request, path, schema, table)
 
 
 @contextmanager

@@ -446,3 +446,11 @@ async def _scd2(
     counts.unchanged = batch_rows - added
     counts.written = added + counts.updated + counts.deleted
     return counts
+
+
+async def drop_scratch(conn: AsyncConnection) -> None:
+    """Drop the temporary tables a load made, so that another load can follow it in the same
+    transaction (they are dropped at commit otherwise)."""
+    await conn.execute(
+        text(f"DROP TABLE IF EXISTS pg_temp.{_BATCH}, pg_temp.{_DELETES}, pg_temp.{_CHANGES}")
+    )
