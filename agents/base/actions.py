@@ -81,6 +81,15 @@ class Action:
         # Checked where the action is declared, so a body model change cannot leave a stale one.
         self.body.model_validate(self.example)
 
+    @property
+    def result(self) -> type[ActionResult] | None:
+        """The handler's typed result, when it declares one (published with the action)."""
+        returned = getattr(self.handler, "__annotations__", {}).get("return")
+        if isinstance(returned, str):  # postponed annotations: a result is a bare class name
+            returned = getattr(self.handler, "__globals__", {}).get(returned)
+        is_model = isinstance(returned, type) and issubclass(returned, ActionResult)
+        return returned if is_model else None
+
 
 @dataclass
 class ActionRegistry:

@@ -171,10 +171,15 @@ def create_agent_app(
     @app.get("/api/v1/actions", responses=errors(401))
     async def list_actions(request: Request) -> dict[str, Any]:
         require_token(request, settings.service_tokens())
-        return {
-            name: {"description": a.description, "body": a.body.model_json_schema()}
-            for name, a in sorted(registry.actions.items())
-        }
+        listing: dict[str, Any] = {}
+        for name, action in sorted(registry.actions.items()):
+            listing[name] = {
+                "description": action.description,
+                "body": action.body.model_json_schema(),
+            }
+            if (result := action.result) is not None:  # a step's output: what templates may read
+                listing[name]["result"] = result.model_json_schema(by_alias=True)
+        return listing
 
     async def traced(action: str, request: Request) -> JSONResponse:
         if not tracing_enabled():

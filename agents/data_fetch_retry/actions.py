@@ -21,7 +21,7 @@ import stamina
 from aiolimiter import AsyncLimiter
 from pydantic import Field, field_validator
 
-from agents.base.actions import ActionBody, ActionRegistry, AgentError
+from agents.base.actions import ActionBody, ActionRegistry, ActionResult, AgentError
 from agents.base.context import ActionContext
 from agents.base.http_retry import (
     BreakerSpec,
@@ -255,6 +255,38 @@ async def _download_adaptive(
         return done
 
 
+class FetchResult(ActionResult):
+    """What `fetch` downloaded, where it is, and what it took to get it."""
+
+    uri: str = Field(description="the downloaded file, under DATA_ROOT")
+    bytes: int
+    sha256: str
+    filename: str
+    url: str = Field(description="the URL answered last (after redirects), credentials redacted")
+    status_code: int
+    content_type: str | None
+    attempts: int
+    waited_s: float = Field(description="seconds spent backing off between attempts")
+    rate_limited_s: float = Field(description="seconds spent waiting on the rate limit")
+    resumed_from: int = Field(description="the byte offset the last attempt resumed from")
+    etag: str | None
+    last_modified: str | None
+    retry_strategy: Literal["static", "adaptive"]
+    retry_decider: dict[str, Any] | None = Field(
+        None, description="adaptive: the model version that decided the retries"
+    )
+    decisions: list[dict[str, Any]] | None = Field(
+        None, description="adaptive: each retry decision, in order"
+    )
+
+    def as_output(self) -> dict[str, Any]:
+        # A static fetch's output has no decider keys at all, as before it was typed.
+        static = self.retry_decider is None
+        return self.model_dump(
+            mode="json", by_alias=True, exclude={"retry_decider", "decisions"} if static else None
+        )
+
+
 @registry.action(
     "fetch",
     FetchBody,
@@ -262,11 +294,8 @@ async def _download_adaptive(
     example={"url": "http://127.0.0.1:8199/remote/orders_api.json", "max_attempts": 5},
     description="download a URL with retries and resume",
 )
-async def fetch(body: FetchBody, ctx: ActionContext) -> dict[str, Any]:
-    """Download `url` into the run dir.
-
-    Returns `{uri, bytes, sha256, filename, url, status_code, content_type, attempts,
-    waited_s, rate_limited_s, resumed_from, etag, last_modified}`. A 4xx (but 408/429) is a
+async def fetch(body: FetchBody, ctx: ActionContext) -> FetchResult:
+    """Download `url` into the run dir; a `FetchResult`. A 4xx (but 408/429) is a
     non-retryable error; exhausted attempts or an open circuit are retryable errors carrying
     `retry_after_s`, so the engine's retry policy can take over.
     """
@@ -336,25 +365,24 @@ async def fetch(body: FetchBody, ctx: ActionContext) -> dict[str, Any]:
     await asyncio.to_thread(finish, partial, local)
     dest = posixpath.join(out, name)  # `name` is sanitized: no separators, no leading dot
     await asyncio.to_thread(_place, local, root, dest)
-    return {
-        "uri": root.uri(dest),
-        "bytes": done.bytes,
-        "sha256": done.sha256,
-        "filename": name,
-        "url": done.final_url,
-        "status_code": done.status_code,
-        "content_type": done.content_type,
-        "attempts": tally.attempts,
-        "waited_s": round(tally.waited_s, 3),
-        "rate_limited_s": round(tally.limited_s, 3),
-        "resumed_from": done.resumed_from,
-        "etag": done.etag,
-        "last_modified": done.last_modified,
-        "retry_strategy": body.strategy,
-        **(
-            {"retry_decider": decider.provenance(), "decisions": tally.decisions} if decider else {}
-        ),
-    }
+    return FetchResult(
+        uri=root.uri(dest),
+        bytes=done.bytes,
+        sha256=done.sha256,
+        filename=name,
+        url=done.final_url,
+        status_code=done.status_code,
+        content_type=done.content_type,
+        attempts=tally.attempts,
+        waited_s=round(tally.waited_s, 3),
+        rate_limited_s=round(tally.limited_s, 3),
+        resumed_from=done.resumed_from,
+        etag=done.etag,
+        last_modified=done.last_modified,
+        retry_strategy=body.strategy,
+        retry_decider=decider.provenance() if decider else None,
+        decisions=tally.decisions if decider else None,
+    )
 
 
 async def _attempt(

@@ -70,6 +70,12 @@ async def test_fetch_downloads_into_the_run_dir(client: httpx.AsyncClient, sourc
     assert out["filename"] == name and out["attempts"] == 1 and out["status_code"] == 200
     assert read(out["uri"]) == file_bytes(name)
     assert Path(out["uri"]).name == name
+    # The output is what the published result schema says, no more (a static fetch: no decider).
+    listed = (await client.get("/api/v1/actions", headers=service_auth())).json()
+    result = listed["fetch"]["result"]
+    assert set(out) == set(result["properties"]) - {"retry_decider", "decisions"}
+    assert set(result["required"]) <= set(out)
+    assert "result" not in listed["noop"]  # an untyped action publishes no schema
 
 
 async def test_transient_failures_are_retried_honouring_retry_after(
