@@ -9,7 +9,8 @@ With `--rounds K`, K rounds run back to back in one schema with no VACUUM betwee
 (autovacuum as the machine has it): whether the cost per run grows with the history the
 earlier rounds left. Every invocation also measures the plain limit of the same database,
 two autocommitted asyncpg transactions per step at concurrency 64, and prints the
-platform's steps/s as a share of it.
+platform's steps/s as a share of it, and how many of the updates of `step_runs` and
+`workflow_runs` over the whole invocation were HOT (no index entry written).
 
 A list of replica counts is compared in one run: rounds alternate between the counts (the
 replicas not in a round are frozen) and each figure is the median of its rounds, so a noisy
@@ -282,8 +283,12 @@ def main() -> None:
     if args.rounds and len(counts) > 1:
         parser.error("--rounds measures one replica count")
     rounds: dict[int, list[dict[str, float]]] = {n: [] for n in counts}
-    limit = run_all(var, quiet, counts, args, rounds)
+    hot: dict[str, tuple[int, int]] = {}
+    limit = run_all(var, quiet, counts, args, rounds, hot)
     report(counts, rounds, args, limit)
+    for table, (updates, hot_updates) in hot.items():
+        share = hot_updates / updates if updates else 0.0
+        print(f"{table}: {hot_updates} of {updates} updates HOT ({share:.0%})")
 
 
 def run_all(
@@ -292,9 +297,11 @@ def run_all(
     counts: list[int],
     args: argparse.Namespace,
     rounds: dict[int, list[dict[str, float]]],
+    hot: dict[str, tuple[int, int]],
 ) -> float:
     """Start the platform (and extra engines), measure every round and, with the services
-    frozen, the database's plain two-commit limit; return that limit in steps/s."""
+    frozen, the database's plain two-commit limit; return that limit in steps/s. `hot` gets
+    each hot table's (updates, HOT updates) over the invocation."""
     with running_platform(
         var, ports=Ports.random(), say=lambda *_: None, extra_env=quiet
     ) as platform:
@@ -336,8 +343,26 @@ def run_all(
         finally:
             for service in [*extra, *platform.services.values()]:
                 service.stop()
+            hot.update(asyncio.run(hot_updates(platform.env)))
             # The services are stopped: nothing holds the schema any more.
             asyncio.run(drop(platform.env, quiet["DB_SCHEMA"]))
+
+
+async def hot_updates(env: dict[str, str]) -> dict[str, tuple[int, int]]:
+    """(updates, HOT updates) of step_runs and workflow_runs in the bench's schema. A backend
+    publishes its counts when idle, at the latest PostgreSQL's 10 s idle interval: wait it out
+    (the services are stopped by now, so their backends have ended and flushed)."""
+    await asyncio.sleep(1.0)
+    conn = await connect(env)
+    try:
+        rows = await conn.fetch(
+            "SELECT relname, n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables "
+            "WHERE schemaname = $1 AND relname IN ('step_runs', 'workflow_runs') ORDER BY 1",
+            env["DB_SCHEMA"],
+        )
+    finally:
+        await conn.close()
+    return {r["relname"]: (r["n_tup_upd"], r["n_tup_hot_upd"]) for r in rows}
 
 
 def measure_limit(platform: Any, engines: list[Service]) -> float:

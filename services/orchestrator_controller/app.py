@@ -27,6 +27,7 @@ from services.orchestrator_controller.platform_health import platform_checks
 from services.orchestrator_controller.policies.loop import AdmissionLoop
 from services.orchestrator_controller.policies.router import router as orchestrators_router
 from services.orchestrator_controller.policies.service import Policies, utc_now
+from services.orchestrator_controller.retention import RetentionLoop
 from services.orchestrator_controller.runs.admission import AdmissionQueue
 from services.orchestrator_controller.runs.router import router as runs_router
 from services.orchestrator_controller.schedules.router import router as schedules_router
@@ -105,6 +106,7 @@ def create_app(settings: ControllerSettings | None = None) -> FastAPI:
                     AdmissionLoop(
                         settings, sessionmaker, policies, metrics, app.state.handoff
                     ).run(),
+                    RetentionLoop(settings, sessionmaker).run(),
                     Ticker(
                         settings,
                         sessionmaker,

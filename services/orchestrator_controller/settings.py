@@ -180,6 +180,18 @@ class ControllerSettings(CommonSettings, LineageSettings):
         "form, for a registered definition and an inline spec on /coordinate alike; larger "
         "is a 413 (spec_too_large) before anything is stored",
     )
+    retention_days: float = Field(
+        30.0,
+        ge=0,
+        validation_alias=AliasChoices(
+            "retention_days", "CONTROLLER_RETENTION_DAYS", "PLATFORM_RETENTION_DAYS"
+        ),
+        description="days a finished run stays readable (with its steps, events and "
+        "Idempotency-Keys) before it is deleted (PLATFORM_RETENTION_DAYS); 0 keeps every run",
+    )
+    retention_interval_s: float = Field(
+        300.0, gt=0, description="how often finished runs past retention_days are deleted"
+    )
     seed_schedules: bool = Field(
         True, description="create the four seed schedules at first start (never duplicated)"
     )

@@ -8,6 +8,8 @@
   `RunContext` their steps execute in.
 - `admission`: runs held back by a policy or not started by any engine, and their admission.
 - `steps`: claiming steps with a lease, and recording their attempts' results.
+- `needs`: which earlier outputs a step's templates read (`step_runs.needs`), so that its
+  claim reads only those.
 - `leases`: renewing leases; expired or released ones put their steps back to READY.
 - `progress`: advancing locked runs after step changes (skips, readiness), calling
   `fanout` (map_over items and their window), `compensation` (the saga) and `endings` (the run

@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from shared.events.outbox import Event
 from shared.spec.models import WorkflowSpec
 from shared.spec.validation import upstream_of
+from shared.state.needs import needs_column, step_needs
 from shared.state.transitions import COMPENSATE, CREATE_COMPENSATION, step_events
 
 # An action whose compensation succeeded is COMPENSATED.
@@ -30,18 +31,20 @@ _SUCCEEDED = text(
     "AND s.role = 'action' AND s.map_index = -1 AND s.status = 'SUCCEEDED' WHERE r.id = :id"
 )
 
-# One row per step to undo; `depends_on` travels comma-joined (step ids have no commas).
+# One row per step to undo; `depends_on` and `needs` travel comma-joined (step ids have no
+# commas; '' is an empty array, NULL stays NULL).
 _INSERT_COMPENSATIONS = text(
     """
 INSERT INTO step_runs (run_id, step_id, role, map_index, agent, action, depends_on, status,
-                       attempts, max_attempts, ready_at, attempt_log, affinity)
+                       attempts, max_attempts, ready_at, attempt_log, affinity, needs)
 SELECT :run, v.step_id, 'compensation', -1, v.agent, v.action,
        CAST(string_to_array(v.deps, ',') AS varchar[]),
        CASE WHEN v.deps = '' THEN 'READY' ELSE 'PENDING' END, 0, v.max_attempts,
-       CASE WHEN v.deps = '' THEN now() END, '[]'::jsonb, :owner
+       CASE WHEN v.deps = '' THEN now() END, '[]'::jsonb, :owner,
+       CAST(string_to_array(v.needs, ',') AS varchar[])
 FROM unnest(CAST(:step_ids AS text[]), CAST(:agents AS text[]), CAST(:actions AS text[]),
-            CAST(:deps AS text[]), CAST(:max_attempts AS int[]))
-     AS v(step_id, agent, action, deps, max_attempts)
+            CAST(:deps AS text[]), CAST(:max_attempts AS int[]), CAST(:needs AS text[]))
+     AS v(step_id, agent, action, deps, max_attempts, needs)
 ON CONFLICT ON CONSTRAINT uq_step_runs_identity DO NOTHING
 RETURNING run_id, step_id, role, map_index, status
 """
@@ -67,6 +70,7 @@ async def start_compensation(
         "actions": [],
         "deps": [],
         "max_attempts": [],
+        "needs": [],
     }
     for step in to_undo:
         assert step.compensate is not None
@@ -77,6 +81,7 @@ async def start_compensation(
         columns["actions"].append(step.compensate.action)
         columns["deps"].append(",".join(after))
         columns["max_attempts"].append(step.retry.max_attempts)
+        columns["needs"].append(needs_column(step_needs(step, "compensation")))
     inserted = await session.execute(
         _INSERT_COMPENSATIONS, {"run": run_id, "owner": owner, **columns}
     )

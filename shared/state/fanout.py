@@ -45,13 +45,15 @@ RETURNING run_id, step_id, role, map_index, status
 """
 )
 
+# An item renders what its parent renders (map_over) and the params: it needs what the parent
+# needs (shared/state/needs.py).
 _INSERT_CHILDREN = text(
     """
 INSERT INTO step_runs (run_id, step_id, role, map_index, agent, action, depends_on, status,
-                       priority, attempts, max_attempts, ready_at, attempt_log, affinity)
+                       priority, attempts, max_attempts, ready_at, attempt_log, affinity, needs)
 SELECT p.run_id, p.step_id, 'action', i, p.agent, p.action, '{}',
        CASE WHEN i < :limit THEN 'READY' ELSE 'PENDING' END, p.priority, 0, p.max_attempts,
-       CASE WHEN i < :limit THEN now() END, '[]'::jsonb, :owner
+       CASE WHEN i < :limit THEN now() END, '[]'::jsonb, :owner, p.needs
 FROM step_runs p, generate_series(0, :count - 1) AS i
 WHERE p.id = :id
 ON CONFLICT ON CONSTRAINT uq_step_runs_identity DO NOTHING

@@ -15,6 +15,7 @@ from shared.db.models import WorkflowRun
 from shared.events.outbox import Event, emit
 from shared.spec.models import StepSpec, WorkflowSpec, parse_spec
 from shared.state.machine import RunStatus
+from shared.state.needs import needs_column, step_needs
 from shared.state.transitions import ACCEPT, CREATE, PROMOTE, REUSE, START, step_events
 
 
@@ -149,8 +150,9 @@ _LOCK_STARTABLE = text(
 )
 
 # One statement for every run of the batch: runs RUNNING, their step rows inserted (roots READY).
-# `depends_on` travels comma-joined, since unnest cannot take an array per row (step ids have no
-# commas: STEP_ID_PATTERN). Returns the runs started (step_id NULL) and the rows created.
+# `depends_on` and `needs` travel comma-joined, since unnest cannot take an array per row (step
+# ids have no commas: STEP_ID_PATTERN; '' is an empty array, NULL stays NULL). Returns the runs
+# started (step_id NULL) and the rows created.
 _START = text(
     f"""
 WITH started AS (
@@ -161,14 +163,15 @@ WITH started AS (
     RETURNING r.id
 ), created AS (
 INSERT INTO step_runs (run_id, step_id, role, map_index, agent, action, depends_on, status,
-                       priority, attempts, max_attempts, ready_at, attempt_log, affinity)
+                       priority, attempts, max_attempts, ready_at, attempt_log, affinity, needs)
 SELECT s.run_id, s.step_id, 'action', -1, s.agent, s.action, string_to_array(s.deps, ','),
        CASE WHEN s.deps = '' THEN 'READY' ELSE 'PENDING' END, s.priority, 0, s.max_attempts,
-       CASE WHEN s.deps = '' THEN CAST(:now AS timestamptz) END, '[]'::jsonb, :affinity
+       CASE WHEN s.deps = '' THEN CAST(:now AS timestamptz) END, '[]'::jsonb, :affinity,
+       string_to_array(s.needs, ',')
 FROM unnest(CAST(:run_ids AS uuid[]), CAST(:step_ids AS text[]), CAST(:agents AS text[]),
             CAST(:actions AS text[]), CAST(:deps AS text[]), CAST(:priorities AS int[]),
-            CAST(:max_attempts AS int[]))
-     AS s(run_id, step_id, agent, action, deps, priority, max_attempts)
+            CAST(:max_attempts AS int[]), CAST(:needs AS text[]))
+     AS s(run_id, step_id, agent, action, deps, priority, max_attempts, needs)
 JOIN started ON started.id = s.run_id
 RETURNING run_id, step_id, role, map_index, status
 )
@@ -234,6 +237,7 @@ class _StepRows:
     deps: list[str] = field(default_factory=list)
     priorities: list[int] = field(default_factory=list)
     max_attempts: list[int] = field(default_factory=list)
+    needs: list[str | None] = field(default_factory=list)
 
     def add(self, run_id: uuid.UUID, step: StepSpec, priority: int) -> None:
         self.run_ids.append(run_id)
@@ -243,6 +247,7 @@ class _StepRows:
         self.deps.append(",".join(step.depends_on))
         self.priorities.append(priority)
         self.max_attempts.append(step.retry.max_attempts)
+        self.needs.append(needs_column(step_needs(step)))
 
     def columns(self) -> dict[str, list[Any]]:
         return dict(self.__dict__)

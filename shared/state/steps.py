@@ -51,9 +51,17 @@ class AttemptResult:
     decision: dict[str, Any] | None = None
 
 
+# The outputs a claimed step's templates may read: its run's finished top-level actions.
+_DONE_ACTION = "u.role = 'action' AND u.map_index = -1 AND u.status IN ('SUCCEEDED', 'COMPENSATED')"
+
 # A stopping run's actions (cancelled, or past its deadline) never start again, even while
 # they wait to be cancelled (shared/state/stopping.py); its compensations do run. A scalar
 # subquery, one primary-key lookup per candidate: never a join that reads every run.
+# Outputs: only those of the steps the row `needs` (shared/state/needs.py), each looked up by
+# its whole identity key; none when it needs none; every one when `needs` is NULL (rows created
+# before the column, or templates that do not tell). The per-id LATERAL ... LIMIT 1 (the key is
+# unique) keeps the plan a lookup per id whatever the statistics say: with `= ANY(needs)` or a
+# plain join, the planner took the run's every row, map items included, and filtered.
 _CLAIM = text(
     f"""
 WITH picked AS (
@@ -75,12 +83,20 @@ WITH picked AS (
         attempt_started_at = now(), next_attempt_at = NULL, status_reason = NULL
     FROM picked WHERE s.id = picked.id AND {CLAIM.sql("s.status")}
     RETURNING s.id, s.run_id, s.step_id, s.role, s.map_index, s.agent, s.action,
-              s.attempts, s.max_attempts, s.fanout_limit
+              s.attempts, s.max_attempts, s.fanout_limit, s.needs
 )
-SELECT c.*,
-       (SELECT coalesce(jsonb_object_agg(u.step_id, u.output), '{{}}'::jsonb) FROM step_runs u
-        WHERE u.run_id = c.run_id AND u.role = 'action' AND u.map_index = -1
-          AND u.status IN ('SUCCEEDED', 'COMPENSATED')) AS outputs
+SELECT c.id, c.run_id, c.step_id, c.role, c.map_index, c.agent, c.action, c.attempts,
+       c.max_attempts, c.fanout_limit,
+       CASE WHEN c.needs IS NULL THEN
+                (SELECT jsonb_object_agg(u.step_id, u.output) FROM step_runs u
+                 WHERE u.run_id = c.run_id AND {_DONE_ACTION})
+            WHEN cardinality(c.needs) > 0 THEN
+                (SELECT jsonb_object_agg(n.step_id, u.output)
+                 FROM unnest(c.needs) AS n(step_id),
+                 LATERAL (SELECT u.output FROM step_runs u
+                          WHERE u.run_id = c.run_id AND u.step_id = n.step_id AND {_DONE_ACTION}
+                          LIMIT 1) u)
+       END AS outputs
 FROM claimed c
 """
 )

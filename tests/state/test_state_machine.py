@@ -132,15 +132,16 @@ def harness(db: async_sessionmaker, schema: str) -> Harness:
 
 
 async def test_diamond_runs_in_dependency_order_and_succeeds(harness: Harness) -> None:
-    await harness.start(
-        {"name": "d", "steps": [s("a"), s("b", "a"), s("c", "a"), s("d", "b", "c")]}
-    )
+    b = s("b", "a", params={"rows": "${steps.a.output.rows}"})
+    await harness.start({"name": "d", "steps": [s("a"), b, s("c", "a"), s("d", "b", "c")]})
     [a] = await harness.claim()
     assert a.step_id == "a" and a.attempts == 1
     await harness.record(ok(a, {"rows": 3}))
-    b_and_c = await harness.claim()
-    assert {c.step_id for c in b_and_c} == {"b", "c"}
+    b_and_c = sorted(await harness.claim(), key=lambda c: c.step_id)
+    assert [c.step_id for c in b_and_c] == ["b", "c"]
+    # each claim carries the outputs its step's templates reference, and only those
     assert b_and_c[0].outputs == {"a": {"rows": 3}}
+    assert b_and_c[1].outputs == {}
     await harness.record(ok(b_and_c[0]))
     assert await harness.claim() == []  # d waits for both
     await harness.record(ok(b_and_c[1]))
@@ -274,10 +275,11 @@ async def test_failure_compensates_succeeded_steps_in_reverse_order(harness: Har
     # load's compensation first; extract's waits for it
     [undo_load] = await harness.claim()
     assert (undo_load.step_id, undo_load.role) == ("load", "compensation")
+    assert undo_load.outputs == {}  # its compensation references nothing
     assert await harness.claim() == []
     await harness.record(ok(undo_load))
     [undo_extract] = await harness.claim()
-    assert undo_extract.step_id == "extract" and undo_extract.outputs["extract"] == {"id": "e1"}
+    assert undo_extract.step_id == "extract" and undo_extract.outputs == {"extract": {"id": "e1"}}
     await harness.record(ok(undo_extract))
     steps = await harness.steps()
     assert steps["load"] == steps["extract"] == "COMPENSATED" and steps["publish"] == "FAILED"

@@ -84,6 +84,15 @@ class LiveSettings(BaseModel):
         description="deepest nesting of JSON objects and lists accepted in a spec's params, "
         "its input defaults and a run's inputs; deeper is a 422 (too_deep)",
     )
+    retention_days: float = Field(
+        30.0,
+        ge=0,
+        description="days a finished run stays readable (with its steps, events and "
+        "Idempotency-Keys) before it is deleted; 0 keeps every run",
+    )
+    retention_interval_s: float = Field(
+        300.0, gt=0, description="how often finished runs past retention_days are deleted"
+    )
     max_body_bytes: int = Field(
         2 * 1024 * 1024,
         ge=1024,

@@ -34,4 +34,6 @@ class OutboxEvent(Base):
 
     __table_args__ = (
         Index("ix_event_outbox_unpublished", "id", postgresql_where=text("published_at IS NULL")),
+        # A run's events in order (its history, its feed, the retention purge).
+        Index("ix_event_outbox_run", "run_id", "id"),
     )

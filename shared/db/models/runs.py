@@ -77,6 +77,12 @@ class WorkflowRun(Base):
         Index(
             "ix_workflow_runs_retry_of", "retry_of", postgresql_where=text("retry_of IS NOT NULL")
         ),
+        # The retention purge's pick, oldest finished first (shared/state/retention.py).
+        Index(
+            "ix_workflow_runs_finished",
+            "finished_at",
+            postgresql_where=text("finished_at IS NOT NULL"),
+        ),
         # The starter's pick (highest priority, oldest first) reads only the runs it takes,
         # however many are waiting.
         Index(
@@ -93,6 +99,7 @@ class WorkflowRun(Base):
             "id",
             postgresql_where=text("status = 'PENDING' AND admitted_at IS NULL"),
         ),
+        {"postgresql_with": {"fillfactor": 80}},
     )
 
 
@@ -134,6 +141,9 @@ class StepRun(Base):
     started_at: Mapped[datetime | None]
     attempt_started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
+    # The steps whose outputs this row's templates reference (shared/state/needs.py): a claim
+    # reads those outputs only; empty: none; NULL (rows older than 0017): every one of the run.
+    needs: Mapped[list[str] | None] = mapped_column(ARRAY(String(64)))
 
     __table_args__ = (
         UniqueConstraint("run_id", "step_id", "role", "map_index", name="uq_step_runs_identity"),
@@ -143,11 +153,9 @@ class StepRun(Base):
             "id",
             postgresql_where=text("status IN ('READY', 'RETRY_WAIT')"),
         ),
-        Index(
-            "ix_step_runs_leased",
-            "lease_expires_at",
-            postgresql_where=text("status = 'RUNNING'"),
-        ),
+        # The running steps, for the lease expiry scan. Keyed by `id`, not by
+        # `lease_expires_at`: a lease renewal then changes no indexed column and is HOT.
+        Index("ix_step_runs_running", "id", postgresql_where=text("status = 'RUNNING'")),
         # A replica's own backlog (the starter asks before every round).
         Index("ix_step_runs_ready_affinity", "affinity", postgresql_where=text("status = 'READY'")),
         # A stopping run's waiting steps, cancelled batch by batch (shared/state/stopping.py).
@@ -158,6 +166,8 @@ class StepRun(Base):
                 "role = 'action' AND status IN ('PENDING', 'READY', 'RETRY_WAIT')"
             ),
         ),
+        # Room on each page for the new version of an updated row (0017).
+        {"postgresql_with": {"fillfactor": 80}},
     )
 
 
@@ -171,6 +181,9 @@ class IdempotencyRecord(Base):
     request_hash: Mapped[str] = mapped_column(String(64))
     resource_id: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+
+    # The purge deletes a run's keys with it (a repeat then starts anew, as after any expiry).
+    __table_args__ = (Index("ix_idempotency_records_resource", "resource_id"),)
 
 
 # The API manager looks for recent throttled step attempts, and counts recent admissions per
