@@ -104,3 +104,10 @@ class CommonSettings(BaseSettings):
         "read or authenticated); read with the service's prefix, e.g. CONTROLLER_MAX_BODY_BYTES",
     )
     log_level: str = Field("info", validation_alias=_alias("LOG_LEVEL"), description="log level")
+    live_settings_poll_s: float = Field(
+        10.0,
+        gt=0,
+        validation_alias=_alias("LIVE_SETTINGS_POLL_S"),
+        description="how often an engine or agent reads the log level a Config resource sets "
+        "for the whole platform (shared/live_log.py)",
+    )

@@ -39,9 +39,11 @@ from shared.db.session import create_engine, create_sessionmaker
 from shared.errors import NotFound, ValidationFailed, errors, register_exception_handlers
 from shared.health import State, Verdict, database_verdict, serve_health
 from shared.limits import limit_body
+from shared.live_log import LogLevelFollower
 from shared.logs import RequestLog, configure_logging, secret_values
 from shared.metrics import create_agent_metrics, mount_metrics
 from shared.spec.catalog import AGENT_ACTIONS
+from shared.tasks import background
 from shared.tracing import FASTAPI_TELEMETRY, configure_tracing, server_span
 from shared.tracing import enabled as tracing_enabled
 
@@ -117,8 +119,13 @@ def create_agent_app(
             )
             for slot in slots.values():
                 await slot.start()
+            follower = LogLevelFollower(
+                app.state.sessionmaker, settings.log_level, interval_s=settings.live_settings_poll_s
+            )
+            app.state.log_level = follower
             try:
-                yield
+                async with background(follower.run()):
+                    yield
             finally:
                 for slot in slots.values():
                     await slot.stop()

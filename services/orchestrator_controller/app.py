@@ -160,7 +160,9 @@ def create_app(settings: ControllerSettings | None = None) -> FastAPI:
                 loops += [
                     orchestrators.run(),
                     build_config_sync(
-                        settings, is_leader=elector.is_leader if elector else None
+                        settings,
+                        is_leader=elector.is_leader if elector else None,
+                        sessionmaker=sessionmaker,
                     ).run(),
                 ]
             async with background(*loops, stoppers=stoppers):

@@ -18,6 +18,7 @@ from shared.errors import register_exception_handlers
 from shared.events.relay import OutboxRelay
 from shared.health import mount_health
 from shared.limits import limit_body
+from shared.live_log import LogLevelFollower
 from shared.logs import configure_logging, secret_values
 from shared.metrics import create_metrics, mount_metrics
 from shared.tasks import background
@@ -53,7 +54,12 @@ def create_app(settings: EngineSettings | None = None) -> FastAPI:
         relay = OutboxRelay(settings, redis)
         # Off the hot path: the retry model is loaded here and refreshed in the background.
         await executor.advisor.start()
-        async with background(relay.run() if settings.start_loops else None, stoppers=[relay.stop]):
+        follower = LogLevelFollower(
+            sessionmaker, settings.log_level, interval_s=settings.live_settings_poll_s
+        )
+        app.state.log_level = follower
+        loops = [relay.run(), follower.run()] if settings.start_loops else []
+        async with background(*loops, stoppers=[relay.stop]):
             if settings.start_loops:
                 executor.start()
             try:

@@ -16,6 +16,8 @@ import pytest
 from fastapi import FastAPI
 from kubernetes import client
 
+from agents.base.settings import AgentSettings
+from agents.data_connector.app import create_app as create_connector
 from services.orchestrator_controller.kubernetes.bridge import build_config_sync
 from services.orchestrator_controller.kubernetes.configs import ConfigResources
 from services.orchestrator_controller.kubernetes.informer import Informer
@@ -27,6 +29,7 @@ from tests.schedules.helpers import (
     one_step_spec,
 )
 from tests.schedules.test_ticker import T0, make_schedule, run_count
+from tests.serving import serve
 
 from .fake_kube_api import FakeKubeApi
 from .helpers import NAMESPACE, eventually, reported
@@ -383,3 +386,38 @@ async def test_the_last_settings_stay_while_the_api_is_unreachable(
         assert app.state.settings.live.current.max_spec_bytes == 2048
         settings = await in_force(http)
         assert settings["max_spec_bytes"]["source"] == "resource platform"
+
+
+async def test_a_config_s_log_level_reaches_every_engine_and_agent(
+    env: dict, fake_api: FakeKubeApi, api_client: client.ApiClient
+) -> None:
+    agent = create_connector(AgentSettings(**env, log_level="warning", live_settings_poll_s=0.1))
+    async with controller(env, kubernetes_namespace=NAMESPACE, config_resync_s=RESYNC_S) as (
+        app,
+        _http,
+    ):
+        sync = build_config_sync(
+            app.state.settings, api_client, sessionmaker=app.state.sessionmaker
+        )
+        task = asyncio.create_task(sync.run())
+        try:
+            with serve(agent, lifespan="on"):
+                follower = agent.state.log_level
+                assert follower.current == "warning"  # its own LOG_LEVEL, until a Config says
+
+                fake_api.apply(config("platform", logLevel="debug"), NAMESPACE)
+                await eventually(lambda: follower.current == "debug", "the agent follows")
+                assert follower.source == "resource platform"
+                assert logging.getLogger().level == logging.DEBUG
+
+                # A Config without logLevel: every service back to its own.
+                fake_api.apply(config("platform", maxSpecBytes=4096), NAMESPACE)
+                await eventually(lambda: follower.current == "warning", "back to its own")
+                fake_api.apply(config("platform", logLevel="error"), NAMESPACE)
+                await eventually(lambda: follower.current == "error", "again")
+                fake_api.delete("platform", NAMESPACE)
+                await eventually(lambda: follower.current == "warning", "deleted")
+        finally:
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task

@@ -29,6 +29,7 @@ from services.orchestrator_controller.kubernetes.watcher import (
 from services.orchestrator_controller.policies.service import Policies
 from services.orchestrator_controller.settings import ControllerSettings
 from shared.db.models import WorkflowRun
+from shared.live_log import publish_log_level
 from shared.spec.models import WorkflowSpec
 
 
@@ -141,14 +142,22 @@ def build_config_sync(
     api_client: ApiClient | None = None,
     *,
     is_leader: Callable[[], bool] | None = None,
+    sessionmaker: async_sessionmaker | None = None,
 ) -> Informer:
     """The informer putting the namespace's Config resource in force in `settings.live`, over
     the live settings the environment gives (every replica; the leader alone writes the
-    status)."""
+    status, and the log level for the engines and agents when given the `sessionmaker`)."""
+    publish = None
+    if sessionmaker is not None:
+
+        async def publish(level: str | None, source: str | None) -> None:
+            async with sessionmaker() as session, session.begin():
+                await publish_log_level(session, level, source)
+
     return Informer(
         api_client or create_api_client(),
         _namespace(settings),
-        ConfigResources(settings.live),
+        ConfigResources(settings.live, publish=publish),
         resync_s=settings.config_resync_s,
         is_leader=is_leader,
     )

@@ -23,13 +23,14 @@ Each resource's status: a Ready condition (Applied, Conflict, RestartRequired or
 
 With several controller replicas its informer runs on every one of them (each enforces the limits
 and logs at the level in force in its own process); only the leader writes the status
-(`is_leader`), as for Orchestrator resources.
+(`is_leader`), as for Orchestrator resources, and the log level the resource sets for every
+engine and agent (`platform_settings`, shared/live_log.py).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -54,6 +55,9 @@ from services.orchestrator_controller.live.settings import LiveConfig
 log = logging.getLogger(__name__)
 
 PLURAL = "configs"
+
+# Puts a log level in force for the whole platform (None: each service keeps its own).
+PublishLogLevel = Callable[[str | None, str | None], Awaitable[None]]
 
 
 @dataclass(frozen=True)
@@ -94,10 +98,15 @@ class ConfigResources:
     kind = "Config"
 
     def __init__(
-        self, live: LiveConfig, *, clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+        self,
+        live: LiveConfig,
+        *,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        publish: PublishLogLevel | None = None,
     ) -> None:
         self._live = live
         self._clock = clock
+        self._publish = publish
         self.applied: str | None = None  # the name of the resource in force (None: the env's)
 
     async def reconcile(self, resource: dict[str, Any], view: ResourceView) -> None:
@@ -119,6 +128,9 @@ class ConfigResources:
         self.applied = winner.name if winner is not None else None
         if not view.reports:  # a follower: the leader reports
             return
+        if self._publish is not None:  # for every engine and agent (shared/live_log.py)
+            level = winner.overrides.get("log_level") if winner is not None else None
+            await self._publish(level, f"resource {winner.name}" if winner else None)
         for item, found in parsed:
             try:
                 await self._report(item, found, winner, view)

@@ -39,8 +39,9 @@ class LiveSettings(BaseModel):
 
     log_level: LogLevel = Field(
         "info",
-        description="level of the controller's log: the root logger and every platform logger "
-        "(httpx's request lines stay at warning unless debug)",
+        description="level of the log of every service: the controller at once, each engine "
+        "and agent within its LIVE_SETTINGS_POLL_S (httpx's request lines stay at warning "
+        "unless debug)",
     )
     schedule_tick_s: float = Field(1.0, gt=0, description="how often due schedules are fired")
     schedule_misfire_grace_s: float = Field(

@@ -9,6 +9,7 @@ from shared.db.models.base import NAMING_CONVENTION, Base, Json
 from shared.db.models.datasets import DatasetLoad
 from shared.db.models.events import OutboxEvent
 from shared.db.models.model_bindings import ModelBinding
+from shared.db.models.platform_settings import PlatformSetting
 from shared.db.models.runs import IdempotencyRecord, StepRun, WorkflowDefinition, WorkflowRun
 from shared.db.models.schedules import Schedule, ScheduleFire
 from shared.db.models.source_state import STATE_KEY_PATTERN, SourceState
@@ -25,6 +26,7 @@ __all__ = [
     "Json",
     "ModelBinding",
     "OutboxEvent",
+    "PlatformSetting",
     "RegisteredAgent",
     "Schedule",
     "ScheduleFire",
