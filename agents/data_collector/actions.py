@@ -14,6 +14,7 @@ from agents.base.sources.models import FileSource, HttpSource, PostgresSource
 from agents.data_collector.autodetect import AUTO, first_page_hook
 from agents.data_collector.cursor import CursorState
 from agents.data_collector.files import collect_files
+from agents.data_collector.pg_tables import PlanTablesBody, plan_tables
 from agents.data_collector.postgres import collect_postgres
 from agents.data_collector.rest import Incremental, Pagination, collect_rest
 from agents.data_collector.state import (
@@ -95,11 +96,20 @@ class CollectBody(ActionBody):
     max_attempts: int = Field(4, ge=1, le=20, description="http: attempts per page")
     columns: list[str] | None = Field(None, description="postgres: columns (default: all)")
     chunk_size: int = Field(
-        10_000, ge=1, le=1_000_000, description="postgres: rows per Parquet chunk"
+        10_000,
+        ge=1,
+        le=1_000_000,
+        description="postgres: rows per Parquet chunk; http: records per staged file (whole "
+        "pages, at most 64 MiB)",
     )
     concurrency: int = Field(4, ge=1, le=64, description="files: parallel copies")
     max_files: int | None = Field(
         None, ge=1, description="files: at most this many per run (oldest first with mtime)"
+    )
+    label: dict[str, Any] | None = Field(
+        None,
+        description="returned unchanged as the output's `label`: tells a fan-out after a "
+        "fanned-out collect which item each output is (sql_database: the table's plan)",
     )
 
 
@@ -119,10 +129,10 @@ async def collect(body: CollectBody, ctx: ActionContext) -> dict[str, Any]:
     Returns `{kind, files: [{uri, bytes, sha256, ...}], count, bytes, announced,
     announced_by, read, outcome, cap, complete, cursor, state_key, cursor_from}` (the counts:
     agents/base/completeness.py): files sources add `name, source_path, modified_at` per file
-    (sorted by name); HTTP pages add `rows, page` (and `records, pages, requests,
-    duplicates_skipped`); PostgreSQL chunks add `rows, schema`; a Redis stream adds
-    `entry_ids, rows, redelivered, ...` and its `count` is the number of entries (see
-    streams.py). `cursor` is the state to pass back as `cursor`, or to `commit_state`.
+    (sorted by name); HTTP files (runs of whole pages) add `rows, page, last_page` (and
+    `records, pages, requests, duplicates_skipped`); PostgreSQL chunks add `rows, schema`;
+    a Redis stream adds `entry_ids, rows, redelivered, ...` and its `count` is the number of
+    entries (see streams.py). `cursor` is the state to pass back as `cursor`, or to `commit_state`.
     `cursor_from` says where the starting cursor came from: "body", "state" or null.
     """
     previous, cursor_from = body.cursor, "body" if body.cursor is not None else None
@@ -134,7 +144,21 @@ async def collect(body: CollectBody, ctx: ActionContext) -> dict[str, Any]:
         if stored is not None:
             previous, cursor_from = CursorState.model_validate(stored.cursor), "state"
     result = await _collect(body, previous, ctx)
-    return {**result, "state_key": body.state_key, "cursor_from": cursor_from}
+    out = {**result, "state_key": body.state_key, "cursor_from": cursor_from}
+    return {**out, "label": body.label} if body.label is not None else out
+
+
+registry.action(
+    "plan_tables",
+    PlanTablesBody,
+    example={
+        "source": {"kind": "postgres", "url": "postgresql://app@db/shop", "db_schema": "public"},
+        "dataset_prefix": "shop_",
+        "state_key": "shop",
+    },
+    description="the tables of a PostgreSQL schema to load, one item each (sql_database)",
+    read_only=True,
+)(plan_tables)
 
 
 async def _collect(
@@ -185,6 +209,7 @@ async def _collect(
             on_max_pages=body.on_max_pages,
             max_attempts=body.max_attempts,
             output_format=body.format,
+            chunk_size=body.chunk_size,
         )
         if hook is not None:
             out["autodetect"] = hook.report

@@ -8,6 +8,7 @@ become one Parquet file, so the table never sits in memory whole.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import posixpath
 from collections.abc import Callable
@@ -101,13 +102,19 @@ async def collect_postgres(
     chunk_size: int,
 ) -> dict[str, Any]:
     """Stream the table (rows new since `previous`) into Parquet chunks; manifests + cursor."""
+    if source.tables is not None:
+        raise AgentError(
+            "source.tables is a whole schema: the sql_database workflow plans it "
+            "(plan_tables) and collects one table at a time",
+            code="invalid_source",
+        )
     if not source.table and source.query is None:
         raise AgentError(
             "collecting from PostgreSQL needs source.table or source.query", code="invalid_source"
         )
     bound = pg_query.bind(source.query, source.params) if source.query is not None else None
     root = DataRoot.from_setting(ctx.settings.data_root)
-    out = root.run_dir(ctx.run_id, ctx.step_id)
+    out = _staging_dir(root, ctx)
     await asyncio.to_thread(staging.reset_dir, root, out)
     url, secrets = postgres_url(source, ctx.settings)
     pg_arrow.check_query(url)
@@ -159,6 +166,18 @@ async def collect_postgres(
             scrub(f"a value does not fit its column type: {exc}", secrets),
             code="invalid_value",
         ) from exc
+
+
+def _staging_dir(root: DataRoot, ctx: ActionContext) -> str:
+    """The folder of this collect's chunks, its own for each child of a map_over.
+
+    The children of a fanned-out step (sql_database: one per table) share the run and step
+    ids; only their idempotency keys differ (they carry the map index). A retry has the same
+    key, so it still replaces its own earlier output and nobody else's."""
+    out = root.run_dir(ctx.run_id, ctx.step_id)
+    if ctx.idempotency_key is None:
+        return out
+    return posixpath.join(out, hashlib.sha256(ctx.idempotency_key.encode()).hexdigest()[:16])
 
 
 @dataclass

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import posixpath
 from collections.abc import Awaitable, Callable
 from typing import Any, Literal
 
@@ -36,7 +35,7 @@ from agents.base.security import (
     redact_url,
 )
 from agents.base.sources.models import HttpSource
-from agents.base.sources.payloads import find_records, get_path
+from agents.base.sources.payloads import decode_json, find_records, get_path
 from agents.base.storage import DataRoot
 from agents.data_collector import pacing as pacing_
 from agents.data_collector import staging, walk
@@ -94,6 +93,9 @@ class Incremental(ActionBody):
         None, description="lower bound of the first run (no previous cursor)"
     )
 
+
+# A page this large is decoded and encoded in a thread, so the event loop keeps serving.
+_THREAD_BYTES = 1 << 18
 
 # Called with the first page (response, payload, pagination, records_path); returns the
 # pagination and records path for the whole collect.
@@ -167,8 +169,11 @@ async def _get_page(
     limiter: AsyncLimiter | None,
     attempts: int,
     pacing: pacing_.CollectPacing | None = None,
-) -> tuple[Any, httpx.Response, int]:
-    """One page as decoded JSON, retried on transient failures; with the attempts it took."""
+) -> tuple[Any, bool, httpx.Response, int]:
+    """One page as decoded JSON, retried on transient failures, with the attempts it took.
+
+    Also says whether the stdlib decoded it (`decode_json`), which its encoding must follow.
+    """
     tries = 0
     async for attempt in stamina.retry_context(
         on=backoff_hook(60.0), attempts=attempts, timeout=None, wait_initial=0.2, wait_max=10.0
@@ -200,11 +205,14 @@ async def _get_page(
                     pacing.answered(sent, 0)
                 raise classify_exception(exc, auth.secrets) from exc
             try:
-                payload = await asyncio.to_thread(json.loads, raw)
+                if len(raw) < _THREAD_BYTES:
+                    payload, stdlib = decode_json(raw)
+                else:
+                    payload, stdlib = await asyncio.to_thread(decode_json, raw)
             except ValueError as exc:
                 shown = redact_url(response.url, auth.secrets)
                 raise PermanentError(f"{shown} did not return JSON") from exc
-            return payload, response, tries
+            return payload, stdlib, response, tries
     raise AssertionError("unreachable: stamina re-raises the last failure")
 
 
@@ -221,11 +229,14 @@ async def collect_rest(
     on_max_pages: Literal["fail", "partial"] = "fail",
     max_attempts: int,
     output_format: str,
+    chunk_size: int = 10_000,
     on_first_page: FirstPageHook | None = None,
 ) -> dict[str, Any]:
-    """Walk the pages, keep the new records, write one file per page; return manifests.
+    """Walk the pages, keep the new records, stage them in files of whole pages; manifests.
 
     Every page is read unless the user set `max_pages` (see walk.py for how a walk may end).
+    A staged file holds consecutive pages, written once it has `chunk_size` records (or 64
+    MiB); its manifest names its first and last `page`.
     `on_first_page(response, payload, pagination, records_path)` may replace the pagination
     and records path once the first page is in (`auto`, see autodetect.py).
     """
@@ -267,7 +278,7 @@ async def collect_rest(
     request: tuple[str, dict[str, Any]] | None = first
     files: list[dict[str, Any]] = []
     pages = records_seen = requests = 0
-    suffix = "ndjson" if output_format == "ndjson" else "parquet"
+    batch = staging.PageBatch(output_format, chunk_size)
     guard = walk.LoopGuard()
     guard.start(first)
     announced: walk.Announced | None = None
@@ -284,7 +295,7 @@ async def collect_rest(
             # A next link carries its own query; other styles vary the base parameters.
             query = page_params if url != source.url else {**base_params, **page_params}
             try:
-                payload, response, tries = await _get_page(
+                payload, stdlib, response, tries = await _get_page(
                     client,
                     source,
                     url,
@@ -320,9 +331,14 @@ async def collect_rest(
             records_seen += len(records)
             new = [r for r in records if window is None or _is_new(window, incremental, r)]
             if new:
-                dest = posixpath.join(out, f"page-{pages:05d}.{suffix}")
-                writer = staging.write_ndjson if suffix == "ndjson" else staging.records_to_parquet
-                files.append({**await asyncio.to_thread(writer, root, dest, new), "page": pages})
+                size = len(response.content)
+                if size < _THREAD_BYTES:
+                    batch.add(pages, new, stdlib=stdlib, raw_bytes=size)
+                else:
+                    await asyncio.to_thread(batch.add, pages, new, stdlib=stdlib, raw_bytes=size)
+            if batch.full:
+                files.extend(await asyncio.to_thread(batch.write, root, out))
+                batch = staging.PageBatch(output_format, chunk_size)
             request = _next_request(pagination, payload, response, records, state)
             if request is not None:
                 guard.next(request, pages)
@@ -334,6 +350,8 @@ async def collect_rest(
             read=records_seen,
             announced=announced,
         )
+    if batch.rows:
+        files.extend(await asyncio.to_thread(batch.write, root, out))
     counts = Completeness(
         announced=announced.count if announced else None,
         announced_by=announced.by if announced else None,

@@ -9,12 +9,16 @@ import hashlib
 import io
 import json
 import posixpath
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 from fsspec import AbstractFileSystem
 
+from agents.base.actions import AgentError
 from agents.base.storage import DataRoot
 
 _CHUNK = 1 << 20
@@ -49,6 +53,42 @@ def copy_into(
     return {"uri": root.uri(dest), "bytes": size, "sha256": digest.hexdigest()}
 
 
+def encode_ndjson(records: list[Any], *, stdlib: bool = False) -> bytes:
+    """Records as NDJSON, one per line, in one orjson call per record.
+
+    `stdlib`: records the stdlib decoded (payloads.decode_json), which may hold what orjson
+    would not write as it was read (NaN becomes null, integers beyond 64 bits are refused).
+    """
+    if not stdlib:
+        try:
+            return b"".join([orjson.dumps(r, option=orjson.OPT_APPEND_NEWLINE) for r in records])
+        except orjson.JSONEncodeError:
+            pass
+    return b"".join([_stdlib_line(r) for r in records])
+
+
+def _stdlib_line(record: Any) -> bytes:
+    text = json.dumps(record, ensure_ascii=False, separators=(",", ":"))
+    try:
+        return text.encode() + b"\n"
+    except UnicodeEncodeError:
+        # A lone surrogate (a valid JSON escape, never UTF-8): written as the escape it came as.
+        return json.dumps(record, separators=(",", ":")).encode() + b"\n"
+
+
+def write_parts(root: DataRoot, dest: str, parts: Iterable[bytes]) -> dict[str, Any]:
+    """Concatenate `parts` into one file, hashing on the way: `{uri, bytes, sha256}`."""
+    root.fs.makedirs(posixpath.dirname(dest), exist_ok=True)
+    digest = hashlib.sha256()
+    size = 0
+    with root.fs.open(dest, "wb") as handle:
+        for part in parts:
+            digest.update(part)
+            handle.write(part)
+            size += len(part)
+    return {"uri": root.uri(dest), "bytes": size, "sha256": digest.hexdigest()}
+
+
 def write_ndjson(root: DataRoot, dest: str, records: list[Any]) -> dict[str, Any]:
     """One JSON record per line: `{uri, bytes, sha256, rows, format}`."""
     data = "".join(
@@ -67,6 +107,87 @@ def write_parquet(root: DataRoot, dest: str, table: pa.Table) -> dict[str, Any]:
 
 
 def records_to_parquet(root: DataRoot, dest: str, records: list[Any]) -> dict[str, Any]:
-    """API records as Parquet (nested objects become structs)."""
+    """API records as Parquet (nested objects become structs; a scalar record is `value`).
+
+    pyarrow.lib.ArrowInvalid (or ArrowTypeError) when a field's values have no common type.
+    """
     rows = [r if isinstance(r, dict) else {"value": r} for r in records]
-    return write_parquet(root, dest, pa.Table.from_pylist(rows))
+    columns = dict.fromkeys(k for r in rows for k in r)
+    # Table.from_pylist takes its columns from the first record alone: name every field.
+    return write_parquet(
+        root, dest, pa.Table.from_pydict({c: [r.get(c) for r in rows] for c in columns})
+    )
+
+
+@dataclass
+class PageBatch:
+    """Consecutive REST pages' records, staged as one file once the batch is large enough.
+
+    An NDJSON batch holds each page's records already encoded, and writes them in one pass; a
+    Parquet batch holds the records and builds one table when written. `add` and `write` block
+    (encoding, file IO): call them in a thread for a large page.
+    """
+
+    output_format: str
+    max_records: int
+    max_bytes: int = 64 << 20
+    first_page: int = 0
+    last_page: int = 0
+    rows: int = 0
+    size: int = 0
+    parts: list[bytes] = field(default_factory=list)
+    pages: list[tuple[int, list[Any]]] = field(default_factory=list)
+
+    def add(self, page: int, records: list[Any], *, stdlib: bool, raw_bytes: int) -> None:
+        """Page `page`'s records (`stdlib`: decoded by the stdlib; `raw_bytes`: the page's size)."""
+        if not self.rows:
+            self.first_page = page
+        self.last_page = page
+        self.rows += len(records)
+        if self.output_format == "ndjson":
+            part = encode_ndjson(records, stdlib=stdlib)
+            self.parts.append(part)
+            self.size += len(part)
+        else:
+            self.pages.append((page, records))
+            self.size += raw_bytes
+
+    @property
+    def full(self) -> bool:
+        """Whether to write the batch now rather than add the next page to it."""
+        return self.rows >= self.max_records or self.size >= self.max_bytes
+
+    def write(self, root: DataRoot, out: str) -> list[dict[str, Any]]:
+        """The batch as one file in `out`, named after its first page: the manifests.
+
+        A Parquet batch whose pages disagree on a field's type is written one file per page,
+        as each page's own table; a page that disagrees with itself is an AgentError.
+        """
+        if self.output_format == "ndjson":
+            dest = posixpath.join(out, f"page-{self.first_page:05d}.ndjson")
+            written = write_parts(root, dest, self.parts)
+            manifest = {**written, "rows": self.rows, "format": "ndjson"}
+            return [{**manifest, "page": self.first_page, "last_page": self.last_page}]
+        dest = posixpath.join(out, f"page-{self.first_page:05d}.parquet")
+        try:
+            manifest = records_to_parquet(root, dest, [r for _, page in self.pages for r in page])
+            return [{**manifest, "page": self.first_page, "last_page": self.last_page}]
+        except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+            if len(self.pages) == 1:
+                raise _no_schema(self.first_page, exc) from exc
+        manifests = []
+        for number, records in self.pages:
+            dest = posixpath.join(out, f"page-{number:05d}.parquet")
+            try:
+                manifest = records_to_parquet(root, dest, records)
+            except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+                raise _no_schema(number, exc) from exc
+            manifests.append({**manifest, "page": number, "last_page": number})
+        return manifests
+
+
+def _no_schema(page: int, exc: Exception) -> AgentError:
+    return AgentError(
+        f"page {page}: the records do not fit one Parquet schema ({exc}); collect as ndjson",
+        code="unexpected_payload",
+    )

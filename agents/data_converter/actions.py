@@ -101,6 +101,14 @@ class ConvertBody(ActionBody):
         "then derived from them, so a merge by this key replaces a changed record's child "
         "rows (null or []: from each row's content and position)",
     )
+    rewrite_parquet: bool = Field(
+        False,
+        description="re-encode every Parquet input; by default a Parquet file whose columns "
+        "already have their final types (as the PostgreSQL collector writes them), which "
+        "known_schema, the contract and inference leave unchanged and which uses the requested "
+        "compression, is checked (every value decoded once) and published byte for byte; a "
+        "Parquet file in another codec is re-encoded in the requested one",
+    )
 
     @field_validator("known_schema")
     @classmethod
@@ -247,6 +255,7 @@ async def convert_action(body: ConvertBody, ctx: ActionContext) -> dict[str, Any
         nested=body.nested,
         max_nesting=body.max_nesting,
         primary_key=list(body.primary_key or []),
+        rewrite_parquet=body.rewrite_parquet,
     )
     files = []
     # One file at a time: each conversion streams in bounded memory, and so does the whole call.

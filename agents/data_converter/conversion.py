@@ -3,7 +3,10 @@
 Everything here is blocking (polars, file IO) and runs in a worker thread.
 The common case is a single streaming pass (`sink_parquet`); a text column whose sampled values
 looked like numbers or timestamps but which holds a value further down that does not parse
-costs one diagnostic pass and one more write, with that column kept as text.
+costs one diagnostic pass and one more write, with that column kept as text. A Parquet input
+whose conversion would only re-encode it (types final, contract and inference change nothing,
+the requested codec) is decoded once to check it and published byte for byte instead
+(agents.data_converter.reuse).
 
 A file that does not parse is a 422 (`parse_error`, `bad_encoding`, ...), never a crash: the
 parsers' own errors are turned into an AgentError naming the file and, for delimited text and
@@ -15,6 +18,7 @@ from __future__ import annotations
 import csv
 import os
 import posixpath
+import shutil
 import zipfile
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
@@ -44,6 +48,7 @@ from agents.base.tabular.text import (
     to_utf8,
 )
 from agents.base.tabular.unnest import Unnested, unnest_file
+from agents.data_converter import reuse
 from agents.data_converter.contracts import (
     ContractMode,
     ContractViolation,
@@ -88,6 +93,9 @@ PARSER_ERRORS: tuple[type[BaseException], ...] = (
     EOFError,
     OverflowError,
 )
+# What deciding whether a Parquet file can be published as it is may raise (pyarrow's footer
+# reader raises OSError on a corrupt footer): any of it sends the file to the full conversion.
+_UNREADABLE: tuple[type[BaseException], ...] = (*PARSER_ERRORS, OSError)
 
 
 @dataclass
@@ -103,6 +111,7 @@ class ConvertOptions:
     nested: Nested = "keep"  # "unnest": child tables (agents.base.tabular.unnest)
     max_nesting: int = 5
     primary_key: list[str] = field(default_factory=list)  # what `_row_id` is derived from
+    rewrite_parquet: bool = False  # re-encode Parquet that could be published as is (reuse)
 
     def inference(self, fmt: str) -> Inference:
         """What inference may do to the text columns of a file in `fmt`."""
@@ -256,6 +265,34 @@ def _write(
     raise AgentError(f"cannot convert {source_uri!r}: too many retries", code="parse_error")
 
 
+def _reuse(
+    local: str, detection: Detection, work: str, options: ConvertOptions, source_uri: str
+) -> tuple[str, Plan] | None:
+    """A copy of a Parquet input whose conversion would change nothing but its encoding, and
+    the (identity) plan; None when it must be converted (agents.data_converter.reuse)."""
+    if detection.format != "parquet" or options.nested != "keep" or options.rewrite_parquet:
+        return None
+    try:
+        plan = reuse.identity_plan(
+            local,
+            known=options.known,
+            mode=options.mode,
+            infer=options.inference(detection.format),
+            compression=options.compression,
+            sample_rows=SAMPLE_ROWS,
+        )
+        if plan is None:
+            return None
+        reuse.verify(local)
+    except _UNREADABLE:
+        # A file that does not read: the full conversion fails on it and says where, as ever.
+        return None
+    # A copy, never a link: the output stays as published whatever later happens to the input.
+    out = os.path.join(work, "reused.parquet")
+    shutil.copyfile(local, out)
+    return out, plan
+
+
 def convert_file(
     location: str, *, source_uri: str, root: DataRoot, target: str, options: ConvertOptions
 ) -> dict[str, Any]:
@@ -269,7 +306,13 @@ def convert_file(
             )
         except PARSER_ERRORS as exc:
             raise _parse_error(source_uri, exc) from exc
-        out, plan, counts, soft_failures = _write(local, detection, work, options, source_uri)
+        reused = _reuse(local, detection, work, options, source_uri)
+        counts: dict[str, Any] = {}
+        soft_failures: dict[str, dict[str, Any]] = {}
+        if reused is not None:  # already what the conversion writes: published byte for byte
+            out, plan = reused
+        else:
+            out, plan, counts, soft_failures = _write(local, detection, work, options, source_uri)
         report = _report(plan, counts, options.mode, soft_failures)
         if options.mode == "freeze" and report["coercion_failures"]:
             columns = ", ".join(sorted(report["coercion_failures"]))

@@ -7,7 +7,9 @@ import json
 
 AGENT_ACTIONS: dict[str, frozenset[str]] = {
     "data-connector": frozenset({"test_connection", "describe", "noop"}),
-    "data-collector": frozenset({"collect", "commit_state", "get_state", "ack_stream", "noop"}),
+    "data-collector": frozenset(
+        {"collect", "plan_tables", "commit_state", "get_state", "ack_stream", "noop"}
+    ),
     "data-converter": frozenset({"detect", "convert", "classify", "mask", "noop"}),
     "data-scheduler": frozenset({"validate", "next_runs", "recommend", "next_interval", "noop"}),
     "data-merger": frozenset({"merge", "quality_check", "maintain", "snapshot", "noop"}),

@@ -74,6 +74,13 @@ class PostgresSource(ActionBody):
     )
     db_schema: str | None = Field(None, description="schema to describe or read from")
     table: str | None = Field(None, description="table to read from (collect) or focus on")
+    tables: list[str] | None = Field(
+        None,
+        min_length=1,
+        max_length=10_000,
+        description="a whole-schema source: the tables of db_schema to take (default: every "
+        "table); read by the sql_database workflow, one table per collect (plan_tables)",
+    )
     query: str | None = Field(
         None,
         min_length=1,
@@ -92,6 +99,11 @@ class PostgresSource(ActionBody):
             raise ValueError("give source.table or source.query, not both")
         if self.params and self.query is None:
             raise ValueError("source.params are the values of source.query's placeholders")
+        if self.tables is not None:
+            if self.table is not None or self.query is not None:
+                raise ValueError("give source.tables (a whole schema) or source.table or query")
+            if len(set(self.tables)) != len(self.tables):
+                raise ValueError("source.tables lists a table twice")
         return self
 
 

@@ -180,6 +180,11 @@ async def describe_postgres(
             "reason": scrub(f"{type(exc).__name__}: {exc}", secrets),
             "tables": [],
         }
+    missing: list[str] = []
+    if source.tables is not None:
+        # A whole-schema source's list: only those tables, and the ones not found named.
+        columns = {k: v for k, v in columns.items() if k[1] in source.tables}
+        missing = sorted(set(source.tables) - {name for _, name in columns})
     tables = []
     for (schema, name), cols in list(columns.items())[:max_tables]:
         rows, size = stats.get((schema, name), (None, 0))
@@ -202,4 +207,5 @@ async def describe_postgres(
         "tables": tables,
         "count": len(columns),
         "truncated": len(columns) > max_tables,
+        **({"missing": missing} if source.tables is not None else {}),
     }
