@@ -71,11 +71,16 @@ class LogLevelFollower:
             self.current, self.source = level, source
         return self.current
 
+    async def check_quietly(self) -> None:
+        """`check`, a failure logged: a database restarting leaves the level in force."""
+        try:
+            await self.check()
+        except Exception as exc:
+            if not is_unavailable(exc):
+                log.exception("reading the platform's log level failed")
+
     async def run(self) -> None:
+        """Check every `interval_s`; the service checks once itself before it serves."""
         while True:
-            try:
-                await self.check()
-            except Exception as exc:  # a database restarting: the level in force stays
-                if not is_unavailable(exc):
-                    log.exception("reading the platform's log level failed")
             await asyncio.sleep(self.interval_s)
+            await self.check_quietly()

@@ -123,6 +123,7 @@ def create_agent_app(
                 app.state.sessionmaker, settings.log_level, interval_s=settings.live_settings_poll_s
             )
             app.state.log_level = follower
+            await follower.check_quietly()  # at the platform's level from the first request
             try:
                 async with background(follower.run()):
                     yield

@@ -152,7 +152,7 @@ registry.action(
     "plan_tables",
     PlanTablesBody,
     example={
-        "source": {"kind": "postgres", "url": "postgresql://app@db/shop", "db_schema": "public"},
+        "source": {"kind": "postgres", "url_env": "SHOP_DB_URL", "db_schema": "public"},
         "dataset_prefix": "shop_",
         "state_key": "shop",
     },

@@ -58,7 +58,10 @@ def create_app(settings: EngineSettings | None = None) -> FastAPI:
             sessionmaker, settings.log_level, interval_s=settings.live_settings_poll_s
         )
         app.state.log_level = follower
-        loops = [relay.run(), follower.run()] if settings.start_loops else []
+        loops = []
+        if settings.start_loops:
+            await follower.check_quietly()  # at the platform's level from the first step
+            loops = [relay.run(), follower.run()]
         async with background(*loops, stoppers=[relay.stop]):
             if settings.start_loops:
                 executor.start()

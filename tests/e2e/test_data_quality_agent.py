@@ -39,13 +39,17 @@ def quality_agent(platform: Platform, tmp_path_factory: pytest.TempPathFactory) 
 
 
 @pytest.fixture(scope="module")
-def registered(platform: Platform, quality_agent: str) -> str:
-    """The agent registered as an admin would, with its actions read from the agent."""
+def registered(platform: Platform, quality_agent: str) -> Iterator[str]:
+    """The agent registered as an admin would, with its actions read from the agent; removed
+    again before its process stops (the platform is shared: its health monitor would report
+    an agent left registered and gone as unreachable to the tests that follow)."""
     with platform.api() as api:
         response = api.post("/agents", json={"name": AGENT, "base_url": quality_agent})
     assert response.status_code == 201, response.text
     assert response.json()["actions"] == ["check", "classify", "noop"]
-    return quality_agent
+    yield quality_agent
+    with platform.api() as api:
+        assert api.delete(f"/agents/{AGENT}").status_code == 204
 
 
 def standard_with_external_checks() -> dict[str, Any]:

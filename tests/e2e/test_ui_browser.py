@@ -4,6 +4,7 @@ every node of the DAG green, and keep screenshots (docs/screenshots/ and pytest'
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
@@ -66,9 +67,10 @@ def test_submit_from_the_ui_and_watch_the_run_succeed(platform: Platform, tmp_pa
         expect(page.locator("#health-history")).to_contain_text("data-merger", timeout=15_000)
         page.screenshot(path=str(tmp_path / "agents-page.png"), full_page=True)
 
-        # The datasets page: the run's load, then the dataset's loads and schema.
+        # The datasets page: the run's load, then the dataset's loads and schema (the run's own
+        # dataset, by its whole name: other tests on this platform load `*orders*` ones too).
         page.goto(f"{platform.controller}/ui#/datasets")
-        dataset = page.locator("#datasets a", has_text="orders").first
+        dataset = page.locator("#datasets a", has_text=re.compile(r"^test_orders$")).first
         expect(dataset).to_be_visible(timeout=15_000)
         dataset.click()
         loads = page.locator("#loads tbody tr")
