@@ -47,7 +47,7 @@ async def collect_files(
         if window.consider(entry.relative, value):
             chosen.append(entry)
     root = DataRoot.from_setting(ctx.settings.data_root)
-    out = root.run_dir(ctx.run_id, ctx.step_id)
+    out = staging.collect_dir(root, ctx)
     await asyncio.to_thread(staging.reset_dir, root, out)
     gate = asyncio.Semaphore(concurrency)
 

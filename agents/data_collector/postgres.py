@@ -8,7 +8,6 @@ become one Parquet file, so the table never sits in memory whole.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import posixpath
 from collections.abc import Callable
@@ -114,7 +113,7 @@ async def collect_postgres(
         )
     bound = pg_query.bind(source.query, source.params) if source.query is not None else None
     root = DataRoot.from_setting(ctx.settings.data_root)
-    out = _staging_dir(root, ctx)
+    out = staging.collect_dir(root, ctx)
     await asyncio.to_thread(staging.reset_dir, root, out)
     url, secrets = postgres_url(source, ctx.settings)
     pg_arrow.check_query(url)
@@ -166,18 +165,6 @@ async def collect_postgres(
             scrub(f"a value does not fit its column type: {exc}", secrets),
             code="invalid_value",
         ) from exc
-
-
-def _staging_dir(root: DataRoot, ctx: ActionContext) -> str:
-    """The folder of this collect's chunks, its own for each child of a map_over.
-
-    The children of a fanned-out step (sql_database: one per table) share the run and step
-    ids; only their idempotency keys differ (they carry the map index). A retry has the same
-    key, so it still replaces its own earlier output and nobody else's."""
-    out = root.run_dir(ctx.run_id, ctx.step_id)
-    if ctx.idempotency_key is None:
-        return out
-    return posixpath.join(out, hashlib.sha256(ctx.idempotency_key.encode()).hexdigest()[:16])
 
 
 @dataclass

@@ -270,7 +270,7 @@ async def collect_rest(
         rate_limit_per_s=rate_limit.requests / rate_limit.per_s if rate_limit else None,
     )
     root = DataRoot.from_setting(ctx.settings.data_root)
-    out = root.run_dir(ctx.run_id, ctx.step_id)
+    out = staging.collect_dir(root, ctx)
     await asyncio.to_thread(staging.reset_dir, root, out)
     state: dict[str, Any] = {"url": source.url, "page": pagination.start_page, "offset": 0}
     base_params = dict(params)

@@ -19,9 +19,23 @@ import pyarrow.parquet as pq
 from fsspec import AbstractFileSystem
 
 from agents.base.actions import AgentError
+from agents.base.context import ActionContext
 from agents.base.storage import DataRoot
 
 _CHUNK = 1 << 20
+
+
+def collect_dir(root: DataRoot, ctx: ActionContext) -> str:
+    """The folder of one collect's staged files, its own for each child of a map_over.
+
+    The children of a fanned-out step (sql_database: one per table) share the run and step
+    ids; only their idempotency keys differ (they carry the map index), so without a folder of
+    their own each child's reset would wipe the files another had staged. A retry has the same
+    key: it still replaces its own earlier output, and nobody else's."""
+    out = root.run_dir(ctx.run_id, ctx.step_id)
+    if ctx.idempotency_key is None:
+        return out
+    return posixpath.join(out, hashlib.sha256(ctx.idempotency_key.encode()).hexdigest()[:16])
 
 
 def reset_dir(root: DataRoot, path: str) -> None:

@@ -296,7 +296,7 @@ async def collect_stream(
 ) -> dict[str, Any]:
     """Read pending entries (else new ones) into one file in the run dir; ids and a cursor."""
     root = DataRoot.from_setting(ctx.settings.data_root)
-    out = root.run_dir(ctx.run_id, ctx.step_id)
+    out = staging.collect_dir(root, ctx)
     await asyncio.to_thread(staging.reset_dir, root, out)
     async with stream_client(source, ctx.settings) as (client, _):
         await _ensure_group(client, source)

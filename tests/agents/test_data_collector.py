@@ -81,6 +81,27 @@ def ndjson_records(out: dict[str, Any]) -> list[dict[str, Any]]:
 # ----------------------------------------------------------------------------- files
 
 
+async def test_the_children_of_a_fanned_out_collect_keep_each_other_s_files(
+    client: httpx.AsyncClient, landing: Path
+) -> None:
+    """Map children share the run and step ids; each stages in a folder of its own (by its
+    idempotency key), so the second's reset does not wipe what the first staged."""
+    for name in ("a", "b"):
+        (landing / name).mkdir()
+        (landing / name / f"{name}.csv").write_text(f"id,side\n1,{name}\n")
+    outputs = []
+    for index, name in enumerate(("a", "b")):
+        headers = {**service_auth(), "X-Run-Id": "fanout", "X-Step-Id": "collect",
+                   "Idempotency-Key": f"fanout:collect:{index}"}  # fmt: skip
+        body = {"source": {"kind": "file", "url": str(landing / name), "glob": "*.csv"}}
+        response = await client.post("/api/v1/collect", json=body, headers=headers)
+        assert response.status_code == 200, response.text
+        outputs.append(response.json())
+    for name, out in zip(("a", "b"), outputs, strict=True):
+        (manifest,) = out["files"]
+        assert read(manifest["uri"]) == f"id,side\n1,{name}\n".encode()
+
+
 async def test_collect_copies_matching_files_with_manifests(client: httpx.AsyncClient):
     resp = await collect(
         client, {"source": {"kind": "file", "root": str(SAMPLES / "test"), "glob": "*.csv"}}
