@@ -29,13 +29,6 @@ WINDOW = 50
 BATCH = 400  # several rounds for the fan-out, so the batching is what is under test
 
 
-@pytest.fixture(scope="module")
-def schema() -> Iterator[str]:
-    """This module's own schema: a claim takes any READY step of its schema, and other modules
-    may leave runs unfinished in the session's one."""
-    yield from fresh_schema()
-
-
 @pytest.fixture
 async def harness(schema: str) -> AsyncIterator[Harness]:
     engine = create_engine(CommonSettings(database_url=DATABASE_URL, db_schema=schema))

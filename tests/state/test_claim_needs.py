@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import AsyncIterator, Iterator
 
 import asyncpg
 import pytest
@@ -21,20 +20,8 @@ from shared.settings import CommonSettings
 from shared.spec.models import StepSpec
 from shared.state.needs import step_needs
 from shared.state.steps import AttemptResult, claim_steps, record_results
-from tests.conftest import DATABASE_URL, fresh_schema
+from tests.conftest import DATABASE_URL
 from tests.state.test_state_machine import Harness, ok, s
-
-
-@pytest.fixture(scope="module")
-def schema() -> Iterator[str]:
-    yield from fresh_schema()
-
-
-@pytest.fixture
-async def db(schema: str) -> AsyncIterator[async_sessionmaker]:
-    engine = create_engine(CommonSettings(database_url=DATABASE_URL, db_schema=schema))
-    yield create_sessionmaker(engine)
-    await engine.dispose()
 
 
 @pytest.fixture

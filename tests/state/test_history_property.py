@@ -8,10 +8,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import text
@@ -27,7 +25,7 @@ from shared.state.leases import expire_leases, release_leases
 from shared.state.runs import NewRun, create_runs, start_runs, startable_runs
 from shared.state.steps import AttemptResult, ClaimedStep, claim_steps, record_results
 from shared.state.stopping import request_cancel, stop_round
-from tests.conftest import DATABASE_URL, fresh_schema
+from tests.conftest import DATABASE_URL
 
 
 def _step(id: str, *deps: str, **extra: Any) -> dict[str, Any]:
@@ -76,12 +74,6 @@ OPS = (
     "cancel",
     "stop",
 )
-
-
-@pytest.fixture(scope="module")
-def schema() -> Iterator[str]:
-    """This module's own schema: every example starts from empty tables."""
-    yield from fresh_schema()
 
 
 class World:

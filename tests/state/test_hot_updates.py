@@ -3,16 +3,10 @@ from its page without a VACUUM): a lease renewal, the commonest update of a long
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
-
-import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
-from shared.db.session import create_engine, create_sessionmaker
-from shared.settings import CommonSettings
 from shared.state.leases import renew_leases
-from tests.conftest import DATABASE_URL, fresh_schema
 from tests.state.test_state_machine import Harness, ok, s
 
 # The backend's counts of the table's updates not yet published to pg_stat_user_tables (which
@@ -21,18 +15,6 @@ _COUNTS = text(
     "SELECT pg_stat_get_xact_tuples_updated('step_runs'::regclass) AS updated, "
     "pg_stat_get_xact_tuples_hot_updated('step_runs'::regclass) AS hot"
 )
-
-
-@pytest.fixture(scope="module")
-def schema() -> Iterator[str]:
-    yield from fresh_schema()
-
-
-@pytest.fixture
-async def db(schema: str) -> AsyncIterator[async_sessionmaker]:
-    engine = create_engine(CommonSettings(database_url=DATABASE_URL, db_schema=schema))
-    yield create_sessionmaker(engine)
-    await engine.dispose()
 
 
 async def test_a_lease_renewal_is_a_hot_update(db: async_sessionmaker, schema: str) -> None:

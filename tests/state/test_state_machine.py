@@ -4,35 +4,17 @@ fan-out, failure propagation, cancellation and saga compensation, on a real Post
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
-from shared.db.session import create_engine, create_sessionmaker
-from shared.settings import CommonSettings
 from shared.spec.models import WorkflowSpec
 from shared.state.leases import expire_leases
 from shared.state.runs import NewRun, create_runs, start_runs
 from shared.state.steps import AttemptResult, ClaimedStep, claim_steps, record_results
 from shared.state.stopping import request_cancel
-from tests.conftest import DATABASE_URL, fresh_schema
-
-
-@pytest.fixture(scope="module")
-def schema() -> Iterator[str]:
-    """This module's own schema: a claim takes any READY step of its schema, and other modules
-    may leave runs unfinished in the session's one."""
-    yield from fresh_schema()
-
-
-@pytest.fixture
-async def db(schema: str) -> AsyncIterator[async_sessionmaker]:
-    engine = create_engine(CommonSettings(database_url=DATABASE_URL, db_schema=schema))
-    yield create_sessionmaker(engine)
-    await engine.dispose()
 
 
 class Harness:
