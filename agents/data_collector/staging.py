@@ -77,7 +77,7 @@ def encode_ndjson(records: list[Any], *, stdlib: bool = False) -> bytes:
         try:
             return b"".join([orjson.dumps(r, option=orjson.OPT_APPEND_NEWLINE) for r in records])
         except orjson.JSONEncodeError:
-            pass
+            pass  # a value orjson cannot write as read: the stdlib below writes it
     return b"".join([_stdlib_line(r) for r in records])
 
 

@@ -44,7 +44,7 @@ def decode_json(raw: bytes) -> tuple[Any, bool]:
         try:
             return orjson.loads(raw), False
         except orjson.JSONDecodeError:
-            pass
+            pass  # refused by orjson (NaN, a BOM, UTF-16, ...): the stdlib below decides
     return json.loads(raw), True
 
 
