@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import asyncpg
 import httpx
@@ -11,8 +12,10 @@ import pytest
 
 from agents.base.settings import AgentSettings
 from agents.data_collector.app import create_app
+from agents.data_converter.app import create_app as create_converter
+from agents.data_merger.app import create_app as create_merger
 from shared.db.session import asyncpg_dsn
-from tests.conftest import DATABASE_URL, asgi_client
+from tests.conftest import DATABASE_URL, SAMPLES, asgi_client
 
 PLAIN_DB_URL = asyncpg_dsn(DATABASE_URL)
 ROWS = 3000
@@ -24,6 +27,19 @@ async def collector(common_env: dict) -> AsyncIterator[httpx.AsyncClient]:
     settings = AgentSettings(**common_env, allow_private_hosts=["127.0.0.1"])
     async with asgi_client(create_app(settings)) as c:
         yield c
+
+
+@pytest.fixture
+async def converter_merger(
+    common_env: dict, tmp_path: Path
+) -> AsyncIterator[tuple[httpx.AsyncClient, httpx.AsyncClient]]:
+    """The data-converter and data-merger apps, allowed the samples and the test's folder."""
+    settings = AgentSettings(**common_env, allowed_roots=[str(SAMPLES), str(tmp_path)])
+    async with (
+        asgi_client(create_converter(settings)) as converter,
+        asgi_client(create_merger(settings)) as merger,
+    ):
+        yield converter, merger
 
 
 @pytest.fixture

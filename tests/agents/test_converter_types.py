@@ -11,7 +11,6 @@ import io
 import json
 import random
 import uuid
-from collections.abc import AsyncIterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -23,11 +22,8 @@ import openpyxl
 import polars as pl
 import pytest
 
-from agents.base.settings import AgentSettings
-from agents.data_converter.app import create_app as create_converter
-from agents.data_merger.app import create_app as create_merger
 from shared.db.session import asyncpg_dsn
-from tests.conftest import DATABASE_URL, asgi_client, service_auth
+from tests.conftest import DATABASE_URL, service_auth
 
 # Quoted codes, and an id too long for int64 (a float would round it).
 ZIPS = b'id,zip,account\n1,"08123","12345678901234567890"\n2,"00501","98765432109876543210"\n'
@@ -41,20 +37,8 @@ RECORDS: list[dict[str, Any]] = [
 
 
 @pytest.fixture
-async def apps(
-    common_env: dict, tmp_path: Path
-) -> AsyncIterator[tuple[httpx.AsyncClient, httpx.AsyncClient]]:
-    settings = AgentSettings(**common_env, allowed_roots=[str(tmp_path)])
-    async with (
-        asgi_client(create_converter(settings)) as converter,
-        asgi_client(create_merger(settings)) as merger,
-    ):
-        yield converter, merger
-
-
-@pytest.fixture
-def converter(apps: tuple[httpx.AsyncClient, httpx.AsyncClient]) -> httpx.AsyncClient:
-    return apps[0]
+def converter(converter_merger: tuple[httpx.AsyncClient, httpx.AsyncClient]) -> httpx.AsyncClient:
+    return converter_merger[0]
 
 
 async def call(client: httpx.AsyncClient, action: str, body: dict[str, Any]) -> httpx.Response:
@@ -128,12 +112,12 @@ async def test_declared_types_win_over_inference_at_read_time(
 
 @pytest.mark.parametrize("layout", ["json", "ndjson"])
 async def test_empty_objects_mixed_kinds_and_deep_nesting_convert_and_merge(
-    apps: tuple[httpx.AsyncClient, httpx.AsyncClient],
+    converter_merger: tuple[httpx.AsyncClient, httpx.AsyncClient],
     common_env: dict,
     tmp_path: Path,
     layout: str,
 ) -> None:
-    converter, merger = apps
+    converter, merger = converter_merger
     text = json.dumps(RECORDS) if layout == "json" else "\n".join(json.dumps(r) for r in RECORDS)
     manifest = await convert(converter, write(tmp_path, f"records.{layout}", text.encode()))
     schema = manifest["schema"]

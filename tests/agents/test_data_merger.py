@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -13,27 +12,11 @@ import asyncpg
 import httpx
 import polars as pl
 import pyarrow.parquet as pq
-import pytest
 
-from agents.base.settings import AgentSettings
-from agents.data_converter.app import create_app as create_converter
-from agents.data_merger.app import create_app as create_merger
 from shared.db.session import asyncpg_dsn
-from tests.conftest import DATABASE_URL, SAMPLES, asgi_client, service_auth
+from tests.conftest import DATABASE_URL, SAMPLES, service_auth
 
 TEST_SAMPLES = SAMPLES / "test"
-
-
-@pytest.fixture
-async def clients(
-    common_env: dict, tmp_path: Path
-) -> AsyncIterator[tuple[httpx.AsyncClient, httpx.AsyncClient]]:
-    settings = AgentSettings(**common_env, allowed_roots=[str(SAMPLES), str(tmp_path)])
-    async with (
-        asgi_client(create_converter(settings)) as converter,
-        asgi_client(create_merger(settings)) as merger,
-    ):
-        yield converter, merger
 
 
 async def call(
@@ -58,9 +41,9 @@ def batch(tmp_path: Path, name: str, rows: list[dict[str, Any]]) -> str:
 
 
 async def test_the_test_workflow_merges_140_orders_and_a_rerun_changes_nothing(
-    clients: tuple[httpx.AsyncClient, httpx.AsyncClient],
+    converter_merger: tuple[httpx.AsyncClient, httpx.AsyncClient],
 ) -> None:
-    converter, merger = clients
+    converter, merger = converter_merger
     csvs, remote = await asyncio.gather(
         call(
             converter,
@@ -113,9 +96,9 @@ async def test_the_test_workflow_merges_140_orders_and_a_rerun_changes_nothing(
 
 
 async def test_merge_without_primary_key_is_refused_and_writes_nothing(
-    clients: tuple[httpx.AsyncClient, httpx.AsyncClient], common_env: dict, tmp_path: Path
+    converter_merger: tuple[httpx.AsyncClient, httpx.AsyncClient], common_env: dict, tmp_path: Path
 ) -> None:
-    _, merger = clients
+    _, merger = converter_merger
     name = dataset_name()
     body = {
         "batches": [batch(tmp_path, "b", [{"id": 1}])],
@@ -129,9 +112,9 @@ async def test_merge_without_primary_key_is_refused_and_writes_nothing(
 
 
 async def test_upsert_counts_dedup_sort_and_hard_delete(
-    clients: tuple[httpx.AsyncClient, httpx.AsyncClient], tmp_path: Path
+    converter_merger: tuple[httpx.AsyncClient, httpx.AsyncClient], tmp_path: Path
 ) -> None:
-    _, merger = clients
+    _, merger = converter_merger
     name = dataset_name()
     base = {"dataset": name, "write_disposition": "merge", "primary_key": ["id"]}
     initial = [{"id": i, "v": f"v{i}", "version": 1, "gone": False} for i in range(1, 6)]
@@ -167,9 +150,9 @@ async def test_upsert_counts_dedup_sort_and_hard_delete(
 
 
 async def test_append_and_replace_and_checksum_ignores_row_order(
-    clients: tuple[httpx.AsyncClient, httpx.AsyncClient], tmp_path: Path
+    converter_merger: tuple[httpx.AsyncClient, httpx.AsyncClient], tmp_path: Path
 ) -> None:
-    _, merger = clients
+    _, merger = converter_merger
     name = dataset_name()
     rows_a = [{"id": 1, "x": "a"}, {"id": 2, "x": "b"}]
     rows_b = [{"id": 3, "x": "c", "extra": 1.5}]
@@ -203,9 +186,9 @@ async def test_append_and_replace_and_checksum_ignores_row_order(
 
 
 async def test_concurrent_merges_into_one_dataset_are_serialised(
-    clients: tuple[httpx.AsyncClient, httpx.AsyncClient], tmp_path: Path
+    converter_merger: tuple[httpx.AsyncClient, httpx.AsyncClient], tmp_path: Path
 ) -> None:
-    _, merger = clients
+    _, merger = converter_merger
     name = dataset_name()
     bodies = [
         {
@@ -227,9 +210,9 @@ async def test_concurrent_merges_into_one_dataset_are_serialised(
 
 
 async def test_merges_into_a_postgres_table_in_one_transaction(
-    clients: tuple[httpx.AsyncClient, httpx.AsyncClient], common_env: dict, tmp_path: Path
+    converter_merger: tuple[httpx.AsyncClient, httpx.AsyncClient], common_env: dict, tmp_path: Path
 ) -> None:
-    _, merger = clients
+    _, merger = converter_merger
     table = f"orders_{uuid.uuid4().hex[:6]}"
     target = {"kind": "postgres", "table": table}
     rows = [
@@ -300,9 +283,9 @@ async def test_merges_into_a_postgres_table_in_one_transaction(
 
 
 async def test_postgres_append_and_replace(
-    clients: tuple[httpx.AsyncClient, httpx.AsyncClient], common_env: dict, tmp_path: Path
+    converter_merger: tuple[httpx.AsyncClient, httpx.AsyncClient], common_env: dict, tmp_path: Path
 ) -> None:
-    _, merger = clients
+    _, merger = converter_merger
     table = f"events_{uuid.uuid4().hex[:6]}"
     body = {"dataset": "events", "target": {"kind": "postgres", "table": table}}
     day_one = batch(tmp_path, "e1", [{"at": "2026-11-01", "n": 1}, {"at": "2026-11-02", "n": 2}])
@@ -328,9 +311,9 @@ async def test_postgres_append_and_replace(
 
 
 async def test_quality_check_passes_and_fails_with_results(
-    clients: tuple[httpx.AsyncClient, httpx.AsyncClient], tmp_path: Path
+    converter_merger: tuple[httpx.AsyncClient, httpx.AsyncClient], tmp_path: Path
 ) -> None:
-    _, merger = clients
+    _, merger = converter_merger
     name = dataset_name()
     rows: list[dict[str, Any]] = [
         {"id": 1, "amount": 5.0, "email": "a@x"},
@@ -375,9 +358,9 @@ async def test_quality_check_passes_and_fails_with_results(
 
 
 async def test_an_empty_micro_batch_converts_and_merges_nothing(
-    clients: tuple[httpx.AsyncClient, httpx.AsyncClient], tmp_path: Path
+    converter_merger: tuple[httpx.AsyncClient, httpx.AsyncClient], tmp_path: Path
 ) -> None:
-    converter, merger = clients
+    converter, merger = converter_merger
     name = dataset_name()
     first = batch(tmp_path, "first", [{"id": 1, "v": "a"}, {"id": 2, "v": "b"}])
     body = {"dataset": name, "write_disposition": "merge", "primary_key": ["id"]}

@@ -7,7 +7,6 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -15,27 +14,11 @@ import asyncpg
 import duckdb
 import httpx
 import polars as pl
-import pytest
 
-from agents.base.settings import AgentSettings
-from agents.data_converter.app import create_app as create_converter
-from agents.data_merger.app import create_app as create_merger
 from shared.db.session import asyncpg_dsn
-from tests.conftest import DATABASE_URL, asgi_client, service_auth
+from tests.conftest import DATABASE_URL, service_auth
 
 LINKS = ["_row_id", "_parent_id", "_position", "_root_id"]
-
-
-@pytest.fixture
-async def clients(
-    common_env: dict, tmp_path: Path
-) -> AsyncIterator[tuple[httpx.AsyncClient, httpx.AsyncClient]]:
-    settings = AgentSettings(**common_env, allowed_roots=[str(tmp_path)])
-    async with (
-        asgi_client(create_converter(settings)) as converter,
-        asgi_client(create_merger(settings)) as merger,
-    ):
-        yield converter, merger
 
 
 async def call(client: httpx.AsyncClient, action: str, body: dict[str, Any]) -> httpx.Response:
@@ -91,9 +74,9 @@ RECORDS: list[dict[str, Any]] = [
 
 
 async def test_unnest_gives_flattened_columns_and_exact_child_rows(
-    clients: tuple[httpx.AsyncClient, httpx.AsyncClient], tmp_path: Path
+    converter_merger: tuple[httpx.AsyncClient, httpx.AsyncClient], tmp_path: Path
 ) -> None:
-    converter, _ = clients
+    converter, _ = converter_merger
     source = ndjson(tmp_path, "nested", RECORDS)
     body = {
         "files": [source],
@@ -239,9 +222,9 @@ EXPECTED_CHILDREN = [("a9", 1, 0), ("b1", 2, 0)]
 
 
 async def test_merge_into_delta_replaces_a_changed_records_children(
-    clients: tuple[httpx.AsyncClient, httpx.AsyncClient], common_env: dict, tmp_path: Path
+    converter_merger: tuple[httpx.AsyncClient, httpx.AsyncClient], common_env: dict, tmp_path: Path
 ) -> None:
-    converter, merger = clients
+    converter, merger = converter_merger
     name = f"orders_{uuid.uuid4().hex[:6]}"
     first = await convert_keyed(converter, ndjson(tmp_path, "v1", version_one()))
     body = {
@@ -292,9 +275,9 @@ async def test_merge_into_delta_replaces_a_changed_records_children(
 
 
 async def test_merge_into_postgres_replaces_children_in_one_transaction(
-    clients: tuple[httpx.AsyncClient, httpx.AsyncClient], common_env: dict, tmp_path: Path
+    converter_merger: tuple[httpx.AsyncClient, httpx.AsyncClient], common_env: dict, tmp_path: Path
 ) -> None:
-    converter, merger = clients
+    converter, merger = converter_merger
     table = f"orders_{uuid.uuid4().hex[:6]}"
     schema = common_env["target_schemas"][0]
     body = {
@@ -335,9 +318,9 @@ async def test_merge_into_postgres_replaces_children_in_one_transaction(
 
 
 async def test_merge_into_duckdb_replaces_children_in_one_transaction(
-    clients: tuple[httpx.AsyncClient, httpx.AsyncClient], common_env: dict, tmp_path: Path
+    converter_merger: tuple[httpx.AsyncClient, httpx.AsyncClient], common_env: dict, tmp_path: Path
 ) -> None:
-    converter, merger = clients
+    converter, merger = converter_merger
     name = f"orders_{uuid.uuid4().hex[:6]}"
     body = {
         "dataset": name,
@@ -373,9 +356,9 @@ async def test_merge_into_duckdb_replaces_children_in_one_transaction(
 
 
 async def test_destinations_without_child_tables_refuse_unnested_batches(
-    clients: tuple[httpx.AsyncClient, httpx.AsyncClient], common_env: dict, tmp_path: Path
+    converter_merger: tuple[httpx.AsyncClient, httpx.AsyncClient], common_env: dict, tmp_path: Path
 ) -> None:
-    converter, merger = clients
+    converter, merger = converter_merger
     batch = await convert_keyed(converter, ndjson(tmp_path, "v1", version_one()))
     name = f"orders_{uuid.uuid4().hex[:6]}"
     refused = await call(
@@ -426,9 +409,9 @@ async def test_destinations_without_child_tables_refuse_unnested_batches(
 
 
 async def test_a_batch_whose_only_change_is_in_a_list_is_not_taken_for_a_replay(
-    clients: tuple[httpx.AsyncClient, httpx.AsyncClient], tmp_path: Path
+    converter_merger: tuple[httpx.AsyncClient, httpx.AsyncClient], tmp_path: Path
 ) -> None:
-    converter, merger = clients
+    converter, merger = converter_merger
     name = f"orders_{uuid.uuid4().hex[:6]}"
     body = {"dataset": name, "write_disposition": "merge", "primary_key": ["id"]}
     results, digests = [], []
@@ -451,9 +434,9 @@ async def test_a_batch_whose_only_change_is_in_a_list_is_not_taken_for_a_replay(
 
 
 async def test_a_key_twice_in_an_unnested_merge_is_refused_before_anything_is_written(
-    clients: tuple[httpx.AsyncClient, httpx.AsyncClient], common_env: dict, tmp_path: Path
+    converter_merger: tuple[httpx.AsyncClient, httpx.AsyncClient], common_env: dict, tmp_path: Path
 ) -> None:
-    converter, merger = clients
+    converter, merger = converter_merger
     twice = [{"id": 1, "items": [{"sku": "a"}]}, {"id": 1, "items": [{"sku": "b"}]}]
     batch = await convert_keyed(converter, ndjson(tmp_path, "twice", twice))
     name = f"orders_{uuid.uuid4().hex[:6]}"
